@@ -1,0 +1,223 @@
+"""Check a composed config before anything is built: every problem named by key, value and the fix.
+
+Runs before the run folder exists (a Hydra callback) and again at the start of every run, so a bad
+value never reaches the training loop. Imports nothing heavy: it runs on every command.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nnexp.errors import ConfigError
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "prelu")
+INITS = ("default", "normal", "xavier", "kaiming")
+LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
+MODES = ("min", "max")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    ok: Callable[[Any], bool]
+    allowed: str
+    example: str
+
+
+def _rule(key: str, ok: Callable[[Any], bool], allowed: str, example: Any) -> Rule:
+    return Rule(key, ok, allowed, f"{key}={example}")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], bool]:
+    return lambda value: value in choices
+
+
+RULES = [
+    _rule("seed", _whole, "a whole number", 0),
+    _rule("trainer.epochs", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 10),
+    _rule(
+        "trainer.batch_size",
+        lambda v: v == "full" or (_whole(v) and v >= 1),
+        "a whole number >= 1, or `full` for full-batch gradient descent",
+        64,
+    ),
+    _rule("trainer.eval_every", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 1),
+    _rule("trainer.eval_batch_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 4096),
+    _rule(
+        "trainer.max_batches_per_epoch",
+        lambda v: v is None or (_whole(v) and v >= 1),
+        "null or a whole number >= 1",
+        5,
+    ),
+    _rule("optim.lr", lambda v: _number(v) and v > 0, "a finite number > 0", 0.01),
+    _rule("optim.momentum", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.9),
+    _rule("optim.dampening", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]", 0.0),
+    _rule("optim.weight_decay", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.0),
+    _rule("optim.eps", lambda v: _number(v) and v > 0, "a finite number > 0", 1e-8),
+    _rule("optim.alpha", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)", 0.99),
+    _rule("optim.lr_decay", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.0),
+    _rule(
+        "optim.initial_accumulator_value",
+        lambda v: _number(v) and v >= 0,
+        "a finite number >= 0",
+        0.0,
+    ),
+    _rule(
+        "optim.betas",
+        lambda v: isinstance(v, (list, tuple, ListConfig))
+        and len(v) == 2
+        and all(_number(b) and 0 <= b < 1 for b in v),
+        "two numbers in [0, 1)",
+        "[0.9,0.999]",
+    ),
+    _rule("optim.nesterov", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("optim.amsgrad", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("optim.centered", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule(
+        "model.hidden",
+        lambda v: isinstance(v, (list, ListConfig)) and all(_whole(h) and h >= 1 for h in v),
+        "a list of whole numbers >= 1",
+        "[256,128]",
+    ),
+    _rule("model.activation", _one_of(ACTIVATIONS), "one of " + ", ".join(ACTIVATIONS), "relu"),
+    _rule("model.dropout", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.2),
+    _rule("model.init", _one_of(INITS), "one of " + ", ".join(INITS), "xavier"),
+    _rule("model.init_std", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.01),
+    _rule("loss.name", _one_of(LOSSES), "one of " + ", ".join(LOSSES), "cross_entropy"),
+    _rule("scheduler.step_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 10),
+    _rule("scheduler.gamma", lambda v: _number(v) and v > 0, "a finite number > 0", 0.1),
+    _rule("scheduler.T_max", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 20),
+    _rule("scheduler.eta_min", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.0),
+    _rule("scheduler.factor", lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)", 0.1),
+    _rule("scheduler.patience", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 5),
+    _rule("scheduler.mode", _one_of(MODES), "min or max", "min"),
+    _rule(
+        "regularization.l2.weight_decay",
+        lambda v: _number(v) and v >= 0,
+        "a finite number >= 0",
+        1e-4,
+    ),
+    _rule("regularization.l1.strength", lambda v: _number(v) and v >= 0, "a number >= 0", 1e-5),
+    _rule(
+        "regularization.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.5
+    ),
+    _rule(
+        "regularization.early_stopping.patience",
+        lambda v: _whole(v) and v >= 0,
+        "a whole number >= 0",
+        5,
+    ),
+    _rule("regularization.early_stopping.mode", _one_of(MODES), "min or max", "min"),
+    _rule(
+        "regularization.early_stopping.min_delta",
+        lambda v: _number(v) and v >= 0,
+        "a finite number >= 0",
+        0.0,
+    ),
+    _rule(
+        "device.type",
+        lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
+        "auto, cpu, cuda or cuda:N",
+        "cpu",
+    ),
+    _rule("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)", 0.1),
+    _rule("data.test_fraction", lambda v: _number(v) and 0 < v < 1, "a fraction in (0, 1)", 0.2),
+    _rule(
+        "data.test_size",
+        lambda v: (_whole(v) and v >= 1) or (_number(v) and 0 < v < 1),
+        "a fraction in (0, 1) or a whole number of rows >= 1",
+        0.2,
+    ),
+    _rule(
+        "data.features",
+        lambda v: isinstance(v, (list, ListConfig))
+        and len(v) > 0
+        and all(isinstance(f, str) for f in v),
+        "a non-empty list of column names",
+        "[Height,Width]",
+    ),
+    _rule("data.target", lambda v: isinstance(v, str) and v != "", "a column name", "Weight"),
+]
+
+_ABSENT = object()
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first problem in `cfg`; return quietly when it is sound."""
+    _check_nothing_missing(cfg)
+    for rule in RULES:
+        value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        if not rule.ok(value):
+            raise ConfigError(
+                f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} "
+                f"(e.g. {rule.example})"
+            )
+    _check_combinations(cfg)
+
+
+def _check_nothing_missing(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        raise ConfigError(f"{key} is required: set it on the command line, e.g. {key}=...")
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    optim = cfg.get("optim", {})
+    if optim.get("nesterov") and (optim.get("momentum", 0) <= 0 or optim.get("dampening", 0) != 0):
+        raise ConfigError(
+            "optim.nesterov=true needs momentum > 0 and dampening 0: "
+            "add optim.momentum=0.9 or set optim.nesterov=false"
+        )
+    regularization = cfg.get("regularization") or {}
+    if "dropout" in regularization and "dropout" not in cfg.model:
+        raise ConfigError(
+            f"regularization=dropout needs a model with hidden layers, and "
+            f"{_model_name(cfg)} has none: choose e.g. model=mlp"
+        )
+    has_val = OmegaConf.select(cfg, "data.val_fraction", default=0) > 0
+    monitored = {
+        "regularization.early_stopping.monitor": OmegaConf.select(
+            cfg, "regularization.early_stopping.monitor"
+        ),
+    }
+    for key, monitor in monitored.items():
+        if monitor is None:
+            continue
+        if not isinstance(monitor, str) or not re.fullmatch(r"(train|val)_\w+", monitor):
+            raise ConfigError(
+                f"{key}={_show(monitor)} is not allowed: use a metrics column such as "
+                f"val_loss or val_accuracy"
+            )
+        if monitor.startswith("val_") and not has_val:
+            raise ConfigError(
+                f"{key}={monitor} needs a validation split, and data.val_fraction is 0: "
+                f"set data.val_fraction=0.1 or {key}=train_loss"
+            )
+
+
+def _model_name(cfg: DictConfig) -> str:
+    target = str(cfg.model.get("_target_", "this model"))
+    return "model=" + target.rsplit(".", 1)[-1].lower()
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return str(OmegaConf.to_container(value)).replace(" ", "")
+    return str(value)

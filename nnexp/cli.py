@@ -1,0 +1,44 @@
+"""The `nnexp` command: Hydra composes the config, `run` does the rest.
+
+Only Hydra is imported up front, so `nnexp --help` and `nnexp --cfg job` answer without torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from nnexp.errors import UserError, exit_with
+from nnexp.hydra_hooks import register_experiments, register_resolvers
+from nnexp.paths import CONFIG_DIR
+
+log = logging.getLogger("nnexp")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    from nnexp.runner import run
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        run(cfg, Path(hydra_cfg.runtime.output_dir))
+    except UserError as error:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            log.error("%s", error)
+            raise  # the launcher records the failed job and runs the others
+        exit_with(error)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"nnexp: interrupted; the run folder is {hydra_cfg.runtime.output_dir}\n")
+        sys.exit(130)
+
+
+def main() -> None:
+    register_resolvers()
+    register_experiments()
+    _hydra_main()

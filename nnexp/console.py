@@ -1,0 +1,116 @@
+"""What the user watches: a progress bar while training and a table of results at the end."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+LOSS_REFRESH_S = 0.25  # reading the loss waits for the device, so the bar shows it a few times a second
+
+
+class TrainingProgress:
+    """A rich bar over all batches of the run (so its ETA covers the run), labelled with epoch and loss."""
+
+    def __init__(self, console: Console, epochs: int, batches_per_epoch: int) -> None:
+        self.epochs = epochs
+        self.batches_per_epoch = batches_per_epoch
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            TextColumn("batch {task.fields[batch]}/{task.fields[batches]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task(
+            "train",
+            total=epochs * batches_per_epoch,
+            epoch=0,
+            epochs=epochs,
+            batch=0,
+            batches=batches_per_epoch,
+            loss="-",
+        )
+        self._batch = 0
+        self._last_refresh = 0.0
+
+    def __enter__(self) -> TrainingProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int) -> None:
+        self._batch = 0
+        completed = (epoch - 1) * self.batches_per_epoch
+        self.progress.update(self.task, epoch=epoch, batch=0, completed=completed)
+
+    def on_batch(self, loss: torch.Tensor) -> None:
+        self._batch += 1
+        if self.progress.disable:
+            return
+        now = time.monotonic()
+        fields: dict[str, Any] = {"batch": self._batch}
+        if now - self._last_refresh >= LOSS_REFRESH_S:
+            fields["loss"] = f"{loss.item():.4f}"
+            self._last_refresh = now
+        self.progress.update(self.task, advance=1, **fields)
+
+
+def format_epoch_line(epoch: int, epochs: int, row: dict[str, Any]) -> str:
+    shown = [
+        f"{key} {_format(value)}"
+        for key, value in row.items()
+        if key not in ("epoch", "train_seconds") and not _is_nan(value)
+    ]
+    return f"epoch {epoch}/{epochs}  " + "  ".join(shown)
+
+
+def results_table(
+    final: dict[str, dict[str, float]], baseline: dict[str, Any] | None = None
+) -> Table:
+    """Rows: metrics; columns: splits. A baseline adds its own column of MSEs beside the model's."""
+    splits = list(final)
+    metrics = list(dict.fromkeys(name for values in final.values() for name in values))
+    table = Table(title="results", title_justify="left")
+    table.add_column("metric")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for metric in metrics:
+        table.add_row(metric, *(_format(final[split].get(metric, math.nan)) for split in splits))
+    if baseline is not None:
+        table.add_row(
+            f"mse of {baseline['name']}",
+            *(_format(baseline.get(f"{split}_mse", math.nan)) for split in splits),
+            style="dim",
+        )
+    return table
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,102 @@
+"""Data sets as tensors, plus a spec that tells the rest of the run their shape and task.
+
+Every builder in this package returns a `DataBundle`; the model, the loss and the metrics read
+their sizes from its `spec`, never from the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    task: Task
+    input_shape: tuple[int, ...]
+    num_outputs: int  # classes for classification, target columns for regression
+    sizes: dict[str, int] = field(default_factory=dict)  # examples per split
+    details: dict[str, Any] = field(default_factory=dict)  # what a user should know about the data
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TensorSplit:
+    """One split held as whole tensors; batches are slices of a seeded permutation, no per-sample work."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.inputs = inputs
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def to(self, device: torch.device) -> TensorSplit:
+        return TensorSplit(self.inputs.to(device), self.targets.to(device))
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled batches when given a generator, in order otherwise; the last batch may be short."""
+        if generator is None:
+            for start in range(0, len(self), batch_size):
+                yield self.inputs[start : start + batch_size], self.targets[start : start + batch_size]
+            return
+        order = torch.randperm(len(self), generator=generator).to(self.inputs.device)
+        for start in range(0, len(self), batch_size):
+            index = order[start : start + batch_size]
+            yield self.inputs[index], self.targets[index]
+
+
+@dataclass
+class DataBundle:
+    spec: DataSpec
+    train: TensorSplit
+    val: TensorSplit | None
+    test: TensorSplit
+
+    def splits(self) -> dict[str, TensorSplit]:
+        named = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: split for name, split in named.items() if split is not None}
+
+    def to(self, device: torch.device) -> DataBundle:
+        moved = {name: split.to(device) for name, split in self.splits().items()}
+        return DataBundle(self.spec, moved["train"], moved.get("val"), moved["test"])
+
+
+def shuffled_split(num_rows: int, test_size: float | int, seed: int) -> tuple[Any, Any]:
+    """(train, test) row indices, identical to scikit-learn's `train_test_split(shuffle=True)`.
+
+    Reproduced with NumPy so the lecture's splits hold without importing scikit-learn.
+    """
+    import numpy as np
+
+    num_test = int(test_size) if float(test_size).is_integer() and test_size >= 1 else None
+    if num_test is None:
+        num_test = int(np.ceil(test_size * num_rows))
+    if not 0 < num_test < num_rows:
+        raise ValueError(f"a test part of {test_size} leaves no rows to train on ({num_rows} rows)")
+    permutation = np.random.RandomState(seed).permutation(num_rows)
+    return permutation[num_test:], permutation[:num_test]
+
+
+def carve_validation(
+    train_rows: Any, val_fraction: float, seed: int
+) -> tuple[Any, Any | None]:
+    """Split the training rows into (train, val); no validation part when the fraction is 0."""
+    if val_fraction == 0:
+        return train_rows, None
+    keep, held_out = shuffled_split(len(train_rows), val_fraction, seed)
+    return train_rows[keep], train_rows[held_out]

@@ -1,0 +1,111 @@
+"""Regression on the numeric columns of a CSV file (the fish-market data is a preset of this)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
+from nnexp.errors import DataError
+
+
+def load_csv(
+    path: str,
+    features: list[str],
+    target: str,
+    test_size: float | int,
+    split_seed: int,
+    val_fraction: float,
+    normalize_target: bool,
+) -> DataBundle:
+    """Read `features` -> `target` from `path`; z-score both with statistics of the training rows."""
+    table = read_numeric_columns(Path(path), [*features, target])
+    x = torch.tensor(table[list(features)].to_numpy(), dtype=torch.float32)
+    y = torch.tensor(table[[target]].to_numpy(), dtype=torch.float32)
+
+    try:
+        train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
+    except ValueError as error:
+        raise DataError(f"data.test_size={test_size} does not fit {path}: {error}") from None
+    train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
+
+    x_mean, x_std = _moments(x[train_rows], "feature", features)
+    x = (x - x_mean) / x_std
+    details: dict[str, Any] = {
+        "path": str(Path(path).resolve()),
+        "features": list(features),
+        "target": target,
+        "normalization": "z-score, fitted on the training rows",
+    }
+    if normalize_target:
+        y_mean, y_std = _moments(y[train_rows], "target", [target])
+        y = (y - y_mean) / y_std
+        details["target_scale"] = {"mean": y_mean.item(), "std": y_std.item()}
+
+    def split(rows):
+        return None if rows is None else TensorSplit(x[rows], y[rows])
+
+    bundle = DataBundle(
+        spec=DataSpec(
+            name=Path(path).stem,
+            task="regression",
+            input_shape=(len(features),),
+            num_outputs=1,
+            details=details,
+        ),
+        train=split(train_rows),
+        val=split(val_rows),
+        test=split(test_rows),
+    )
+    bundle.spec.sizes.update({name: len(part) for name, part in bundle.splits().items()})
+    return bundle
+
+
+def read_numeric_columns(path: Path, columns: list[str]):
+    """The named columns of a CSV as floats, or a DataError that says which file, column and cell."""
+    import numpy as np
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"data.path={path}: no such file; point data.path at your CSV file")
+    try:
+        # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+        table = pd.read_csv(path, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"data.path={path}: the file is empty; point data.path at a CSV with a header row"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        reason = str(error).splitlines()[0]
+        raise DataError(f"data.path={path}: not a readable CSV ({reason})") from None
+    if table.empty:
+        raise DataError(f"data.path={path}: the file has a header but no rows")
+    absent = [name for name in columns if name not in table.columns]
+    if absent:
+        raise DataError(
+            f"column {absent[0]!r} is not in {path}: choose from {', '.join(map(str, table.columns))}"
+        )
+    for name in columns:
+        numbers = pd.to_numeric(table[name], errors="coerce")
+        bad = ~np.isfinite(numbers.to_numpy(dtype="float64"))
+        if bad.any():
+            row = int(bad.argmax())
+            raise DataError(
+                f"{path}: column {name!r} holds {table[name][row]!r} at data row {row + 1}, "
+                f"not a finite number; fix the cell or drop the column"
+            )
+        table[name] = numbers.astype("float64")
+    return table
+
+
+def _moments(values: torch.Tensor, kind: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = values.mean(dim=0), values.std(dim=0)
+    constant = (std == 0).nonzero().flatten().tolist()
+    if constant:
+        raise DataError(
+            f"{kind} column {names[constant[0]]!r} is constant on the training rows, "
+            f"so it cannot be normalised; drop it"
+        )
+    return mean, std

@@ -1,0 +1,26 @@
+"""Errors that are the user's to fix: reported as one line with an exit code, never as a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in the config, the command line or the input data. The message names the fix."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A config value that is missing, of the wrong type or out of range."""
+
+
+class DataError(UserError):
+    """Input data that is missing, unreadable or does not match the config."""
+
+
+def exit_with(error: UserError) -> None:
+    """Print the one-line message and leave with the error's exit code; a full trace on request."""
+    import os
+    import sys
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    sys.stderr.write(f"nnexp: error: {error}\n")
+    sys.exit(error.exit_code)

@@ -1,0 +1,70 @@
+"""What nnexp adds to Hydra: unique run folders, the experiment presets, and a config check up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp.checks import check_config
+from nnexp.errors import ConfigError, exit_with
+from nnexp.paths import EXPERIMENT_DIR
+
+
+def claim_new_dir(path: str) -> str:
+    """Create `path`, or `path_1`, `path_2`, ... if taken, atomically; return the one created.
+
+    Hydra names run folders by the second, so two runs started together would share one folder.
+    """
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(10_000):
+        candidate = base if attempt == 0 else base.with_name(f"{base.name}_{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise RuntimeError(f"could not create a new folder beside {base}")
+
+
+def register_resolvers() -> None:
+    # use_cache: Hydra resolves the run folder more than once and copies this cache to sweep jobs.
+    if not OmegaConf.has_resolver("nnexp_new_dir"):
+        OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
+
+
+def register_experiments(experiment_dir: Path = EXPERIMENT_DIR) -> None:
+    """Make every preset in experiments/ selectable as `experiment=NAME`."""
+    store = ConfigStore.instance()
+    for path in sorted(experiment_dir.glob("*.yaml")):
+        store.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
+
+
+def job_config(config: DictConfig) -> DictConfig:
+    """The config a run sees: everything but Hydra's own node."""
+    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+
+
+class CheckConfigBeforeRun(Callback):
+    """Refuse a bad config before Hydra creates a run folder for it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Values swept per job are checked again inside each job.
+        self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        try:
+            check_config(job_config(config))
+        except ConfigError as error:
+            exit_with(error)
+
+
+__all__ = ["CheckConfigBeforeRun", "claim_new_dir", "register_experiments", "register_resolvers"]

@@ -1,0 +1,53 @@
+"""The training step and the evaluation pass: the part of nnexp a learner should be able to read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from nnexp.data import Task, TensorSplit
+from nnexp.losses import LossFn
+from nnexp.metrics import MetricAccumulator
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    task: Task,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    on_batch: Callable[[torch.Tensor], None] | None = None,
+) -> dict[str, float]:
+    """One pass over `batches`; returns the running means of the batch metrics."""
+    model.train()
+    device = next(model.parameters()).device
+    running = MetricAccumulator(task, device)
+    for inputs, targets in batches:
+        optimizer.zero_grad(set_to_none=True)
+        outputs = model(inputs)
+        loss = loss_fn(outputs, targets)
+        objective = loss if penalty is None else loss + penalty(model)
+        objective.backward()
+        optimizer.step()
+        running.update(outputs, targets, loss)
+        if on_batch is not None:
+            on_batch(loss)
+    return running.compute()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, split: TensorSplit, loss_fn: LossFn, task: Task, batch_size: int
+) -> dict[str, float]:
+    model.eval()
+    device = next(model.parameters()).device
+    totals = MetricAccumulator(task, device)
+    for inputs, targets in split.batches(batch_size):
+        outputs = model(inputs)
+        totals.update(outputs, targets, loss_fn(outputs, targets))
+    return totals.compute()

@@ -1,0 +1,35 @@
+"""The multilayer perceptron: Linear -> activation -> dropout per hidden layer, then a linear head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nnexp.models.layers import activation as make_activation
+from nnexp.models.layers import flat_size
+
+
+class MLP(nn.Module):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        hidden: Sequence[int] = (128,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = flat_size(input_shape)
+        for size in hidden:
+            layers += [nn.Linear(width, size), make_activation(activation)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, num_outputs))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

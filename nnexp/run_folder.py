@@ -1,0 +1,84 @@
+"""The files of one run: metrics.csv (a row per epoch), summary.json, checkpoint.pt."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class RunFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._metric_columns: list[str] | None = None
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Append one epoch; flushed at once so an interrupted run keeps every finished epoch."""
+        new_file = self._metric_columns is None
+        if new_file:
+            self._metric_columns = list(row)
+        with self.metrics_path.open("a" if not new_file else "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._metric_columns)
+            if new_file:
+                writer.writeheader()
+            writer.writerow({key: _csv_value(row.get(key)) for key in self._metric_columns})
+
+    def write_json(self, name: str, content: dict[str, Any]) -> None:
+        text = json.dumps(_json_safe(content), indent=2) + "\n"
+        self._replace_atomically(self.path / name, text.encode())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.write_json(SUMMARY_FILE, summary)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Written beside the old one and swapped in, so a crash mid-save keeps the previous file."""
+        temporary = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.tmp")
+        with temporary.open("wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.checkpoint_path)
+
+    def _replace_atomically(self, target: Path, content: bytes) -> None:
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_bytes(content)
+        os.replace(temporary, target)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null (NaN) or strings, never invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value

@@ -1,0 +1,349 @@
+"""run(cfg): the one place that turns a config into objects, trains them and records the run.
+
+Data flows one way: config -> data (and its spec) -> model (sizes from the spec) -> loss ->
+optimiser (given the model's parameters) -> the loop -> the run folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from torch import nn
+
+import nnexp
+from nnexp.baselines import least_squares
+from nnexp.checks import check_config
+from nnexp.console import TrainingProgress, format_epoch_line, results_table
+from nnexp.data import DataBundle, DataSpec
+from nnexp.errors import ConfigError, UserError
+from nnexp.loop import evaluate, train_one_epoch
+from nnexp.losses import LossFn, build_loss, resolve_loss_name
+from nnexp.metrics import better, metric_names
+from nnexp.models.init import initialize
+from nnexp.paths import PACKAGE_DIR
+from nnexp.regularization import EarlyStopping, l1_penalty
+from nnexp.run_folder import RunFolder
+
+log = logging.getLogger("nnexp")
+
+
+@dataclass
+class Experiment:
+    """Everything a run trains with, built from the config."""
+
+    data: DataBundle
+    model: nn.Module
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None  # a torch LR scheduler
+    plateau_monitor: str | None  # the column ReduceLROnPlateau steps on
+    penalty: Any | None
+    early_stopping: EarlyStopping | None
+    device: torch.device
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    metrics: dict[str, float]  # final values, e.g. test_accuracy
+    summary: dict[str, Any]
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> RunResult:
+    """Train and evaluate the experiment `cfg` describes, writing every record into `run_dir`."""
+    console = console or Console()
+    check_config(cfg)
+    folder = RunFolder(run_dir)
+    started = time.time()
+    summary: dict[str, Any] = {
+        "status": "running",
+        "seed": cfg.seed,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "nnexp_version": nnexp.__version__,
+        "code_version": _code_version(),
+    }
+    folder.write_summary(summary)
+    experiment = None
+    try:
+        experiment = build(cfg)
+        summary.update(_describe(experiment, cfg))
+        result = _train_and_record(cfg, experiment, folder, console, summary)
+    except BaseException as error:
+        summary["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        summary["error"] = str(error) or type(error).__name__
+        if not isinstance(error, (UserError, KeyboardInterrupt)):
+            log.error("run failed:\n%s", traceback.format_exc())
+        raise
+    finally:
+        summary["wall_time_s"] = round(time.time() - started, 3)
+        folder.write_summary(summary)
+    return result
+
+
+def build(cfg: DictConfig) -> Experiment:
+    device = resolve_device(cfg.device.type)
+    _seed_everything(cfg.seed)
+    data: DataBundle = instantiate(cfg.data, _convert_="all").to(device)
+    regularization = cfg.get("regularization") or {}
+
+    dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
+    model = build_model(cfg.model, data.spec, dropout).to(device)
+
+    optim_options = OmegaConf.to_container(cfg.optim, resolve=True)
+    if "l2" in regularization:
+        optim_options["weight_decay"] = regularization["l2"]["weight_decay"]
+    optimizer = instantiate(optim_options, _convert_="all")(model.parameters())
+
+    scheduler, plateau_monitor = None, None
+    if cfg.scheduler:
+        scheduler_options = OmegaConf.to_container(cfg.scheduler, resolve=True)
+        plateau_monitor = scheduler_options.pop("monitor", None)
+        if plateau_monitor is not None:
+            plateau_monitor = _monitored_column(plateau_monitor, "scheduler.monitor", data)
+        scheduler = instantiate(scheduler_options, _convert_="all")(optimizer)
+
+    early_stopping = None
+    if "early_stopping" in regularization:
+        options = dict(regularization["early_stopping"])
+        options["monitor"] = _monitored_column(
+            options["monitor"], "regularization.early_stopping.monitor", data
+        )
+        early_stopping = EarlyStopping(**options)
+
+    return Experiment(
+        data=data,
+        model=model,
+        loss_fn=build_loss(cfg.loss.name, data.spec),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        plateau_monitor=plateau_monitor,
+        penalty=l1_penalty(regularization["l1"]["strength"]) if "l1" in regularization else None,
+        early_stopping=early_stopping,
+        device=device,
+    )
+
+
+def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = None) -> nn.Module:
+    """Instantiate `model_cfg` with the sizes from the data, then apply its weight initialisation."""
+    options = OmegaConf.to_container(model_cfg, resolve=True)
+    scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
+    if dropout is not None:
+        options["dropout"] = dropout
+    model = instantiate(
+        options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs, _convert_="all"
+    )
+    initialize(model, scheme, std)
+    return model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={name}, but this machine has no usable CUDA GPU: use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def _train_and_record(
+    cfg: DictConfig,
+    experiment: Experiment,
+    folder: RunFolder,
+    console: Console,
+    summary: dict[str, Any],
+) -> RunResult:
+    history = fit(experiment, cfg, folder, console)
+    summary["epochs_completed"] = len(history)
+    summary["train_time_s"] = round(sum(row["seconds"] for row in history), 3)
+
+    if experiment.early_stopping is not None:
+        stopper = experiment.early_stopping
+        summary["early_stopping"] = {
+            "stopped_early": len(history) < cfg.trainer.epochs,
+            "monitor": stopper.monitor,
+            "best": stopper.best,
+            "best_epoch": stopper.best_epoch,
+            "restored_best": stopper.restore_best and stopper.best_state is not None,
+        }
+        stopper.restore(experiment.model)
+
+    task = experiment.data.spec.task
+    final = {
+        name: evaluate(experiment.model, split, experiment.loss_fn, task, cfg.trainer.eval_batch_size)
+        for name, split in experiment.data.splits().items()
+    }
+    flat_final = {f"{split}_{name}": value for split, values in final.items() for name, value in values.items()}
+    summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
+    if task == "regression":
+        summary["baseline"] = least_squares(experiment.data)
+
+    folder.save_checkpoint(
+        {
+            "model": experiment.model.state_dict(),
+            "optimizer": experiment.optimizer.state_dict(),
+            "epoch": len(history),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "data_spec": experiment.data.spec.to_dict(),
+        }
+    )
+    summary["checkpoint"] = folder.checkpoint_path.name
+    summary["status"] = "completed"
+
+    console.print(results_table(final, summary.get("baseline")))
+    log.info("run folder: %s", folder.path)
+    return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
+
+
+def fit(
+    experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Console
+) -> list[dict[str, Any]]:
+    """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule."""
+    trainer = cfg.trainer
+    data, task = experiment.data, experiment.data.spec.task
+    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
+    batches_per_epoch = data.train.num_batches(batch_size)
+    if trainer.max_batches_per_epoch is not None:
+        batches_per_epoch = min(batches_per_epoch, trainer.max_batches_per_epoch)
+    names = metric_names(task)
+    history: list[dict[str, Any]] = []
+
+    with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
+        for epoch in range(1, trainer.epochs + 1):
+            epoch_started = time.perf_counter()
+            progress.start_epoch(epoch)
+            # The data order depends only on (seed, epoch), so a run can be resumed exactly.
+            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            batches = itertools.islice(data.train.batches(batch_size, order), batches_per_epoch)
+            train_metrics = train_one_epoch(
+                experiment.model,
+                batches,
+                experiment.loss_fn,
+                experiment.optimizer,
+                task,
+                penalty=experiment.penalty,
+                on_batch=progress.on_batch,
+            )
+            train_seconds = time.perf_counter() - epoch_started
+
+            row: dict[str, Any] = {"epoch": epoch}
+            row.update({f"train_{name}": value for name, value in train_metrics.items()})
+            if data.val is not None:
+                due = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
+                val_metrics = (
+                    evaluate(experiment.model, data.val, experiment.loss_fn, task, trainer.eval_batch_size)
+                    if due
+                    else dict.fromkeys(names, math.nan)
+                )
+                row.update({f"val_{name}": value for name, value in val_metrics.items()})
+            row["lr"] = experiment.optimizer.param_groups[0]["lr"]
+            row["train_seconds"] = round(train_seconds, 4)
+            row["seconds"] = round(time.perf_counter() - epoch_started, 4)
+
+            folder.append_metrics(row)
+            history.append(row)
+            log.info(format_epoch_line(epoch, trainer.epochs, row))
+
+            _step_scheduler(experiment, row)
+            stopper = experiment.early_stopping
+            if stopper is not None and stopper.update(epoch, row, experiment.model):
+                log.info(
+                    "early stopping: %s has not improved for %d epochs (best %.4g at epoch %d)",
+                    stopper.monitor,
+                    stopper.patience + 1,
+                    stopper.best,
+                    stopper.best_epoch,
+                )
+                break
+    return history
+
+
+def _step_scheduler(experiment: Experiment, row: dict[str, Any]) -> None:
+    if experiment.scheduler is None:
+        return
+    if experiment.plateau_monitor is None:
+        experiment.scheduler.step()
+    elif not math.isnan(row.get(experiment.plateau_monitor, math.nan)):
+        experiment.scheduler.step(row[experiment.plateau_monitor])
+
+
+def _best_of(history: list[dict[str, Any]]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for row in history:
+        for column, value in row.items():
+            if column.startswith(("train_", "val_")) and column != "train_seconds":
+                if better(column, value, best.get(column, math.nan)):
+                    best[column] = value
+    return best
+
+
+def _monitored_column(monitor: str, key: str, data: DataBundle) -> str:
+    """Check a monitored column exists for this data; with no validation split, watch training."""
+    split, _, metric = monitor.partition("_")
+    if metric not in metric_names(data.spec.task):
+        choices = ", ".join(f"val_{name}" for name in metric_names(data.spec.task))
+        raise ConfigError(f"{key}={monitor} is not a metric of {data.spec.task}: use one of {choices}")
+    if split == "val" and data.val is None:
+        return f"train_{metric}"
+    return monitor
+
+
+def _describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
+    spec = experiment.data.spec
+    num_parameters = sum(p.numel() for p in experiment.model.parameters())
+    model_name = type(experiment.model).__name__
+    sizes = " / ".join(f"{name} {size:,}" for name, size in spec.sizes.items())
+    outputs = f"{spec.num_outputs} classes" if spec.task == "classification" else "1 target"
+    log.info("data: %s, %s, input %s, %s; %s", spec.name, spec.task, tuple(spec.input_shape), outputs, sizes)
+    log.info("model: %s, %s parameters", model_name, f"{num_parameters:,}")
+    optimizer = experiment.optimizer
+    log.info(
+        "optimizer: %s, lr %g; loss: %s; device: %s",
+        type(optimizer).__name__,
+        optimizer.param_groups[0]["lr"],
+        resolve_loss_name(cfg.loss.name, spec),
+        experiment.device,
+    )
+    return {
+        "data": spec.to_dict(),
+        "model": model_name,
+        "num_parameters": num_parameters,
+        "loss": resolve_loss_name(cfg.loss.name, spec),
+        "optimizer": type(optimizer).__name__,
+        "device": str(experiment.device),
+    }
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _code_version() -> str:
+    """The git commit of the nnexp checkout (with +dirty), or the package version outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty"],
+            cwd=PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return nnexp.__version__
+    return commit.stdout.strip() if commit.returncode == 0 else nnexp.__version__
