@@ -63,6 +63,12 @@ RULES = [
         "null or a whole number >= 1",
         5,
     ),
+    _rule(
+        "trainer.clip_grad_norm",
+        lambda v: v is None or (_number(v) and v > 0),
+        "null or a finite number > 0",
+        1.0,
+    ),
     _rule("optim.lr", lambda v: _number(v) and v > 0, "a finite number > 0", 0.01),
     _rule("optim.momentum", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.9),
     _rule("optim.dampening", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]", 0.0),
@@ -78,9 +84,11 @@ RULES = [
     ),
     _rule(
         "optim.betas",
-        lambda v: isinstance(v, (list, tuple, ListConfig))
-        and len(v) == 2
-        and all(_number(b) and 0 <= b < 1 for b in v),
+        lambda v: (
+            isinstance(v, (list, tuple, ListConfig))
+            and len(v) == 2
+            and all(_number(b) and 0 <= b < 1 for b in v)
+        ),
         "two numbers in [0, 1)",
         "[0.9,0.999]",
     ),
@@ -112,9 +120,7 @@ RULES = [
         1e-4,
     ),
     _rule("regularization.l1.strength", lambda v: _number(v) and v >= 0, "a number >= 0", 1e-5),
-    _rule(
-        "regularization.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.5
-    ),
+    _rule("regularization.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.5),
     _rule(
         "regularization.early_stopping.patience",
         lambda v: _whole(v) and v >= 0,
@@ -144,9 +150,7 @@ RULES = [
     ),
     _rule(
         "data.features",
-        lambda v: isinstance(v, (list, ListConfig))
-        and len(v) > 0
-        and all(isinstance(f, str) for f in v),
+        lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0 and all(isinstance(f, str) for f in v),
         "a non-empty list of column names",
         "[Height,Width]",
     ),
@@ -165,8 +169,7 @@ def check_config(cfg: DictConfig) -> None:
             continue
         if not rule.ok(value):
             raise ConfigError(
-                f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} "
-                f"(e.g. {rule.example})"
+                f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} (e.g. {rule.example})"
             )
     _check_combinations(cfg)
 

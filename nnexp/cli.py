@@ -6,10 +6,12 @@ Only Hydra is imported up front, so `nnexp --help` and `nnexp --cfg job` answer 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
+import rich
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -39,6 +41,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # Rich wraps at 80 columns when piped; log files and CI read better unwrapped.
+        rich.reconfigure(width=160)
     register_resolvers()
     register_experiments()
     _hydra_main()

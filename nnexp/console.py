@@ -77,17 +77,21 @@ class TrainingProgress:
 
 
 def format_epoch_line(epoch: int, epochs: int, row: dict[str, Any]) -> str:
-    shown = [
-        f"{key} {_format(value)}"
-        for key, value in row.items()
-        if key not in ("epoch", "train_seconds") and not _is_nan(value)
-    ]
-    return f"epoch {epoch}/{epochs}  " + "  ".join(shown)
+    """`epoch 3/20 | train loss 0.41 accuracy 0.88 | val loss 0.45 accuracy 0.86 | lr 0.001 | 0.03 s`"""
+    parts = [f"epoch {epoch}/{epochs}"]
+    for split in ("train", "val"):
+        shown = [
+            f"{key.removeprefix(split + '_')} {_format(value)}"
+            for key, value in row.items()
+            if key.startswith(split + "_") and key != "train_seconds" and not _is_nan(value)
+        ]
+        if shown:
+            parts.append(f"{split} " + " ".join(shown))
+    parts += [f"lr {row['lr']:.3g}", f"{row['seconds']:.2f} s"]
+    return " | ".join(parts)
 
 
-def results_table(
-    final: dict[str, dict[str, float]], baseline: dict[str, Any] | None = None
-) -> Table:
+def results_table(final: dict[str, dict[str, float]], baseline: dict[str, Any] | None = None) -> Table:
     """Rows: metrics; columns: splits. A baseline adds its own column of MSEs beside the model's."""
     splits = list(final)
     metrics = list(dict.fromkeys(name for values in final.values() for name in values))

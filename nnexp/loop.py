@@ -21,6 +21,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     task: Task,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    clip_grad_norm: float | None = None,
     on_batch: Callable[[torch.Tensor], None] | None = None,
 ) -> dict[str, float]:
     """One pass over `batches`; returns the running means of the batch metrics."""
@@ -33,6 +34,8 @@ def train_one_epoch(
         loss = loss_fn(outputs, targets)
         objective = loss if penalty is None else loss + penalty(model)
         objective.backward()
+        if clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
         running.update(outputs, targets, loss)
         if on_batch is not None:

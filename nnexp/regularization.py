@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 
-
 def l1_penalty(strength: float) -> Callable[[nn.Module], torch.Tensor]:
     """strength * sum(|w|) over weight matrices and kernels; biases and norm scales are left free."""
 
@@ -61,5 +60,3 @@ class EarlyStopping:
     def restore(self, model: nn.Module) -> None:
         if self.restore_best and self.best_state is not None:
             model.load_state_dict(self.best_state)
-
-

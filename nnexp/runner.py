@@ -188,7 +188,9 @@ def _train_and_record(
         name: evaluate(experiment.model, split, experiment.loss_fn, task, cfg.trainer.eval_batch_size)
         for name, split in experiment.data.splits().items()
     }
-    flat_final = {f"{split}_{name}": value for split, values in final.items() for name, value in values.items()}
+    flat_final = {
+        f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
+    }
     summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
     if task == "regression":
         summary["baseline"] = least_squares(experiment.data)
@@ -210,9 +212,7 @@ def _train_and_record(
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
 
 
-def fit(
-    experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Console
-) -> list[dict[str, Any]]:
+def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Console) -> list[dict[str, Any]]:
     """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule."""
     trainer = cfg.trainer
     data, task = experiment.data, experiment.data.spec.task
@@ -237,6 +237,7 @@ def fit(
                 experiment.optimizer,
                 task,
                 penalty=experiment.penalty,
+                clip_grad_norm=trainer.clip_grad_norm,
                 on_batch=progress.on_batch,
             )
             train_seconds = time.perf_counter() - epoch_started
@@ -286,9 +287,9 @@ def _best_of(history: list[dict[str, Any]]) -> dict[str, float]:
     best: dict[str, float] = {}
     for row in history:
         for column, value in row.items():
-            if column.startswith(("train_", "val_")) and column != "train_seconds":
-                if better(column, value, best.get(column, math.nan)):
-                    best[column] = value
+            is_metric = column.startswith(("train_", "val_")) and column != "train_seconds"
+            if is_metric and better(column, value, best.get(column, math.nan)):
+                best[column] = value
     return best
 
 

@@ -6,7 +6,7 @@ their sizes from its `spec`, never from the user.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -29,19 +29,29 @@ class DataSpec:
 
 
 class TensorSplit:
-    """One split held as whole tensors; batches are slices of a seeded permutation, no per-sample work."""
+    """One split held as whole tensors; batches are slices of a seeded permutation, no per-sample work.
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    `transform`, when given, runs on each batch of inputs on the device (e.g. uint8 pixels to
+    normalised floats, or augmentation), so the stored tensors can stay compact.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         if len(inputs) != len(targets):
             raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
         self.inputs = inputs
         self.targets = targets
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def to(self, device: torch.device) -> TensorSplit:
-        return TensorSplit(self.inputs.to(device), self.targets.to(device))
+        return TensorSplit(self.inputs.to(device), self.targets.to(device), self.transform)
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -50,14 +60,16 @@ class TensorSplit:
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled batches when given a generator, in order otherwise; the last batch may be short."""
+        prepare = self.transform or (lambda inputs: inputs)
         if generator is None:
             for start in range(0, len(self), batch_size):
-                yield self.inputs[start : start + batch_size], self.targets[start : start + batch_size]
+                batch = slice(start, start + batch_size)
+                yield prepare(self.inputs[batch]), self.targets[batch]
             return
         order = torch.randperm(len(self), generator=generator).to(self.inputs.device)
         for start in range(0, len(self), batch_size):
             index = order[start : start + batch_size]
-            yield self.inputs[index], self.targets[index]
+            yield prepare(self.inputs[index]), self.targets[index]
 
 
 @dataclass
@@ -92,9 +104,7 @@ def shuffled_split(num_rows: int, test_size: float | int, seed: int) -> tuple[An
     return permutation[num_test:], permutation[:num_test]
 
 
-def carve_validation(
-    train_rows: Any, val_fraction: float, seed: int
-) -> tuple[Any, Any | None]:
+def carve_validation(train_rows: Any, val_fraction: float, seed: int) -> tuple[Any, Any | None]:
     """Split the training rows into (train, val); no validation part when the fraction is 0."""
     if val_fraction == 0:
         return train_rows, None

@@ -101,7 +101,8 @@ def read_numeric_columns(path: Path, columns: list[str]):
 
 
 def _moments(values: torch.Tensor, kind: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    mean, std = values.mean(dim=0), values.std(dim=0)
+    # Population std (ddof 0), as scikit-learn's StandardScaler in the lecture notebooks.
+    mean, std = values.mean(dim=0), values.std(dim=0, correction=0)
     constant = (std == 0).nonzero().flatten().tolist()
     if constant:
         raise DataError(
