@@ -177,8 +177,11 @@ def check_config(cfg: DictConfig) -> None:
 def _check_nothing_missing(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        key = missing[0]
-        raise ConfigError(f"{key} is required: set it on the command line, e.g. {key}=...")
+        keys = ", ".join(missing)
+        raise ConfigError(
+            f"{keys} {'is' if len(missing) == 1 else 'are'} required: "
+            f"set {'it' if len(missing) == 1 else 'them'} on the command line, e.g. {missing[0]}=..."
+        )
 
 
 def _check_combinations(cfg: DictConfig) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -98,7 +99,7 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> RunRe
 def build(cfg: DictConfig) -> Experiment:
     device = resolve_device(cfg.device.type)
     _seed_everything(cfg.seed)
-    data: DataBundle = instantiate(cfg.data, _convert_="all").to(device)
+    data: DataBundle = _instantiate(cfg.data).to(device)
     regularization = cfg.get("regularization") or {}
 
     dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
@@ -107,7 +108,7 @@ def build(cfg: DictConfig) -> Experiment:
     optim_options = OmegaConf.to_container(cfg.optim, resolve=True)
     if "l2" in regularization:
         optim_options["weight_decay"] = regularization["l2"]["weight_decay"]
-    optimizer = instantiate(optim_options, _convert_="all")(model.parameters())
+    optimizer = _instantiate(optim_options)(model.parameters())
 
     scheduler, plateau_monitor = None, None
     if cfg.scheduler:
@@ -115,7 +116,7 @@ def build(cfg: DictConfig) -> Experiment:
         plateau_monitor = scheduler_options.pop("monitor", None)
         if plateau_monitor is not None:
             plateau_monitor = _monitored_column(plateau_monitor, "scheduler.monitor", data)
-        scheduler = instantiate(scheduler_options, _convert_="all")(optimizer)
+        scheduler = _instantiate(scheduler_options)(optimizer)
 
     early_stopping = None
     if "early_stopping" in regularization:
@@ -144,11 +145,19 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
     scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
     if dropout is not None:
         options["dropout"] = dropout
-    model = instantiate(
-        options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs, _convert_="all"
-    )
+    model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
     initialize(model, scheme, std)
     return model
+
+
+def _instantiate(config: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate, letting a user error raised by a builder through as itself."""
+    try:
+        return instantiate(config, _convert_="all", **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,0 +1,78 @@
+"""Shared helpers: the real CLI in a subprocess, real Hydra composition, data files written per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from nnexp.hydra_hooks import register_experiments, register_resolvers
+from nnexp.paths import CONFIG_DIR
+
+NNEXP = [shutil.which("nnexp")] if shutil.which("nnexp") else [sys.executable, "-m", "nnexp"]
+
+
+def run_nnexp(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `nnexp` command in `cwd` (its outputs/ lands there) and capture its output."""
+    environment = {**os.environ, **(env or {})}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [*NNEXP, *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Every run folder under root/outputs (a folder holding Hydra's .hydra/), oldest name first."""
+    return sorted(path.parent for path in (root / "outputs").rglob(".hydra"))
+
+
+def read_summary(run_folder: Path) -> dict:
+    return json.loads((run_folder / "summary.json").read_text())
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config `nnexp OVERRIDES...` would run, composed by Hydra from the real config files."""
+    register_resolvers()
+    register_experiments()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+FISH_HEADER = "Species,Weight,Length1,Length2,Length3,Height,Width"
+
+
+def write_fish_csv(path: Path, rows: int = 80, seed: int = 0) -> Path:
+    """A fish-market-shaped CSV with a byte-order mark, Weight roughly linear in Height and Width."""
+    import random
+
+    rng = random.Random(seed)
+    lines = [FISH_HEADER]
+    for _ in range(rows):
+        height, width = rng.uniform(2, 18), rng.uniform(1, 8)
+        length = rng.uniform(10, 60)
+        weight = 30 * height + 90 * width - 250 + rng.gauss(0, 40)
+        lines.append(
+            f"Bream,{weight:.1f},{length:.1f},{length + 2:.1f},{length + 4:.1f},{height:.4f},{width:.4f}"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    return path
+
+
+@pytest.fixture
+def fish_csv(tmp_path: Path) -> Path:
+    return write_fish_csv(tmp_path / "Fish.csv")
