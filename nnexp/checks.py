@@ -20,6 +20,9 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "prelu")
 INITS = ("default", "normal", "xavier", "kaiming")
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
+TOKENS = ("char", "word")
+PARTITIONS = ("sequential", "random")
+POOLS = ("max", "avg", "none")
 
 
 def _number(value: Any) -> bool:
@@ -28,6 +31,22 @@ def _number(value: Any) -> bool:
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_list(value: Any) -> bool:
+    return (
+        isinstance(value, (list, ListConfig)) and len(value) > 0 and all(_whole(v) and v >= 1 for v in value)
+    )
+
+
+def _size_or_sizes(least: int) -> Callable[[Any], bool]:
+    """A whole number >= least, or a non-empty list of them (one per conv block)."""
+
+    def ok(value: Any) -> bool:
+        values = value if isinstance(value, (list, ListConfig)) else [value]
+        return len(values) > 0 and all(_whole(v) and v >= least for v in values)
+
+    return ok
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,91 @@ RULES = [
         "[Height,Width]",
     ),
     _rule("data.target", lambda v: isinstance(v, str) and v != "", "a column name", "Weight"),
+    # Image data (data=mnist, data=fashion_mnist) and image models (model=cnn, lenet, resnet).
+    _rule("data.root", lambda v: isinstance(v, str) and v != "", "a folder path", "data"),
+    _rule("data.download", lambda v: isinstance(v, bool), "true or false", "false"),
+    _rule("data.normalize", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("data.synthetic", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule(
+        "data.val_size",
+        lambda v: (_whole(v) and v >= 0) or (_number(v) and 0 < v < 1),
+        "a whole number of images >= 0 or a fraction in (0, 1)",
+        5000,
+    ),
+    _rule(
+        "data.synthetic_sizes",
+        lambda v: isinstance(v, (list, ListConfig)) and len(v) == 2 and all(_whole(n) and n >= 2 for n in v),
+        "two whole numbers >= 2 (train and test images)",
+        "[600,100]",
+    ),
+    _rule("model.channels", _positive_list, "a non-empty list of whole numbers >= 1", "[8,16]"),
+    _rule("model.widths", _positive_list, "a non-empty list of whole numbers >= 1", "[16,32,64]"),
+    _rule("model.kernel_size", _size_or_sizes(1), "a whole number >= 1, or a list of them", 3),
+    _rule("model.stride", _size_or_sizes(1), "a whole number >= 1, or a list of them", 1),
+    _rule("model.padding", _size_or_sizes(0), "a whole number >= 0, or a list of them", 1),
+    _rule("model.pool", _one_of(POOLS), "one of " + ", ".join(POOLS), "max"),
+    _rule("model.pool_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 2),
+    _rule("model.batchnorm", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("model.blocks_per_stage", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 2),
+    _rule(
+        "regularization.augment.degrees", lambda v: _number(v) and 0 <= v <= 180, "degrees in [0, 180]", 10
+    ),
+    _rule(
+        "regularization.augment.translate", lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)", 0.1
+    ),
+    _rule(
+        "regularization.augment.scale",
+        lambda v: (
+            isinstance(v, (list, ListConfig))
+            and len(v) == 2
+            and all(_number(z) and z > 0 for z in v)
+            and v[0] <= v[1]
+        ),
+        "two numbers > 0, smallest first",
+        "[0.9,1.1]",
+    ),
+    _rule(
+        "regularization.augment.horizontal_flip",
+        lambda v: _number(v) and 0 <= v <= 1,
+        "a probability in [0, 1]",
+        0.5,
+    ),
+    # Text data (data=time_machine), recurrent language models (model=rnn, gru, lstm), generation.
+    _rule("device.threads", lambda v: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1", 1),
+    _rule("data.path", lambda v: v is None or (isinstance(v, str) and v != ""), "a file path", "my.txt"),
+    _rule("data.url", lambda v: isinstance(v, str) and v != "", "a URL", "http://example.com/book.txt"),
+    _rule(
+        "data.sha1",
+        lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{40}", v) is not None),
+        "null or 40 hexadecimal digits",
+        "null",
+    ),
+    _rule("data.token", _one_of(TOKENS), "char or word", "char"),
+    _rule("data.replace", lambda v: v is None or _regex(v), "null or a regular expression", "'[^A-Za-z]+'"),
+    _rule("data.lowercase", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("data.min_freq", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 2),
+    _rule(
+        "data.reserved_tokens",
+        lambda v: isinstance(v, (list, ListConfig)) and all(isinstance(t, str) and t for t in v),
+        "a list of tokens",
+        "[<bos>,<eos>]",
+    ),
+    _rule(
+        "data.max_tokens", lambda v: v is None or (_whole(v) and v >= 2), "null or a whole number >= 2", 10000
+    ),
+    _rule("data.num_steps", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 35),
+    _rule("data.partition", _one_of(PARTITIONS), "sequential or random", "sequential"),
+    _rule("model.hidden_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 256),
+    _rule("model.num_layers", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 2),
+    _rule(
+        "model.embedding_dim", lambda v: v is None or (_whole(v) and v >= 1), "null (one-hot) or a size", 32
+    ),
+    _rule("generation.prefix", lambda v: isinstance(v, str), "a string", "'time traveller'"),
+    _rule("generation.num_tokens", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 50),
+    _rule(
+        "generation.every", lambda v: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1", 10
+    ),
+    _rule("generation.temperature", lambda v: _number(v) and v >= 0, "0 (greedy) or a number > 0", 0.8),
 ]
 
 _ABSENT = object()
@@ -184,7 +288,35 @@ def _check_nothing_missing(cfg: DictConfig) -> None:
         )
 
 
+def _regex(value: Any) -> bool:
+    try:
+        re.compile(value)
+    except (re.error, TypeError):
+        return False
+    return True
+
+
+def _check_text_and_model(cfg: DictConfig) -> None:
+    """Token streams need a recurrent model (and whole batches), and recurrent models need tokens."""
+    text = OmegaConf.select(cfg, "data.num_steps") is not None
+    recurrent = str(OmegaConf.select(cfg, "model._target_", default="")).startswith("nnexp.models.recurrent.")
+    if text and not recurrent:
+        raise ConfigError(
+            f"data=time_machine is token data and {_model_name(cfg)} is not a language model: "
+            f"use model=rnn, model=gru or model=lstm"
+        )
+    if recurrent and not text:
+        raise ConfigError(
+            f"{_model_name(cfg)} is a language model and needs token data: use data=time_machine"
+        )
+    if text and OmegaConf.select(cfg, "trainer.batch_size") == "full":
+        raise ConfigError(
+            "trainer.batch_size=full does not apply to a token stream: use e.g. trainer.batch_size=32"
+        )
+
+
 def _check_combinations(cfg: DictConfig) -> None:
+    _check_text_and_model(cfg)
     optim = cfg.get("optim", {})
     if optim.get("nesterov") and (optim.get("momentum", 0) <= 0 or optim.get("dampening", 0) != 0):
         raise ConfigError(
@@ -197,7 +329,10 @@ def _check_combinations(cfg: DictConfig) -> None:
             f"regularization=dropout needs a model with hidden layers, and "
             f"{_model_name(cfg)} has none: choose e.g. model=mlp"
         )
-    has_val = OmegaConf.select(cfg, "data.val_fraction", default=0) > 0
+    has_val = (
+        OmegaConf.select(cfg, "data.val_fraction", default=0) > 0
+        or OmegaConf.select(cfg, "data.val_size", default=0) > 0
+    )
     monitored = {
         "regularization.early_stopping.monitor": OmegaConf.select(
             cfg, "regularization.early_stopping.monitor"

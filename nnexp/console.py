@@ -87,7 +87,10 @@ def format_epoch_line(epoch: int, epochs: int, row: dict[str, Any]) -> str:
         ]
         if shown:
             parts.append(f"{split} " + " ".join(shown))
-    parts += [f"lr {row['lr']:.3g}", f"{row['seconds']:.2f} s"]
+    parts.append(f"lr {row['lr']:.3g}")
+    if "tokens_per_s" in row:
+        parts.append(f"{row['tokens_per_s']:,} tokens/s")
+    parts.append(f"{row['seconds']:.2f} s")
     return " | ".join(parts)
 
 

@@ -1,5 +1,10 @@
 """Errors that are the user's to fix: reported as one line with an exit code, never as a traceback."""
 
+import os
+import sys
+import traceback
+from typing import NoReturn
+
 
 class UserError(Exception):
     """A mistake in the config, the command line or the input data. The message names the fix."""
@@ -15,12 +20,9 @@ class DataError(UserError):
     """Input data that is missing, unreadable or does not match the config."""
 
 
-def exit_with(error: UserError) -> None:
-    """Print the one-line message and leave with the error's exit code; a full trace on request."""
-    import os
-    import sys
-
+def exit_with(error: UserError) -> NoReturn:
+    """Print the one-line message and leave with the error's exit code; the trace on request."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise error
+        traceback.print_exception(error)
     sys.stderr.write(f"nnexp: error: {error}\n")
     sys.exit(error.exit_code)

@@ -12,12 +12,12 @@ from nnexp.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-DEFAULT_FOR_TASK = {"classification": "cross_entropy", "regression": "mse"}
+DEFAULT_FOR_TASK = {"classification": "cross_entropy", "regression": "mse", "language_model": "cross_entropy"}
 TASKS_OF_LOSS = {
-    "cross_entropy": "classification",
-    "mse_onehot": "classification",
-    "mse": "regression",
-    "l1": "regression",
+    "cross_entropy": ("classification", "language_model"),
+    "mse_onehot": ("classification",),
+    "mse": ("regression",),
+    "l1": ("regression",),
 }
 HINTS = {
     ("mse", "classification"): "use loss=mse_onehot for MSE against one-hot targets",
@@ -31,10 +31,9 @@ def resolve_loss_name(name: str, spec: DataSpec) -> str:
     """`auto` becomes the task's usual loss; a loss that does not fit the task is refused."""
     if name == "auto":
         return DEFAULT_FOR_TASK[spec.task]
-    if TASKS_OF_LOSS[name] != spec.task:
-        raise ConfigError(
-            f"loss={name} does not fit {spec.name}, a {spec.task} data set: {HINTS[(name, spec.task)]}"
-        )
+    if spec.task not in TASKS_OF_LOSS[name]:
+        hint = HINTS.get((name, spec.task), "use loss=auto")
+        raise ConfigError(f"loss={name} does not fit {spec.name}, a {spec.task} data set: {hint}")
     return name
 
 

@@ -14,6 +14,8 @@ import torch
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+VOCAB_FILE = "vocab.json"  # language models: the tokenizer and every token, in id order
+SAMPLES_FILE = "samples.txt"  # language models: generated text, a line per sample
 
 
 class RunFolder:
@@ -48,6 +50,10 @@ class RunFolder:
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         text = json.dumps(_json_safe(content), indent=2) + "\n"
         self._replace_atomically(self.path / name, text.encode())
+
+    def append_line(self, name: str, line: str) -> None:
+        with (self.path / name).open("a", encoding="utf-8") as handle:
+            handle.write(line.rstrip("\n") + "\n")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.write_json(SUMMARY_FILE, summary)

@@ -13,7 +13,9 @@ import random
 import subprocess
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from rich.console import Console
 from torch import nn
 
 import nnexp
+from nnexp import lm_loop
+from nnexp.augment import RandomAffine, augmented, build_augment
 from nnexp.baselines import least_squares
 from nnexp.checks import check_config
 from nnexp.console import TrainingProgress, format_epoch_line, results_table
@@ -34,11 +38,14 @@ from nnexp.loop import evaluate, train_one_epoch
 from nnexp.losses import LossFn, build_loss, resolve_loss_name
 from nnexp.metrics import better, metric_names
 from nnexp.models.init import initialize
+from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.paths import PACKAGE_DIR
 from nnexp.regularization import EarlyStopping, l1_penalty
-from nnexp.run_folder import RunFolder
+from nnexp.run_folder import SAMPLES_FILE, VOCAB_FILE, RunFolder
 
 log = logging.getLogger("nnexp")
+
+PARAMETERS_FILE = "parameters.json"  # per-layer parameter counts, in the run folder
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Experiment:
     penalty: Any | None
     early_stopping: EarlyStopping | None
     device: torch.device
+    augment: RandomAffine | None = None  # applied to the training batches only
 
 
 @dataclass
@@ -83,6 +91,7 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> RunRe
     try:
         experiment = build(cfg)
         summary.update(_describe(experiment, cfg))
+        _record_parameters(experiment.model, folder)
         result = _train_and_record(cfg, experiment, folder, console, summary)
     except BaseException as error:
         summary["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
@@ -98,6 +107,9 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> RunRe
 
 def build(cfg: DictConfig) -> Experiment:
     device = resolve_device(cfg.device.type)
+    if cfg.device.get("threads"):
+        # Small recurrent nets on a busy CPU run faster on one thread than fighting for two.
+        torch.set_num_threads(cfg.device.threads)
     _seed_everything(cfg.seed)
     data: DataBundle = _instantiate(cfg.data).to(device)
     regularization = cfg.get("regularization") or {}
@@ -136,6 +148,7 @@ def build(cfg: DictConfig) -> Experiment:
         penalty=l1_penalty(regularization["l1"]["strength"]) if "l1" in regularization else None,
         early_stopping=early_stopping,
         device=device,
+        augment=build_augment(regularization["augment"], data.spec) if "augment" in regularization else None,
     )
 
 
@@ -177,6 +190,8 @@ def _train_and_record(
     console: Console,
     summary: dict[str, Any],
 ) -> RunResult:
+    if experiment.data.spec.task == "language_model":
+        folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
     history = fit(experiment, cfg, folder, console)
     summary["epochs_completed"] = len(history)
     summary["train_time_s"] = round(sum(row["seconds"] for row in history), 3)
@@ -193,10 +208,13 @@ def _train_and_record(
         stopper.restore(experiment.model)
 
     task = experiment.data.spec.task
+    evaluate_split = _loop_for(experiment, cfg.trainer)[1]
     final = {
-        name: evaluate(experiment.model, split, experiment.loss_fn, task, cfg.trainer.eval_batch_size)
+        name: evaluate_split(experiment.model, split, experiment.loss_fn)
         for name, split in experiment.data.splits().items()
     }
+    if task == "language_model" and cfg.get("generation"):
+        _sample(experiment, cfg.generation, folder, "final", cfg.seed)
     flat_final = {
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
     }
@@ -231,6 +249,10 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
         batches_per_epoch = min(batches_per_epoch, trainer.max_batches_per_epoch)
     names = metric_names(task)
     history: list[dict[str, Any]] = []
+    train_epoch, evaluate_split = _loop_for(experiment, trainer)
+    generation = cfg.get("generation") if task == "language_model" else None
+    # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
+    train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
 
     with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
         for epoch in range(1, trainer.epochs + 1):
@@ -238,36 +260,40 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
             progress.start_epoch(epoch)
             # The data order depends only on (seed, epoch), so a run can be resumed exactly.
             order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            batches = itertools.islice(data.train.batches(batch_size, order), batches_per_epoch)
-            train_metrics = train_one_epoch(
+            batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
+            train_metrics = train_epoch(
                 experiment.model,
                 batches,
                 experiment.loss_fn,
                 experiment.optimizer,
-                task,
                 penalty=experiment.penalty,
                 clip_grad_norm=trainer.clip_grad_norm,
                 on_batch=progress.on_batch,
             )
             train_seconds = time.perf_counter() - epoch_started
+            tokens = train_metrics.pop("tokens", None)  # a language model counts the tokens it trained on
 
             row: dict[str, Any] = {"epoch": epoch}
             row.update({f"train_{name}": value for name, value in train_metrics.items()})
             if data.val is not None:
                 due = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
                 val_metrics = (
-                    evaluate(experiment.model, data.val, experiment.loss_fn, task, trainer.eval_batch_size)
+                    evaluate_split(experiment.model, data.val, experiment.loss_fn)
                     if due
                     else dict.fromkeys(names, math.nan)
                 )
                 row.update({f"val_{name}": value for name, value in val_metrics.items()})
             row["lr"] = experiment.optimizer.param_groups[0]["lr"]
+            if tokens is not None:
+                row["tokens_per_s"] = round(tokens / train_seconds)
             row["train_seconds"] = round(train_seconds, 4)
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
             folder.append_metrics(row)
             history.append(row)
             log.info(format_epoch_line(epoch, trainer.epochs, row))
+            if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
+                _sample(experiment, generation, folder, f"epoch {epoch}", cfg.seed * 100_003 + epoch)
 
             _step_scheduler(experiment, row)
             stopper = experiment.early_stopping
@@ -281,6 +307,36 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
                 )
                 break
     return history
+
+
+def _loop_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
+    task = experiment.data.spec.task
+    if task == "language_model":
+        # Evaluation reads a split in the training batch shape, so a carried state sees as much context.
+        return (
+            partial(lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state),
+            partial(lm_loop.evaluate, batch_size=trainer.batch_size),
+        )
+    return (
+        partial(train_one_epoch, task=task),
+        partial(evaluate, task=task, batch_size=trainer.eval_batch_size),
+    )
+
+
+def _sample(experiment: Experiment, generation: DictConfig, folder: RunFolder, label: str, seed: int) -> None:
+    """Continue the prefix with the model as it is now: shown in the console, appended to samples.txt."""
+    text = lm_loop.generate(
+        experiment.model,
+        experiment.data.vocab,
+        experiment.data.tokenizer,
+        generation.prefix,
+        generation.num_tokens,
+        generation.temperature,
+        torch.Generator().manual_seed(seed),
+    )
+    log.info("sample (%s): %s", label, text)
+    folder.append_line(SAMPLES_FILE, f"{label}: {text}")
 
 
 def _step_scheduler(experiment: Experiment, row: dict[str, Any]) -> None:
@@ -318,7 +374,9 @@ def _describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
     num_parameters = sum(p.numel() for p in experiment.model.parameters())
     model_name = type(experiment.model).__name__
     sizes = " / ".join(f"{name} {size:,}" for name, size in spec.sizes.items())
-    outputs = f"{spec.num_outputs} classes" if spec.task == "classification" else "1 target"
+    outputs = {"classification": f"{spec.num_outputs} classes", "regression": "1 target"}.get(
+        spec.task, f"vocabulary of {spec.num_outputs} tokens"
+    )
     log.info("data: %s, %s, input %s, %s; %s", spec.name, spec.task, tuple(spec.input_shape), outputs, sizes)
     log.info("model: %s, %s parameters", model_name, f"{num_parameters:,}")
     optimizer = experiment.optimizer
@@ -337,6 +395,12 @@ def _describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
         "optimizer": type(optimizer).__name__,
         "device": str(experiment.device),
     }
+
+
+def _record_parameters(model: nn.Module, folder: RunFolder) -> None:
+    counts = parameter_counts(model)
+    log.info(format_parameter_counts(counts))
+    folder.write_json(PARAMETERS_FILE, counts)
 
 
 def _seed_everything(seed: int) -> None:

@@ -23,8 +23,8 @@ def run_nnexp(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed `nnexp` command in `cwd` (its outputs/ lands there) and capture its output."""
-    environment = {**os.environ, **(env or {})}
-    environment.pop("HYDRA_FULL_ERROR", None)
+    environment = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    environment.update(env or {})
     return subprocess.run(
         [*NNEXP, *args],
         cwd=cwd,

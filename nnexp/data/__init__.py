@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "language_model"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class DataSpec:
     name: str
     task: Task
     input_shape: tuple[int, ...]
-    num_outputs: int  # classes for classification, target columns for regression
+    num_outputs: int  # classes for classification, target columns for regression, vocabulary size for LMs
     sizes: dict[str, int] = field(default_factory=dict)  # examples per split
     details: dict[str, Any] = field(default_factory=dict)  # what a user should know about the data
 
@@ -69,7 +69,20 @@ class TensorSplit:
         order = torch.randperm(len(self), generator=generator).to(self.inputs.device)
         for start in range(0, len(self), batch_size):
             index = order[start : start + batch_size]
-            yield prepare(self.inputs[index]), self.targets[index]
+            yield prepare(take_rows(self.inputs, index)), self.targets[index]
+
+
+def take_rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`tensor[index]` along the first dimension, gathering narrow rows as 8-byte words.
+
+    On the CPU, indexing a uint8 tensor copies byte by byte: a shuffled epoch of 55,000 uint8 28x28
+    images took 0.49 s that way and 0.05 s as int64 words (measured on 2 cores).
+    """
+    row_bytes = tensor[0].numel() * tensor.element_size() if len(tensor) else 0
+    if 0 < row_bytes and row_bytes % 8 == 0 and tensor.element_size() < 8 and tensor.is_contiguous():
+        words = tensor.view(len(tensor), -1).view(torch.int64)  # (N, row_bytes / 8)
+        return words[index].view(tensor.dtype).view(-1, *tensor.shape[1:])
+    return tensor[index]
 
 
 @dataclass

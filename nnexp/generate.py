@@ -1,0 +1,70 @@
+"""`nnexp-generate RUN_DIR`: continue a prefix with the language model a finished run saved.
+
+    nnexp-generate outputs/2026-11-23/08-00-00 --prefix "the time machine" --num-tokens 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nnexp.errors import DataError, UserError, exit_with
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="nnexp-generate", description="Continue a text prefix with a language model from a finished run."
+    )
+    parser.add_argument("run_dir", type=Path, help="a run folder of a language-model run (data=time_machine)")
+    parser.add_argument("--prefix", default="time traveller", help="text to continue (default: %(default)s)")
+    parser.add_argument("--num-tokens", type=int, default=100, help="tokens to add (default: %(default)s)")
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="0: most likely token (default); > 0: sample"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="for sampling (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.num_tokens < 0 or args.temperature < 0:
+        parser.error("--num-tokens and --temperature must be >= 0")
+    try:
+        print(generate_from_run(args.run_dir, args.prefix, args.num_tokens, args.temperature, args.seed))
+    except UserError as error:
+        exit_with(error)
+
+
+def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: float, seed: int = 0) -> str:
+    import torch
+    from omegaconf import OmegaConf
+
+    from nnexp.data import DataSpec
+    from nnexp.data.text import Tokenizer, Vocab
+    from nnexp.lm_loop import generate
+    from nnexp.run_folder import CHECKPOINT_FILE, VOCAB_FILE
+    from nnexp.runner import build_model
+
+    checkpoint_path, vocab_path = run_dir / CHECKPOINT_FILE, run_dir / VOCAB_FILE
+    for needed in (checkpoint_path, vocab_path):
+        if not needed.is_file():
+            raise DataError(
+                f"{needed} does not exist: give the folder of a finished language-model run "
+                f"(one with {CHECKPOINT_FILE} and {VOCAB_FILE})"
+            )
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    record = json.loads(vocab_path.read_text(encoding="utf-8"))
+    spec_fields = dict(checkpoint["data_spec"])
+    spec = DataSpec(**{**spec_fields, "input_shape": tuple(spec_fields["input_shape"])})
+    model = build_model(OmegaConf.create(checkpoint["config"]["model"]), spec)
+    model.load_state_dict(checkpoint["model"])
+    return generate(
+        model,
+        Vocab(record["tokens"]),
+        Tokenizer(**record["tokenizer"]),
+        prefix,
+        num_tokens,
+        temperature,
+        torch.Generator().manual_seed(seed),
+    )
+
+
+if __name__ == "__main__":
+    main()

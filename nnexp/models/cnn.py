@@ -1,0 +1,102 @@
+"""A configurable convolutional network: conv blocks, then a linear head; sizes follow the data.
+
+Each block is Conv2d -> [BatchNorm2d] -> activation -> [pooling] -> [dropout]. `kernel_size`, `stride`
+and `padding` are one number for every block or a list with one per block (LeNet-5 pads only its first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nnexp.errors import ConfigError
+from nnexp.models.layers import activation as make_activation
+
+POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+class CNN(nn.Module):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        channels: Sequence[int] = (8,),
+        kernel_size: int | Sequence[int] = 3,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 1,
+        pool: str = "max",  # max | avg | none
+        pool_size: int = 2,
+        batchnorm: bool = False,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        hidden: Sequence[int] = (),  # linear layers between the conv blocks and the output
+    ) -> None:
+        super().__init__()
+        in_channels, height, width = image_shape(input_shape, "model=cnn")
+        kernels = per_block(kernel_size, "kernel_size", len(channels))
+        strides = per_block(stride, "stride", len(channels))
+        paddings = per_block(padding, "padding", len(channels))
+
+        blocks: list[nn.Module] = []
+        for index, out_channels in enumerate(channels):
+            kernel, step, pad = kernels[index], strides[index], paddings[index]
+            layers: list[nn.Module] = [
+                nn.Conv2d(in_channels, out_channels, kernel, step, pad, bias=not batchnorm)
+            ]
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(make_activation(activation))
+            height, width = (conv_size(size, kernel, step, pad) for size in (height, width))
+            if pool != "none":
+                layers.append(POOLS[pool](pool_size))
+                height, width = height // pool_size, width // pool_size
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            if height < 1 or width < 1:
+                raise ConfigError(
+                    f"model.channels={list(channels)}: block {index + 1} shrinks the "
+                    f"{input_shape[1]}x{input_shape[2]} input to nothing; use fewer blocks, "
+                    f"more padding or model.pool=none"
+                )
+            blocks.append(nn.Sequential(*layers))
+            in_channels = out_channels
+        self.features = nn.Sequential(*blocks)
+
+        head: list[nn.Module] = [nn.Flatten()]
+        features = in_channels * height * width
+        for size in hidden:
+            head += [nn.Linear(features, size), make_activation(activation)]
+            if dropout > 0:
+                head.append(nn.Dropout(dropout))
+            features = size
+        head.append(nn.Linear(features, num_outputs))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (B, C, H, W) -> (B, num_outputs)
+
+
+def image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"{model} needs images (channels, height, width), and this data's input is {tuple(input_shape)}: "
+            f"choose an image data set such as data=digits or data=mnist, or model=mlp"
+        )
+    return input_shape[0], input_shape[1], input_shape[2]
+
+
+def per_block(value: int | Sequence[int], key: str, blocks: int) -> list[int]:
+    if isinstance(value, int):
+        return [value] * blocks
+    if len(value) != blocks:
+        raise ConfigError(
+            f"model.{key}={list(value)} has {len(value)} values for {blocks} conv blocks: "
+            f"give one number, or one per entry of model.channels"
+        )
+    return list(value)
+
+
+def conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1

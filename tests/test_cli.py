@@ -1,0 +1,193 @@
+"""The `nnexp` command end to end, as a user runs it: real Hydra, real subprocesses, real files."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import NNEXP, read_summary, run_folders, run_nnexp, write_fish_csv
+
+REAL_FISH = Path(__file__).resolve().parents[2] / "shared" / "data" / "Fish.csv"
+QUICK = ["trainer.epochs=2"]
+
+
+def metric_values(run_folder: Path) -> list[dict[str, str]]:
+    """metrics.csv without its time columns."""
+    rows = list(csv.DictReader((run_folder / "metrics.csv").open()))
+    return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows]
+
+
+def test_a_run_trains_evaluates_and_records_everything_in_its_own_folder(tmp_path):
+    result = run_nnexp(*QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert folder.parent.parent == tmp_path / "outputs"
+    for name in [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "summary.json",
+                 "checkpoint.pt", "nnexp.log"]:  # fmt: skip
+        assert (folder / name).is_file(), name
+    summary = read_summary(folder)
+    assert summary["status"] == "completed"
+    assert summary["epochs_completed"] == 2 and summary["seed"] == 0 and summary["device"] == "cpu"
+    assert summary["num_parameters"] == 64 * 128 + 128 + 128 * 10 + 10
+    assert set(summary["metrics"]["final"]) >= {"train_accuracy", "val_accuracy", "test_accuracy"}
+    assert summary["metrics"]["best"]["val_loss"] <= float(metric_values(folder)[0]["val_loss"])
+    assert len(metric_values(folder)) == 2
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and "layers.1.weight" in checkpoint["model"]
+    assert "test" in result.stdout and "accuracy" in result.stdout  # the final table
+    assert "epoch 2/2" in (folder / "nnexp.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_default_experiment_reaches_95_percent_on_digits(tmp_path):
+    result = run_nnexp(cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_folders(tmp_path)[0])
+    assert summary["metrics"]["final"]["test_accuracy"] >= 0.95
+    assert summary["train_time_s"] < 30
+
+
+def test_fish_regression_reports_the_least_squares_baseline(tmp_path, fish_csv):
+    result = run_nnexp("data=fish", f"data.path={fish_csv}", "model=linear", "optim=sgd", "optim.lr=0.1",
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_folders(tmp_path)[0])
+    baseline = summary["baseline"]
+    assert baseline["name"].startswith("least squares")
+    assert len(baseline["weights"]) == 3
+    assert summary["metrics"]["final"]["test_mse"] < 1.5 * baseline["test_mse"]
+    assert "least squares" in result.stdout
+
+
+def fish_linreg_gap(tmp_path: Path, csv_path: Path) -> float:
+    result = run_nnexp("experiment=fish_linreg", f"data.path={csv_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_folders(tmp_path)[0])
+    return summary["metrics"]["final"]["test_mse"] / summary["baseline"]["test_mse"] - 1
+
+
+@pytest.mark.slow
+def test_the_fish_preset_reaches_the_least_squares_optimum(tmp_path):
+    csv_path = write_fish_csv(tmp_path / "Fish.csv", rows=159)
+    assert abs(fish_linreg_gap(tmp_path, csv_path)) < 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_FISH.is_file(), reason="the real fish CSV is not beside this checkout")
+def test_the_fish_preset_reaches_the_optimum_on_the_real_file(tmp_path):
+    assert abs(fish_linreg_gap(tmp_path, REAL_FISH)) < 0.02
+
+
+def test_the_same_seed_gives_identical_metrics(tmp_path):
+    args = ["trainer.epochs=3", "regularization=dropout", "seed=7"]
+    for _ in range(2):
+        assert run_nnexp(*args, cwd=tmp_path).returncode == 0
+    first, second = run_folders(tmp_path)
+    assert metric_values(first) == metric_values(second)
+    other_seed = run_nnexp("trainer.epochs=3", "regularization=dropout", "seed=8", cwd=tmp_path)
+    assert other_seed.returncode == 0
+    assert metric_values(run_folders(tmp_path)[2]) != metric_values(first)
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    processes = [
+        subprocess.Popen([*NNEXP, "trainer.epochs=1", f"seed={seed}"], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for seed in range(4)
+    ]  # fmt: skip
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    folders = run_folders(tmp_path)
+    assert len(folders) == 4
+    seeds = sorted(yaml.safe_load((folder / ".hydra/config.yaml").read_text())["seed"] for folder in folders)
+    assert seeds == [0, 1, 2, 3]
+    for folder in folders:
+        overrides = yaml.safe_load((folder / ".hydra/overrides.yaml").read_text())
+        assert f"seed={read_summary(folder)['seed']}" in overrides
+        assert read_summary(folder)["status"] == "completed"
+
+
+CONFIG_MISTAKES = [
+    (["optim.lr=-0.1"], "optim.lr=-0.1 is not allowed"),
+    (["model.dropout=1.5"], "model.dropout=1.5 is not allowed"),
+    (["model.activation=swish"], "model.activation=swish is not allowed"),
+    (["trainer.batch_size=-1"], "trainer.batch_size=-1 is not allowed"),
+    (["data=csv"], "are required"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CONFIG_MISTAKES)
+def test_a_bad_value_stops_before_any_run_folder_with_one_line(tmp_path, args, message):
+    result = run_nnexp(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert run_folders(tmp_path) == []
+
+
+def data_mistakes(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    fish = write_fish_csv(tmp_path / "fish.csv")
+    bad_cell = tmp_path / "bad.csv"
+    header, first, *rest = fish.read_text(encoding="utf-8-sig").splitlines()
+    species, _weight, *measures = first.split(",")
+    bad_cell.write_text("\n".join([header, ",".join([species, "heavy", *measures]), *rest]) + "\n")
+    (tmp_path / "empty.csv").write_text("")
+    return {
+        "missing file": (["data=fish", "data.path=nowhere.csv"], "no such file"),
+        "empty file": (["data=fish", f"data.path={tmp_path / 'empty.csv'}"], "the file is empty"),
+        "unknown column": (
+            ["data=fish", f"data.path={fish}", "data.features=[Height,Girth]"],
+            "column 'Girth' is not in",
+        ),  # fmt: skip
+        "non-numeric cell": (["data=fish", f"data.path={bad_cell}"], "holds 'heavy'"),
+        "no cuda": (["device=cuda"], "no usable CUDA GPU"),
+    }
+
+
+@pytest.mark.parametrize("mistake", ["missing file", "empty file", "unknown column", "non-numeric cell",
+                                     "no cuda"])  # fmt: skip
+def test_bad_input_data_fails_with_one_line_and_no_completed_run(tmp_path, mistake):
+    if mistake == "no cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args, message = data_mistakes(tmp_path)[mistake]
+    result = run_nnexp(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    for folder in run_folders(tmp_path):
+        assert read_summary(folder)["status"] == "failed"
+        assert message in read_summary(folder)["error"]
+
+
+def test_hydra_full_error_shows_the_traceback(tmp_path):
+    result = run_nnexp("optim.lr=-1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_help_lists_the_groups_and_the_presets(tmp_path):
+    result = run_nnexp("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for line in ["model: ", "optim: ", "experiment: ", "digits_mlp", "fish_linreg"]:
+        assert line in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_prints_the_composed_config_without_running(tmp_path):
+    result = run_nnexp("experiment=fish_linreg", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0
+    printed = yaml.safe_load(result.stdout)
+    assert printed["optim"]["_target_"] == "torch.optim.SGD" and printed["trainer"]["epochs"] == 100
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_sweep_runs_every_combination_in_its_own_folder(tmp_path):
+    result = run_nnexp("-m", "optim=sgd,adam", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folders = run_folders(tmp_path)
+    assert len(folders) == 2 and all("multirun" in folder.parts for folder in folders)
+    assert {read_summary(folder)["optimizer"] for folder in folders} == {"SGD", "Adam"}

@@ -1,0 +1,48 @@
+"""The README stays true: CI runs its test command, and every nnexp command it shows composes."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from conftest import run_nnexp
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+
+
+def setup_commands() -> list[str]:
+    setup = README.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", setup, flags=re.S)]
+
+
+def test_the_readme_opens_with_an_install_and_run_command_and_an_install_and_test_command():
+    run, test = setup_commands()
+    assert "pip install" in run and run.endswith("nnexp")
+    assert "pip install" in test and "pytest" in test
+
+
+def test_ci_runs_the_readmes_test_command():
+    _, test = setup_commands()
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def shown_nnexp_commands() -> list[str]:
+    lines = [line.split("#")[0].strip() for block in BASH_BLOCKS for line in block.splitlines()]
+    return [line for line in lines if line.startswith("nnexp ")]
+
+
+@pytest.mark.parametrize("command", shown_nnexp_commands())
+def test_every_nnexp_command_in_the_readme_composes(tmp_path, command):
+    args = shlex.split(command)[1:]
+    if "-m" in args:  # compose the sweep's first point
+        args = [arg if "[" in arg else arg.split(",")[0] for arg in args if arg != "-m"]
+    if "--help" in args or "--cfg" in args:
+        result = run_nnexp(*args, cwd=tmp_path)
+    else:
+        result = run_nnexp(*args, "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
