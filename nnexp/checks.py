@@ -273,9 +273,32 @@ def check_config(cfg: DictConfig) -> None:
             continue
         if not rule.ok(value):
             raise ConfigError(
-                f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} (e.g. {rule.example})"
+                f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} (e.g. {rule.example})",
+                key=rule.key,
             )
+    _check_targets(cfg)
     _check_combinations(cfg)
+
+
+ALLOWED_TARGETS = ("nnexp.", "torch.optim.", "torch.nn.")
+
+
+def _check_targets(node: Any, path: str = "") -> None:
+    """A `_target_` is code that runs: only nnexp's builders and torch.optim / torch.nn classes may."""
+    if not isinstance(node, DictConfig):
+        return
+    for key in node:
+        child = node._get_node(key)
+        if key == "_target_":
+            target = child._value()
+            if not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)):
+                raise ConfigError(
+                    f"{path}_target_={target} is not allowed: a target must be one of nnexp's own "
+                    f"builders or a torch.optim / torch.nn class",
+                    key=f"{path}_target_",
+                )
+        else:
+            _check_targets(child, f"{path}{key}.")
 
 
 def _check_nothing_missing(cfg: DictConfig) -> None:

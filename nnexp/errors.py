@@ -15,6 +15,10 @@ class UserError(Exception):
 class ConfigError(UserError):
     """A config value that is missing, of the wrong type or out of range."""
 
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key  # the offending key, when there is one
+
 
 class DataError(UserError):
     """Input data that is missing, unreadable or does not match the config."""

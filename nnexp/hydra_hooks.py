@@ -1,16 +1,12 @@
-"""What nnexp adds to Hydra: unique run folders, the experiment presets, and a config check up front."""
+"""What nnexp adds to Hydra: run folders that never collide, and the experiment presets."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from nnexp.checks import check_config
-from nnexp.errors import ConfigError, exit_with
 from nnexp.paths import EXPERIMENT_DIR
 
 
@@ -44,27 +40,4 @@ def register_experiments(experiment_dir: Path = EXPERIMENT_DIR) -> None:
         store.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
 
 
-def job_config(config: DictConfig) -> DictConfig:
-    """The config a run sees: everything but Hydra's own node."""
-    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
-
-
-class CheckConfigBeforeRun(Callback):
-    """Refuse a bad config before Hydra creates a run folder for it."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Values swept per job are checked again inside each job.
-        self._check(config)
-
-    @staticmethod
-    def _check(config: DictConfig) -> None:
-        try:
-            check_config(job_config(config))
-        except ConfigError as error:
-            exit_with(error)
-
-
-__all__ = ["CheckConfigBeforeRun", "claim_new_dir", "register_experiments", "register_resolvers"]
+__all__ = ["claim_new_dir", "register_experiments", "register_resolvers"]

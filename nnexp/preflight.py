@@ -1,0 +1,176 @@
+"""Compose and check the command line's config before Hydra runs anything.
+
+Hydra reports a typo and a crash alike (exit 1, several lines), lets `+epochz=3` past, and makes
+the run folder before a value is ever read. Here every such mistake becomes one line and exit 2,
+with nothing created.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import (
+    ConfigCompositionException,
+    HydraException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp.checks import check_config
+from nnexp.errors import ConfigError
+from nnexp.hydra_hooks import register_experiments
+from nnexp.paths import CONFIG_DIR
+
+
+def preflight(overrides: list[str], multirun: bool = False) -> None:
+    """Raise ConfigError for the first mistake in `overrides`, as `nnexp OVERRIDES` would meet it.
+
+    A sweep is checked value by value for composition; a value that is merely out of range fails
+    only its own job, so the other jobs of the sweep still run.
+    """
+    register_experiments()
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as error:
+        raise ConfigError(f"cannot read the command line: {_first_line(error)}") from None
+    _refuse_added_keys(parsed, overrides)
+    swept = {override.key_or_group for override in parsed if override.is_sweep_override()}
+    for point in _points_to_check(parsed) if multirun else [overrides]:
+        cfg = _compose(point, overrides)
+        try:
+            check_config(cfg)
+        except ConfigError as error:
+            if not (multirun and error.key in swept):
+                raise
+
+
+def _points_to_check(parsed: list[Override]) -> Iterator[list[str]]:
+    """One override list per value of each sweep (others at their first value), not the product."""
+    first = [_point_value(override, 0) for override in parsed]
+    yield [line for line in first if line is not None]
+    for index, override in enumerate(parsed):
+        for position in range(1, _sweep_length(override)):
+            point = list(first)
+            point[index] = _point_value(override, position)
+            yield [line for line in point if line is not None]
+
+
+def _sweep_values(override: Override) -> list[str] | None:
+    if not override.is_sweep_override():
+        return None
+    try:
+        return list(override.sweep_string_iterator())
+    except HydraException:
+        return None  # an interval for Optuna: nothing to enumerate
+
+
+def _sweep_length(override: Override) -> int:
+    values = _sweep_values(override)
+    return len(values) if values else 1
+
+
+def _point_value(override: Override, position: int) -> str | None:
+    if not override.is_sweep_override():
+        return override.input_line
+    values = _sweep_values(override)
+    if not values:
+        return None
+    return f"{override.get_key_element()}={values[position]}"
+
+
+def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="nnexp"):
+            cfg = compose(config_name="config", overrides=point)
+    except MissingConfigException as error:
+        raise ConfigError(_missing_option_message(error)) from None
+    except ConfigCompositionException as error:
+        key = _key_in(str(error))
+        if key is None:
+            raise ConfigError(_first_line(error)) from None
+        raise ConfigError(_unknown_key_message(key, all_overrides)) from None
+    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+
+
+def _refuse_added_keys(parsed: list[Override], overrides: list[str]) -> None:
+    """`+key=value` adds a key no option reads: a typo, so it is refused like any unknown key."""
+    known_groups = _groups()
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_add() and key not in known_groups:
+            raise ConfigError(_unknown_key_message(key, overrides))
+        if override.is_delete() and key not in known_groups:
+            raise ConfigError(f"~{key} would remove a key nnexp reads: set a value instead, e.g. {key}=...")
+
+
+def _groups() -> set[str]:
+    groups = {path.name for path in CONFIG_DIR.iterdir() if path.is_dir()}
+    groups |= {path.relative_to(CONFIG_DIR).as_posix() for path in CONFIG_DIR.glob("*/*") if path.is_dir()}
+    groups |= set(ConfigStore.instance().repo)
+    return groups
+
+
+def _missing_option_message(error: MissingConfigException) -> str:
+    missing = error.missing_cfg_file or ""
+    group, _, option = missing.rpartition("/")
+    options = sorted(error.options or [])
+    if not group or not options:
+        return _first_line(error)
+    hint = difflib.get_close_matches(option, options, n=1)
+    suggestion = f" (did you mean {group}={hint[0]}?)" if hint else ""
+    plugin = "; other launchers and sweepers come with their Hydra plugins" if "hydra" in group else ""
+    return f"{group}={option} is not an option{suggestion}: choose one of {', '.join(options)}{plugin}"
+
+
+def _unknown_key_message(key: str, overrides: list[str]) -> str:
+    candidates = _known_keys(overrides)
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:
+        last = key.rsplit(".", 1)[-1]
+        by_name = {candidate.rsplit(".", 1)[-1]: candidate for candidate in candidates}
+        names = difflib.get_close_matches(last, list(by_name), n=1, cutoff=0.7)
+        close = [by_name[names[0]]] if names else []
+    suggestion = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown key {key}{suggestion}; `nnexp --cfg job` shows every key"
+
+
+def _known_keys(overrides: list[str]) -> list[str]:
+    """Every key of the config the user's group choices select (the defaults if they do not compose)."""
+    groups = _groups()
+    choices = [line for line in overrides if line.split("=", 1)[0].lstrip("+~") in groups and "," not in line]
+    for attempt in (choices, []):
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="nnexp"):
+                cfg = compose(config_name="config", overrides=attempt)
+            break
+        except HydraException:
+            continue
+    else:
+        return sorted(groups)
+    keys: list[str] = []
+    _walk(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), "", keys)
+    return sorted(set(keys) | groups)
+
+
+def _walk(node: object, prefix: str, keys: list[str]) -> None:
+    if isinstance(node, DictConfig):
+        for key in node:
+            path = f"{prefix}{key}"
+            keys.append(path)
+            _walk(node._get_node(key), f"{path}.", keys)
+
+
+def _key_in(message: str) -> str | None:
+    match = re.search(r"(?:override|at|key) '([^']+)'", message)
+    return match.group(1) if match else None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,73 @@
+"""Usage and config mistakes: exit code 2, one line that names the fix, and nothing created."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import compose_config, run_folders, run_nnexp
+from nnexp.checks import check_config
+from nnexp.errors import ConfigError
+from nnexp.preflight import preflight
+
+MISTAKES = [
+    (["optim.lrr=0.1"], "unknown key optim.lrr (did you mean optim.lr?)"),
+    (["+optim.lrr=0.1"], "unknown key optim.lrr (did you mean optim.lr?)"),
+    (["+epochz=3"], "unknown key epochz (did you mean trainer.epochs?)"),
+    (["trainer.epocs=3"], "unknown key trainer.epocs (did you mean trainer.epochs?)"),
+    (["modle=mlp"], "unknown key modle (did you mean model?)"),
+    (["model=mlpp"], "model=mlpp is not an option (did you mean model=mlp?): choose one of"),
+    (["experiment=nope"], "experiment=nope is not an option"),
+    (["~seed"], "~seed would remove a key nnexp reads"),
+    (["model.hidden=[1,2"], "cannot read the command line"),
+    (["optim=sgd,adam"], "Ambiguous value"),
+    (["model._target_=os.system"], "model._target_=os.system is not allowed"),
+    (["trainer.epochs=-1"], "trainer.epochs=-1 is not allowed"),
+    (["optim.lr=0"], "optim.lr=0 is not allowed"),
+    (["data=csv"], "data.features, data.path, data.target are required"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), MISTAKES)
+def test_preflight_names_each_mistake(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        preflight(overrides)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_preflight_accepts_a_sound_command_line():
+    preflight(["model=mlp", "model.hidden=[256,128]", "optim=adam", "regularization=[l2,dropout]"])
+
+
+def test_in_a_sweep_every_value_must_compose():
+    with pytest.raises(ConfigError, match="optim=adamm is not an option"):
+        preflight(["optim=sgd,adamm"], multirun=True)
+
+
+def test_in_a_sweep_an_out_of_range_value_is_left_to_its_own_job():
+    preflight(["optim.lr=0.1,-1"], multirun=True)
+    with pytest.raises(ConfigError, match="trainer.epochs=0"):
+        preflight(["optim.lr=0.1,-1", "trainer.epochs=0"], multirun=True)
+
+
+def test_targets_outside_nnexp_and_torch_are_refused():
+    with pytest.raises(ConfigError, match="optim._target_=builtins.eval is not allowed"):
+        check_config(compose_config("optim._target_=builtins.eval"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["optim.lrr=0.1"], ["+epochz=3"], ["model=cnnn"], ["model._target_=os.system"], ["trainer.epochs=-1"]],
+)
+def test_the_cli_exits_2_with_one_line_and_no_run_folder(tmp_path, args):
+    result = run_nnexp(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("nnexp: error: ")
+    assert not (tmp_path / "outputs").exists() and run_folders(tmp_path) == []
+
+
+def test_hydra_full_error_adds_the_trace_and_keeps_the_exit_code(tmp_path):
+    result = run_nnexp("optim.lrr=0.1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "unknown key optim.lrr" in result.stderr
