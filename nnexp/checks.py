@@ -82,6 +82,9 @@ RULES = [
         "null or a whole number >= 1",
         5,
     ),
+    _rule("trainer.stuck_epochs", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 5),
+    _rule("trainer.stuck_tolerance", lambda v: _number(v) and v >= 0, "a finite number >= 0", 1e-4),
+    _rule("trainer.stop_when_stuck", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule(
         "trainer.clip_grad_norm",
         lambda v: v is None or (_number(v) and v > 0),

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 import rich
@@ -22,24 +23,39 @@ from nnexp.errors import UserError, exit_with
 from nnexp.hydra_hooks import register_experiments, register_resolvers
 from nnexp.paths import CONFIG_DIR
 from nnexp.preflight import preflight
+from nnexp.resume import is_resume, log_into, resume_config
+from nnexp.sweep_ledger import objective_value
 
 log = logging.getLogger("nnexp")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    from nnexp.runner import run
+def _hydra_main(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
+    return objective_value(cfg, result.metrics)  # what a sweeper (Optuna) optimises; None without one
+
+
+def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
+    """Run; turn a stop into its exit code and one line: 2 usage, 3 diverged, 130/143 signals."""
+    from nnexp.runner import run
+    from nnexp.safeguards import TrainingInterrupted
+
     try:
-        run(cfg, Path(hydra_cfg.runtime.output_dir))
+        return run(cfg, run_dir, resume=resume)
     except UserError as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        if multirun:
             log.error("%s", error)
             raise  # the launcher records the failed job and runs the others
         exit_with(error)
+    except TrainingInterrupted as interrupted:
+        # A signal stops a whole sweep too, not just its current job.
+        sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
+        sys.exit(interrupted.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write(f"nnexp: interrupted; the run folder is {hydra_cfg.runtime.output_dir}\n")
+        sys.stderr.write(f"nnexp: interrupted; the run folder is {run_dir}\n")
         sys.exit(130)
 
 
@@ -50,6 +66,14 @@ def main() -> None:
     register_resolvers()
     register_experiments()  # before Hydra composes: `experiment=NAME` reads the ConfigStore
     args = get_args_parser().parse_args()
+    if is_resume(args.overrides):
+        try:
+            run_dir, cfg = resume_config(args.overrides)
+        except UserError as error:
+            exit_with(error)
+        log_into(run_dir)
+        _run_or_exit(cfg, run_dir, resume=True)
+        return
     if _will_train(args):
         try:
             preflight(args.overrides, multirun=args.multirun)

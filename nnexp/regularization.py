@@ -57,6 +57,18 @@ class EarlyStopping:
         self.waited += 1
         return self.waited > self.patience
 
+    def state_dict(self) -> dict:
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "waited": self.waited,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.waited, self.best_state = state["waited"], state["best_state"]
+
     def restore(self, model: nn.Module) -> None:
         if self.restore_best and self.best_state is not None:
             model.load_state_dict(self.best_state)

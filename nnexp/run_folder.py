@@ -47,6 +47,27 @@ class RunFolder:
                 writer.writeheader()
             writer.writerow({key: _csv_value(row.get(key)) for key in self._metric_columns})
 
+    def epochs_recorded(self) -> int:
+        if not self.metrics_path.is_file():
+            return 0
+        with self.metrics_path.open(newline="") as handle:
+            return sum(1 for _ in csv.DictReader(handle))
+
+    def keep_metrics_through(self, epoch: int) -> None:
+        """On resume: drop rows after the checkpoint's epoch, then append after them."""
+        if not self.metrics_path.is_file():
+            return
+        with self.metrics_path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = [row for row in reader if int(row["epoch"]) <= epoch]
+        self._metric_columns = columns or None
+        with self.metrics_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            if columns:
+                writer.writeheader()
+                writer.writerows(rows)
+
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         text = json.dumps(_json_safe(content), indent=2) + "\n"
         self._replace_atomically(self.path / name, text.encode())

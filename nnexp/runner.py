@@ -30,18 +30,28 @@ import nnexp
 from nnexp import lm_loop
 from nnexp.augment import RandomAffine, augmented, build_augment
 from nnexp.baselines import least_squares
+from nnexp.checkpoint import load_checkpoint, restore_training_state, training_state
 from nnexp.checks import check_config
 from nnexp.console import TrainingProgress, format_epoch_line, results_table
 from nnexp.data import DataBundle, DataSpec
 from nnexp.errors import ConfigError, UserError
+from nnexp.loggers import build_loggers, finish_loggers
 from nnexp.loop import evaluate, train_one_epoch
 from nnexp.losses import LossFn, build_loss, resolve_loss_name
 from nnexp.metrics import better, metric_names
 from nnexp.models.init import initialize
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.paths import PACKAGE_DIR
+from nnexp.plots import plot_run
 from nnexp.regularization import EarlyStopping, l1_penalty
 from nnexp.run_folder import SAMPLES_FILE, VOCAB_FILE, RunFolder
+from nnexp.safeguards import (
+    Diverged,
+    DivergenceGuard,
+    StopOnSignal,
+    StuckLossDetector,
+    TrainingInterrupted,
+)
 
 log = logging.getLogger("nnexp")
 
@@ -62,6 +72,7 @@ class Experiment:
     early_stopping: EarlyStopping | None
     device: torch.device
     augment: RandomAffine | None = None  # applied to the training batches only
+    loggers: list[Any] = field(default_factory=list)  # tensorboard, mlflow: given each metrics row
 
 
 @dataclass
@@ -73,11 +84,15 @@ class RunResult:
     model: nn.Module | None = field(default=None, repr=False)
 
 
-def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> RunResult:
-    """Train and evaluate the experiment `cfg` describes, writing every record into `run_dir`."""
+def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: bool = False) -> RunResult:
+    """Train and evaluate the experiment `cfg` describes, writing every record into `run_dir`.
+
+    With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh.
+    """
     console = console or Console()
     check_config(cfg)
     folder = RunFolder(run_dir)
+    checkpoint = load_checkpoint(folder.checkpoint_path) if resume else None
     started = time.time()
     summary: dict[str, Any] = {
         "status": "running",
@@ -86,22 +101,33 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> RunRe
         "nnexp_version": nnexp.__version__,
         "code_version": _code_version(),
     }
+    if checkpoint is not None:
+        summary["resumed_from_epoch"] = checkpoint["epoch"]
     folder.write_summary(summary)
     experiment = None
+    loggers: list[Any] = []
     try:
+        loggers = build_loggers(cfg, folder.path)
         experiment = build(cfg)
+        experiment.loggers = loggers
         summary.update(_describe(experiment, cfg))
         _record_parameters(experiment.model, folder)
-        result = _train_and_record(cfg, experiment, folder, console, summary)
+        with StopOnSignal() as stop:
+            result = _train_and_record(cfg, experiment, folder, console, summary, stop, checkpoint)
     except BaseException as error:
-        summary["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        summary["status"] = _status_after(error)
         summary["error"] = str(error) or type(error).__name__
-        if not isinstance(error, (UserError, KeyboardInterrupt)):
+        summary.setdefault("epochs_completed", folder.epochs_recorded())
+        if isinstance(error, TrainingInterrupted):
+            summary["resume_with"] = f"nnexp resume={folder.path}"
+        if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)):
             log.error("run failed:\n%s", traceback.format_exc())
         raise
     finally:
         summary["wall_time_s"] = round(time.time() - started, 3)
         folder.write_summary(summary)
+        finish_loggers(loggers, summary)
+        plot_run(folder.path)  # learning_curves.png
     return result
 
 
@@ -183,16 +209,34 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _status_after(error: BaseException) -> str:
+    if isinstance(error, (TrainingInterrupted, KeyboardInterrupt)):
+        return "interrupted"
+    return "diverged" if isinstance(error, Diverged) else "failed"
+
+
 def _train_and_record(
     cfg: DictConfig,
     experiment: Experiment,
     folder: RunFolder,
     console: Console,
     summary: dict[str, Any],
+    stop: StopOnSignal,
+    checkpoint: dict | None = None,
 ) -> RunResult:
     if experiment.data.spec.task == "language_model":
         folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
-    history = fit(experiment, cfg, folder, console)
+    if checkpoint is None:
+        start_epoch, history = 0, []
+        folder.save_checkpoint(training_state(experiment, 0, history, cfg))  # resumable from the start
+    else:
+        start_epoch, history = restore_training_state(experiment, checkpoint)
+        folder.keep_metrics_through(start_epoch)
+        log.info("resuming after epoch %d of %d", start_epoch, cfg.trainer.epochs)
+    warnings: list[str] = []
+    history = fit(experiment, cfg, folder, console, stop, start_epoch, history, warnings)
+    if warnings:
+        summary["warnings"] = warnings
     summary["epochs_completed"] = len(history)
     summary["train_time_s"] = round(sum(row["seconds"] for row in history), 3)
 
@@ -222,15 +266,8 @@ def _train_and_record(
     if task == "regression":
         summary["baseline"] = least_squares(experiment.data)
 
-    folder.save_checkpoint(
-        {
-            "model": experiment.model.state_dict(),
-            "optimizer": experiment.optimizer.state_dict(),
-            "epoch": len(history),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "data_spec": experiment.data.spec.to_dict(),
-        }
-    )
+    stop.check()
+    folder.save_checkpoint(training_state(experiment, len(history), history, cfg))
     summary["checkpoint"] = folder.checkpoint_path.name
     summary["status"] = "completed"
 
@@ -239,8 +276,20 @@ def _train_and_record(
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
 
 
-def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Console) -> list[dict[str, Any]]:
-    """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule."""
+def fit(
+    experiment: Experiment,
+    cfg: DictConfig,
+    folder: RunFolder,
+    console: Console,
+    stop: StopOnSignal | None = None,
+    start_epoch: int = 0,
+    history: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
+
+    After every epoch the whole training state is checkpointed, so a stopped run resumes exactly.
+    """
     trainer = cfg.trainer
     data, task = experiment.data, experiment.data.spec.task
     batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
@@ -248,16 +297,29 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
     if trainer.max_batches_per_epoch is not None:
         batches_per_epoch = min(batches_per_epoch, trainer.max_batches_per_epoch)
     names = metric_names(task)
-    history: list[dict[str, Any]] = []
+    history = list(history or [])
+    warnings = warnings if warnings is not None else []
     train_epoch, evaluate_split = _loop_for(experiment, trainer)
+    divergence = DivergenceGuard(experiment.optimizer, experiment.device)
+    stuck = StuckLossDetector(trainer.get("stuck_epochs", 0), trainer.get("stuck_tolerance", 1e-4))
+    for row in history:
+        stuck.update(row["epoch"], row["train_loss"])
     generation = cfg.get("generation") if task == "language_model" else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
 
     with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
-        for epoch in range(1, trainer.epochs + 1):
+
+        def after_batch(loss: torch.Tensor) -> None:
+            progress.on_batch(loss)
+            divergence.after_batch(loss)
+            if stop is not None:
+                stop.check()
+
+        for epoch in range(start_epoch + 1, trainer.epochs + 1):
             epoch_started = time.perf_counter()
             progress.start_epoch(epoch)
+            divergence.start_epoch(epoch)
             # The data order depends only on (seed, epoch), so a run can be resumed exactly.
             order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
@@ -268,9 +330,10 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
                 experiment.optimizer,
                 penalty=experiment.penalty,
                 clip_grad_norm=trainer.clip_grad_norm,
-                on_batch=progress.on_batch,
+                on_batch=after_batch,
             )
             train_seconds = time.perf_counter() - epoch_started
+            divergence.after_epoch(train_metrics["loss"])
             tokens = train_metrics.pop("tokens", None)  # a language model counts the tokens it trained on
 
             row: dict[str, Any] = {"epoch": epoch}
@@ -290,6 +353,8 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
             folder.append_metrics(row)
+            for logger in experiment.loggers:
+                logger.log_metrics(row, step=epoch)
             history.append(row)
             log.info(format_epoch_line(epoch, trainer.epochs, row))
             if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
@@ -297,7 +362,15 @@ def fit(experiment: Experiment, cfg: DictConfig, folder: RunFolder, console: Con
 
             _step_scheduler(experiment, row)
             stopper = experiment.early_stopping
-            if stopper is not None and stopper.update(epoch, row, experiment.model):
+            stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
+            folder.save_checkpoint(training_state(experiment, epoch, history, cfg))
+            stuck_warning = stuck.update(epoch, row["train_loss"])
+            if stuck_warning:
+                log.warning(stuck_warning)
+                warnings.append(stuck_warning)
+                if trainer.get("stop_when_stuck", False):
+                    break
+            if stop_early:
                 log.info(
                     "early stopping: %s has not improved for %d epochs (best %.4g at epoch %d)",
                     stopper.monitor,
@@ -313,7 +386,10 @@ def _loop_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[...
     """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
     task = experiment.data.spec.task
     if task == "language_model":
-        # Evaluation reads a split in the training batch shape, so a carried state sees as much context.
+        # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
+        # a validation tail too short for one batch is refused now, not after the first epoch.
+        if experiment.data.val is not None:
+            experiment.data.val.num_batches(trainer.batch_size)
         return (
             partial(lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state),
             partial(lm_loop.evaluate, batch_size=trainer.batch_size),

@@ -33,7 +33,8 @@ def test_ci_runs_the_readmes_test_command():
 
 def shown_nnexp_commands() -> list[str]:
     lines = [line.split("#")[0].strip() for block in BASH_BLOCKS for line in block.splitlines()]
-    return [line for line in lines if line.startswith("nnexp ")]
+    # `resume=$RUN` needs a run folder of the reader's: tests/test_safety.py covers resuming.
+    return [line for line in lines if line.startswith("nnexp ") and "resume=" not in line]
 
 
 @pytest.mark.parametrize("command", shown_nnexp_commands())

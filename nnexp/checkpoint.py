@@ -1,0 +1,82 @@
+"""Checkpoints that resume a run exactly, and load without running any code.
+
+A checkpoint holds everything the next epoch depends on: weights, optimiser, scheduler and
+early-stopping state, the metric history, and the torch and Python random states. The data order
+needs no state: it is seeded by (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp.errors import UserError
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, damaged or not made of plain tensors and numbers."""
+
+
+def training_state(experiment: Any, epoch: int, history: list[dict[str, Any]], cfg: DictConfig) -> dict:
+    """What `restore_training_state` needs to continue after `epoch` as if never stopped."""
+    state = {
+        "model": experiment.model.state_dict(),
+        "optimizer": experiment.optimizer.state_dict(),
+        "scheduler": experiment.scheduler.state_dict() if experiment.scheduler is not None else None,
+        "early_stopping": (
+            experiment.early_stopping.state_dict() if experiment.early_stopping is not None else None
+        ),
+        "epoch": epoch,
+        "history": history,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data_spec": experiment.data.spec.to_dict(),
+    }
+    if torch.cuda.is_available() and experiment.device.type == "cuda":
+        state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_training_state(experiment: Any, state: dict) -> tuple[int, list[dict[str, Any]]]:
+    """Put the model, optimiser, schedules and random states back; returns (epoch, history)."""
+    experiment.model.load_state_dict(state["model"])
+    experiment.optimizer.load_state_dict(state["optimizer"])
+    if experiment.scheduler is not None and state.get("scheduler") is not None:
+        experiment.scheduler.load_state_dict(state["scheduler"])
+    if experiment.early_stopping is not None and state.get("early_stopping") is not None:
+        experiment.early_stopping.load_state_dict(state["early_stopping"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(_as_tuples(state["rng"]["python"]))
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state["epoch"], list(state["history"])
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """torch.load with weights_only=True: a pickle that would run code is refused, never executed."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: this run cannot be resumed")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            raise CheckpointError(
+                f"checkpoint {path} holds code, not only tensors and numbers: refusing to load it"
+            ) from None
+        raise CheckpointError(f"corrupt checkpoint {path}: {_first_line(error)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"corrupt checkpoint {path}: {_first_line(error)}") from None
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,123 @@
+"""What stops a run cleanly: a signal (Ctrl-C, SIGTERM), a loss that became NaN, a loss that sticks."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import torch
+
+from nnexp.errors import UserError
+
+log = logging.getLogger("nnexp")
+
+
+class TrainingInterrupted(Exception):
+    """Raised at a batch boundary after the first SIGINT / SIGTERM; exit code 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite: the settings, usually the learning rate, are the user's to fix."""
+
+    exit_code = 3
+
+
+class StopOnSignal:
+    """First SIGINT/SIGTERM: finish the current batch, then stop. A second one: stop at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None:
+            raise TrainingInterrupted(signum)
+        self.requested = signum
+        log.warning(
+            "%s received: stopping after this batch (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    def check(self) -> None:
+        if self.requested is not None:
+            raise TrainingInterrupted(self.requested)
+
+
+class DivergenceGuard:
+    """Stops at the first non-finite training loss and names the epoch, the step and the learning rate.
+
+    Reading the loss waits for the device; on a GPU it is read every `cuda_every` steps, so the step
+    named there is the step at which it was noticed.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, cuda_every: int = 50) -> None:
+        self.optimizer = optimizer
+        self.every = cuda_every if device.type == "cuda" else 1
+        self.epoch = 0
+        self.step = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = epoch, 0
+
+    def after_batch(self, loss: torch.Tensor) -> None:
+        self.step += 1
+        if self.step % self.every == 0 and not torch.isfinite(loss).item():
+            self._stop(loss.item())
+
+    def after_epoch(self, train_loss: float) -> None:
+        if not math.isfinite(train_loss):
+            self._stop(train_loss)
+
+    def _stop(self, value: float) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        name = "NaN" if math.isnan(value) else "infinite"
+        raise Diverged(
+            f"loss became {name} at epoch {self.epoch}, step {self.step} (lr={lr:g}): lower the learning rate"
+        )
+
+
+class StuckLossDetector:
+    """Warns once when the training loss has not moved (relative change < tolerance) for `epochs` epochs."""
+
+    def __init__(self, epochs: int, tolerance: float = 1e-4) -> None:
+        self.epochs = epochs
+        self.tolerance = tolerance
+        self.losses: list[float] = []
+        self.warning: str | None = None
+
+    def update(self, epoch: int, train_loss: float) -> str | None:
+        """Record an epoch's loss; returns the warning the first time the loss is found stuck."""
+        self.losses.append(train_loss)
+        if self.warning is not None or self.epochs <= 0 or len(self.losses) <= self.epochs:
+            return None
+        window = self.losses[-(self.epochs + 1) :]
+        spread = max(window) - min(window)
+        if spread <= self.tolerance * max(abs(window[-1]), 1e-12):
+            self.warning = (
+                f"the training loss has not moved for {self.epochs} epochs (stuck at {window[-1]:.4g} "
+                f"by epoch {epoch}): try a smaller or larger learning rate, or another initialisation"
+            )
+            return self.warning
+        return None
