@@ -1,6 +1,6 @@
 """`nnexp-generate RUN_DIR`: continue a prefix with the language model a finished run saved.
 
-    nnexp-generate outputs/2026-11-23/08-00-00 --prefix "the time machine" --num-tokens 100
+nnexp-generate outputs/2026-11-23/08-00-00 --prefix "the time machine" --num-tokens 100
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def take_rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     images took 0.49 s that way and 0.05 s as int64 words (measured on 2 cores).
     """
     row_bytes = tensor[0].numel() * tensor.element_size() if len(tensor) else 0
-    if 0 < row_bytes and row_bytes % 8 == 0 and tensor.element_size() < 8 and tensor.is_contiguous():
+    if row_bytes > 0 and row_bytes % 8 == 0 and tensor.element_size() < 8 and tensor.is_contiguous():
         words = tensor.view(len(tensor), -1).view(torch.int64)  # (N, row_bytes / 8)
         return words[index].view(tensor.dtype).view(-1, *tensor.shape[1:])
     return tensor[index]

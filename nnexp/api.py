@@ -1,0 +1,75 @@
+"""nnexp from Python and notebooks: `nnexp.run(overrides=[...])` composes the config with Hydra's compose
+API, exactly as `nnexp OVERRIDES...` would, trains in this process and returns the result.
+
+    import nnexp
+    result = nnexp.run(["experiment=digits_mlp", "trainer.epochs=5"])
+    result.metrics["test_accuracy"], result.model, result.run_dir
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from nnexp.runner import RunResult
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `nnexp OVERRIDES...` runs (without Hydra's own node)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nnexp.hydra_hooks import register_experiments, register_resolvers
+    from nnexp.paths import CONFIG_DIR
+
+    register_resolvers()
+    register_experiments()
+    GlobalHydra.instance().clear()  # a notebook may have initialised Hydra before
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> RunResult:
+    """Train and evaluate the experiment `overrides` describe, in this process.
+
+    Returns a RunResult: `.metrics` (final values, e.g. test_accuracy), `.model` (the trained
+    nn.Module), `.run_dir` (metrics.csv, summary.json, checkpoint.pt, learning_curves.png),
+    `.summary` and `.status`. The run folder is a new outputs/<date>/<time> under the current folder
+    unless `output_dir` names one. A sweep preset (`experiment=compare_*`) runs its base point only:
+    run sweeps with the `nnexp -m` command.
+    """
+    from nnexp.hydra_hooks import claim_new_dir
+    from nnexp.runner import run as run_config
+
+    overrides = list(overrides)
+    cfg = compose(overrides)
+    if output_dir is None:
+        output_dir = claim_new_dir(time.strftime("outputs/%Y-%m-%d/%H-%M-%S"))
+    run_dir = Path(output_dir)
+    # The same records as a CLI run, so nnexp-report and nnexp-generate read this folder too.
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+
+    log_file = logging.FileHandler(run_dir / "nnexp.log")
+    log_file.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+    logger = logging.getLogger("nnexp")
+    logger.addHandler(log_file)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        return run_config(cfg, run_dir)
+    finally:
+        logger.removeHandler(log_file)
+        logger.setLevel(previous_level)
+        log_file.close()
+
+
+__all__ = ["compose", "run"]

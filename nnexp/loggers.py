@@ -1,0 +1,145 @@
+"""Where metrics go besides metrics.csv (always written): TensorBoard and MLflow, chosen with `logger=`.
+
+`logger=[csv,tensorboard,mlflow]` picks several. Each logger receives every metrics row as it is
+recorded (`log_metrics(row, step)`) and the run's summary at the end (`finish(summary)`), so a chart
+and metrics.csv show the same numbers. The packages are optional extras, imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp.errors import ConfigError
+
+log = logging.getLogger("nnexp")
+
+NOT_METRICS = ("epoch",)
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    """The finite numeric columns of a row (a NaN marks an epoch without evaluation)."""
+    return {
+        key: float(value)
+        for key, value in row.items()
+        if key not in NOT_METRICS
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    }
+
+
+def _require(module: str, extra: str, choice: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"logger={choice} needs the {module} package: pip install 'nnexp[{extra}]'")
+
+
+class TensorBoardLogger:
+    """Scalars in an event file under <run folder>/tensorboard: `tensorboard --logdir outputs`."""
+
+    def __init__(self, run_dir: Path, options: dict[str, Any]) -> None:
+        _require("tensorboard", "tensorboard", "tensorboard")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = Path(options.get("log_dir") or run_dir / "tensorboard")
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+
+    def log_metrics(self, row: dict[str, Any], step: int) -> None:
+        for key, value in _numbers(row).items():
+            self.writer.add_scalar(key, value, step)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        # The final evaluation (test_* included) as "final/<column>" at the last epoch.
+        step = summary.get("epochs_completed") or 0
+        for key, value in _numbers(summary.get("metrics", {}).get("final", {})).items():
+            self.writer.add_scalar(f"final/{key}", value, step)
+        self.writer.close()
+
+
+class MlflowLogger:
+    """A run in an MLflow store: by default a SQLite file in ./mlruns/, read by `mlflow ui`."""
+
+    def __init__(self, run_dir: Path, options: dict[str, Any], params: dict[str, Any]) -> None:
+        _require("mlflow", "mlflow", "mlflow")
+        import mlflow
+
+        store = Path(options.get("store") or "mlruns").resolve()
+        store.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = options.get("tracking_uri") or f"sqlite:///{store / 'mlflow.db'}"
+        self.client = mlflow.MlflowClient(self.tracking_uri)
+        name = options.get("experiment_name") or "nnexp"
+        experiment = self.client.get_experiment_by_name(name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(name, artifact_location=(store / "artifacts").as_uri())
+        )
+        run = self.client.create_run(experiment_id, run_name=run_dir.name, tags={"run_dir": str(run_dir)})
+        self.run_id = run.info.run_id
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, str(value)[:500])
+        log.info("mlflow: run %s in %s", self.run_id, self.tracking_uri)
+
+    def log_metrics(self, row: dict[str, Any], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, value, now, step) for key, value in _numbers(row).items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        step = summary.get("epochs_completed") or 0
+        final = _numbers(summary.get("metrics", {}).get("final", {}))
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(f"final_{key}", value, now, step) for key, value in final.items()]
+        )
+        status = summary.get("status")
+        self.client.set_terminated(self.run_id, "FINISHED" if status == "completed" else "FAILED")
+
+
+def _flat_params(cfg: DictConfig) -> dict[str, Any]:
+    """The config as `model.hidden: [128]`-style parameters."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix.rstrip(".")] = node
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    walk({key: value for key, value in container.items() if key != "logger"}, "")
+    return flat
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    """The loggers `cfg.logger` names, besides metrics.csv which RunFolder always writes."""
+    chosen = cfg.get("logger") or {}
+    loggers: list[Any] = []
+    if "tensorboard" in chosen:
+        loggers.append(TensorBoardLogger(run_dir, dict(chosen["tensorboard"] or {})))
+    if "mlflow" in chosen:
+        loggers.append(MlflowLogger(run_dir, dict(chosen["mlflow"] or {}), _flat_params(cfg)))
+    return loggers
+
+
+def finish_loggers(loggers: list[Any], summary: dict[str, Any]) -> None:
+    """Close every logger; one that fails to close is reported, never allowed to fail the run."""
+    for logger in loggers:
+        try:
+            logger.finish(summary)
+        except Exception as error:  # a broken logger must not turn a finished run into a failed one
+            log.warning("%s could not finish: %s", type(logger).__name__, error)
+
+
+__all__ = ["MlflowLogger", "TensorBoardLogger", "build_loggers", "finish_loggers"]

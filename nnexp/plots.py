@@ -1,0 +1,119 @@
+"""Learning curves as PNGs: one per run folder, and one overlay of many runs for `nnexp-report --plot`.
+
+matplotlib is imported inside the functions (with the Agg backend, no display needed), so neither
+`nnexp --help` nor a run that never plots pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger("nnexp")
+
+CURVES_FILE = "learning_curves.png"
+MAIN_METRICS = ("accuracy", "perplexity", "mse")  # the first one a run records is plotted beside the loss
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curve_panels(columns: list[str]) -> list[str]:
+    """The metrics to plot: loss, then the main metric of the task (accuracy, perplexity or mse)."""
+    names = {column.split("_", 1)[1] for column in columns if column.startswith(("train_", "val_"))}
+    panels = ["loss"] if "loss" in names else []
+    panels += [name for name in MAIN_METRICS if name in names][:1]
+    return panels
+
+
+def _plot_column(axis: Any, metrics: pd.DataFrame, column: str, **style: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if column not in metrics or metrics[column].isna().all():
+        return
+    present = metrics[["epoch", column]].dropna()  # validation may run only every few epochs
+    axis.plot(present["epoch"], present[column], marker="." if len(present) < 30 else None, **style)
+
+
+def save_learning_curves(run_dir: Path) -> Path | None:
+    """<run_dir>/learning_curves.png: loss and the main metric, train vs val, per epoch."""
+    metrics_path = Path(run_dir) / "metrics.csv"
+    if not metrics_path.is_file():
+        return None
+    metrics = pd.read_csv(metrics_path)
+    panels = curve_panels(list(metrics.columns))
+    if metrics.empty or not panels:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, name in zip(axes[0], panels, strict=True):
+        for split, style in (("train", "--"), ("val", "-")):
+            _plot_column(axis, metrics, f"{split}_{name}", linestyle=style, label=split)
+        axis.set(xlabel="epoch", ylabel=name, title=name)
+        if name in ("loss", "perplexity") and _spans_decades(metrics, name):
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(Path(run_dir).name, fontsize=9)
+    figure.tight_layout()
+    path = Path(run_dir) / CURVES_FILE
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_overlay(runs: list[tuple[str, Path]], path: Path) -> Path:
+    """One PNG with the curves of many runs: a colour per run (its label), val solid, train dashed."""
+    frames = [
+        (label, pd.read_csv(run / "metrics.csv")) for label, run in runs if (run / "metrics.csv").is_file()
+    ]
+    columns = sorted({column for _, frame in frames for column in frame.columns})
+    panels = curve_panels(columns)
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.2), squeeze=False)
+    colours = plt.get_cmap("tab10" if len(frames) <= 10 else "tab20")
+    for index, (label, frame) in enumerate(frames):
+        colour = colours(index % colours.N)
+        for axis, name in zip(axes[0], panels, strict=False):
+            _plot_column(axis, frame, f"val_{name}", color=colour, label=label)
+            has_val = f"val_{name}" in frame and not frame[f"val_{name}"].isna().all()
+            _plot_column(axis, frame, f"train_{name}", color=colour, linestyle="--", alpha=0.5,
+                         label=None if has_val else label)  # fmt: skip
+    for axis, name in zip(axes[0], panels, strict=False):
+        axis.set(xlabel="epoch", ylabel=name, title=f"{name} (val solid, train dashed)")
+        axis.grid(alpha=0.3)
+    if panels:
+        axes[0][-1].legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _spans_decades(metrics: pd.DataFrame, name: str) -> bool:
+    values = pd.concat([metrics.get(f"{split}_{name}", pd.Series(dtype=float)) for split in ("train", "val")])
+    values = values[values > 0].dropna()
+    return len(values) > 1 and math.log10(values.max() / values.min()) > 1.5
+
+
+def plot_run(run_dir: Path) -> None:
+    """Called at the end of every run: a failed plot is a warning, never a failed run."""
+    try:
+        save_learning_curves(run_dir)
+    except Exception as error:  # the run's records are already written; the picture is a bonus
+        log.warning("could not plot the learning curves: %s", error)
+
+
+__all__ = ["CURVES_FILE", "plot_run", "save_learning_curves", "save_overlay"]

@@ -1,0 +1,257 @@
+"""`nnexp-report PATH...`: one row per run of the run and sweep folders under PATH, side by side.
+
+    nnexp-report outputs/multirun/2026-11-23/10-00-00                  # a sweep: which variant won?
+    nnexp-report outputs --sort val_loss --csv runs.csv --plot curves.png
+    nnexp-report outputs/multirun/... --group-by                       # mean ± std over seeds
+
+The columns are the overrides that differ between the runs (what was compared), the status, the final
+metrics (and the best value of each validation metric over the epochs), epochs and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from nnexp.metrics import HIGHER_IS_BETTER
+
+SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
+INFO_COLUMNS = ("status", "epochs", "wall_s")
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Every run folder (one holding summary.json or Hydra's .hydra/) at or under each path."""
+    found: set[Path] = set()
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if path.is_file():
+            path = path.parent
+        for marker in ("summary.json", ".hydra/overrides.yaml"):
+            found.update(hit.parent if marker == "summary.json" else hit.parent.parent
+                         for hit in path.rglob(marker))  # fmt: skip
+            if (path / marker).exists():
+                found.add(path)
+    return sorted(found)
+
+
+def read_overrides(run: Path) -> dict[str, str]:
+    """The command-line overrides of a run, as {key: value} (`optim=sgd` -> {"optim": "sgd"})."""
+    path = run / ".hydra" / "overrides.yaml"
+    lines = yaml.safe_load(path.read_text()) if path.is_file() else []
+    overrides: dict[str, str] = {}
+    for line in lines or []:
+        key, _, value = str(line).partition("=")
+        overrides[key.lstrip("+~")] = value
+    return overrides
+
+
+def run_record(run: Path) -> dict[str, Any]:
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    record: dict[str, Any] = {
+        "status": summary.get("status", "failed"),  # no summary: the job failed before its run began
+        "epochs": summary.get("epochs_completed"),
+        "wall_s": summary.get("wall_time_s"),
+    }
+    metrics = summary.get("metrics", {})
+    record.update(metrics.get("final", {}))
+    record.update(
+        {f"best_{key}": value for key, value in metrics.get("best", {}).items() if key.startswith("val_")}
+    )
+    return record
+
+
+def collect(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The table (one row per run, indexed by run folder) and the names of the differing overrides."""
+    runs = find_runs(paths)
+    overrides = {run: read_overrides(run) for run in runs}
+    keys = list(dict.fromkeys(key for run in runs for key in overrides[run]))
+    differing = [key for key in keys if len({overrides[run].get(key, "") for run in runs}) > 1]
+    if len(runs) == 1:
+        differing = keys  # a single run: show what it was run with
+    common = Path(os.path.commonpath(runs)) if runs else Path()
+    rows = []
+    for run in runs:
+        row = {"run": str(run.relative_to(common)) if run != common else run.name}
+        row.update({key: overrides[run].get(key, "") for key in differing})
+        row.update(run_record(run))
+        row["_path"] = str(run)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table, differing
+
+
+def metric_columns(table: pd.DataFrame, differing: list[str]) -> list[str]:
+    skip = {"run", "_path", *differing, *INFO_COLUMNS}
+    columns = [c for c in table.columns if c not in skip and pd.api.types.is_numeric_dtype(table[c])]
+    order = {"val": 0, "test": 1, "train": 2, "best": 3}
+    return sorted(columns, key=lambda c: (order.get(c.split("_", 1)[0], 4), c))
+
+
+def higher_is_better(column: str) -> bool:
+    return column.rsplit("_", 1)[-1] in HIGHER_IS_BETTER
+
+
+def default_sort(columns: list[str]) -> str | None:
+    return next((column for column in SORT_PREFERENCE if column in columns), columns[0] if columns else None)
+
+
+def sort_table(table: pd.DataFrame, column: str | None) -> pd.DataFrame:
+    if column is None or column not in table:
+        return table
+    return table.sort_values(
+        column, ascending=not higher_is_better(column), na_position="last", kind="stable"
+    )
+
+
+def group_table(table: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean and standard deviation of every metric over the runs that share the values of `by`."""
+    numeric = [*metrics, "epochs", "wall_s"]
+    keys = by or ["_all"]
+    frame = table.assign(_all="all") if not by else table
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    result = grouped[numeric].mean()
+    spread = grouped[numeric].std(ddof=1)
+    result = result.join(spread.add_suffix("_std"))
+    result["runs"] = grouped.size()
+    result["completed"] = grouped["status"].apply(lambda s: int((s == "completed").sum()))
+    return result.reset_index()
+
+
+def _fmt(value: Any, std: Any = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+        if std is not None and not (isinstance(std, float) and math.isnan(std)):
+            text += f" ± {std:.2g}"
+        return text
+    return str(value)
+
+
+def rich_table(table: pd.DataFrame, columns: list[str], title: str, std: bool = False) -> Table:
+    shown = Table(title=title, title_justify="left")
+    for column in columns:
+        numeric = pd.api.types.is_numeric_dtype(table[column])
+        shown.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for _, row in table.iterrows():
+        cells = []
+        for column in columns:
+            spread = row.get(f"{column}_std") if std else None
+            cells.append(_fmt(row[column], spread))
+        style = None if row.get("status", "completed") == "completed" else "red"
+        shown.add_row(*cells, style=style)
+    return shown
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nnexp-report",
+        description="Compare nnexp runs: one row per run folder found under each PATH (any nesting).",
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="run folders, sweep folders, outputs/"
+    )
+    parser.add_argument(
+        "--sort", metavar="METRIC", help="column to sort by (default: val_accuracy or val_loss)"
+    )
+    parser.add_argument(
+        "--csv", type=Path, metavar="FILE", help="where to write the table (default: PATH/report.csv)"
+    )
+    parser.add_argument(
+        "--group-by",
+        nargs="?",
+        const="",
+        metavar="KEYS",
+        help="average over the runs that share these comma-separated overrides (mean ± std); "
+        "with no KEYS: every differing override except seed, i.e. the mean over seeds",
+    )
+    parser.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        type=str,
+        metavar="FILE",
+        help="overlay the learning curves of all runs in one PNG (default: PATH/report.png)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        table, differing = collect(args.paths)
+    except FileNotFoundError as error:
+        sys.stderr.write(f"nnexp-report: error: {error}\n")
+        return 2
+    if table.empty:
+        sys.stderr.write(f"nnexp-report: error: no run folders under {' '.join(map(str, args.paths))}\n")
+        return 2
+    metrics = metric_columns(table, differing)
+    sort = args.sort or default_sort(metrics)
+    if args.sort and args.sort not in table:
+        sys.stderr.write(
+            f"nnexp-report: error: --sort {args.sort} is not a column: use one of {', '.join(metrics)}\n"
+        )
+        return 2
+    base = args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent
+    csv_path = args.csv or base / "report.csv"
+
+    if args.group_by is not None:
+        by = [key for key in args.group_by.split(",") if key] or [key for key in differing if key != "seed"]
+        unknown = [key for key in by if key not in table]
+        if unknown:
+            sys.stderr.write(f"nnexp-report: error: --group-by {','.join(unknown)}: not a differing override "
+                             f"(those are: {', '.join(differing) or 'none'})\n")  # fmt: skip
+            return 2
+        grouped = sort_table(group_table(table, by, metrics), sort)
+        shown_metrics = [metric for metric in metrics if not metric.startswith("train_")]  # the CSV has them
+        columns = [*by, "runs", "completed", *shown_metrics, "epochs", "wall_s"]
+        console.print(
+            rich_table(grouped, columns, f"{len(table)} runs in {len(grouped)} groups, mean ± std", True)
+        )
+        grouped.drop(columns=["_all"], errors="ignore").to_csv(csv_path, index=False)
+    else:
+        table = sort_table(table, sort)
+        columns = ["run", *differing, *INFO_COLUMNS, *metrics]
+        shown = [column for column in columns if not column.startswith("train_")]  # the CSV has them
+        console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
+        table[columns].to_csv(csv_path, index=False)
+    console.print(f"table: {csv_path}")
+
+    if args.plot is not None:
+        from nnexp.plots import save_overlay
+
+        plot_path = Path(args.plot) if args.plot else base / "report.png"
+        labels = [_label(row, differing) for _, row in table.iterrows()]
+        save_overlay(list(zip(labels, (Path(p) for p in table["_path"]), strict=True)), plot_path)
+        console.print(f"plot: {plot_path}")
+    return 0
+
+
+def _label(row: pd.Series, differing: list[str]) -> str:
+    parts = [f"{key}={row[key]}" for key in differing if row[key] != ""]
+    return " ".join(parts) or str(row["run"])
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()
+
+
+__all__ = ["collect", "console_main", "find_runs", "group_table", "main"]

@@ -1,0 +1,103 @@
+"""The sweep's own record: ledger.jsonl at the sweep root, one line per job, written as each job ends.
+
+Hydra prints only the first failure of a sweep, and only after every job has run; the ledger says at
+once which jobs finished, which failed and why, and what each reached. A line is appended with one
+write to a file opened for appending, so jobs that end together (joblib, submitit) never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from nnexp.errors import ConfigError
+
+LEDGER_FILE = "ledger.jsonl"
+
+log = logging.getLogger("nnexp")
+
+
+def sweep_root(run_dir: Path, subdir: str) -> Path:
+    """The sweep folder a job's run folder sits in (`subdir` may itself be nested, e.g. `a/b`)."""
+    root = Path(run_dir)
+    for _ in Path(subdir).parts:
+        root = root.parent
+    return root
+
+
+def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, Any]:
+    """Overrides, status and final metrics of one job, from its summary.json when it wrote one."""
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    failed = job_return.status != JobStatus.COMPLETED
+    status = summary.get("status", "failed" if failed else "completed")
+    if failed and status in ("completed", "running"):
+        status = "failed"  # the run finished, and the task function failed after it
+    entry: dict[str, Any] = {
+        "job": HydraConfig.get().job.num,
+        "overrides": list(job_return.overrides or []),
+        "status": status,
+        "run_dir": str(run_dir.relative_to(root)) if run_dir.is_relative_to(root) else str(run_dir),
+        "metrics": summary.get("metrics", {}).get("final", {}),
+        "epochs_completed": summary.get("epochs_completed"),
+        "wall_time_s": summary.get("wall_time_s"),
+    }
+    if failed:
+        entry["error"] = summary.get("error") or str(job_return._return_value)
+    if not failed and job_return.return_value is not None:
+        entry["objective"] = job_return.return_value
+    return entry
+
+
+def append_line(path: Path, entry: dict[str, Any]) -> None:
+    line = (json.dumps(entry, default=str) + "\n").encode()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(descriptor, line)
+    finally:
+        os.close(descriptor)
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """The ledger's entries in job order."""
+    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return sorted(entries, key=lambda entry: entry.get("job", 0))
+
+
+class SweepLedger(Callback):
+    """Appends each finished job of a multirun to <sweep folder>/ledger.jsonl."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        root = sweep_root(run_dir, hydra_cfg.sweep.subdir)
+        entry = ledger_entry(job_return, run_dir, root)
+        append_line(root / LEDGER_FILE, entry)
+        if entry["status"] != "completed":
+            log.error("sweep job %s (%s) %s; see %s", entry["job"], " ".join(entry["overrides"]),
+                      entry["status"], root / LEDGER_FILE)  # fmt: skip
+
+
+def objective_value(cfg: DictConfig, final_metrics: dict[str, float]) -> float | None:
+    """The final metric `cfg.objective` names (e.g. val_accuracy), for a sweeper to optimise."""
+    column = cfg.get("objective")
+    if column is None:
+        return None
+    if column not in final_metrics:
+        choices = ", ".join(sorted(final_metrics))
+        raise ConfigError(f"objective={column} is not a final metric of this run: use one of {choices}")
+    return float(final_metrics[column])
+
+
+__all__ = ["LEDGER_FILE", "SweepLedger", "objective_value", "read_ledger", "sweep_root"]

@@ -1,0 +1,203 @@
+"""MNIST / Fashion-MNIST through torchvision's real loaders, on IDX files each test writes itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import read_summary, run_folders, run_nnexp, write_fish_csv
+from nnexp.augment import RandomAffine, augmented, build_augment
+from nnexp.data import DataSpec, TensorSplit
+from nnexp.data.images import CACHE_FILE, load_images, write_idx_dataset
+from nnexp.errors import ConfigError, DataError
+
+TRAIN, TEST = 60, 20
+
+
+def fake_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random 28x28 images whose first pixel is their index, so every split row can be traced back."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = np.arange(count)
+    return images, rng.integers(0, 10, size=count).astype(np.uint8)
+
+
+def write_dataset(root: Path, name: str, compress: bool) -> None:
+    write_idx_dataset(root, name, fake_images(TRAIN, 1), fake_images(TEST, 2), compress)
+
+
+def load(root: Path, name: str, **options) -> object:
+    settings = dict(
+        root=str(root),
+        download=False,
+        val_size=10,
+        split_seed=0,
+        normalize=False,
+        synthetic=False,
+        synthetic_sizes=[TRAIN, TEST],
+    )
+    return load_images(name, **{**settings, **options})
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_fast_path_equals_torchvision_totensor(tmp_path: Path, name: str, compress: bool) -> None:
+    from torchvision import datasets, transforms
+
+    write_dataset(tmp_path, name, compress)
+    bundle = load(tmp_path, name)
+    assert bundle.spec.input_shape == (1, 28, 28) and bundle.spec.num_outputs == 10
+    assert bundle.spec.sizes == {"train": TRAIN - 10, "val": 10, "test": TEST}
+    assert bundle.spec.details["synthetic"] is False
+
+    folder = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+    reference = {
+        train: folder(str(tmp_path), train=train, transform=transforms.ToTensor()) for train in (True, False)
+    }
+    seen = []
+    for part, split in bundle.splits().items():
+        assert split.inputs.dtype == torch.uint8
+        images, labels = next(split.batches(len(split)))  # the fast path: uint8 rows -> transform
+        for image, label in zip(images, labels, strict=True):
+            index = round(image[0, 0, 0].item() * 255)  # the first pixel holds the image's index
+            expected_image, expected_label = reference[part != "test"][index]
+            assert torch.equal(image, expected_image)  # exact: the same float32 division
+            assert label.item() == expected_label
+            seen.append((part != "test", index))
+    assert sorted(seen) == sorted([(True, i) for i in range(TRAIN)] + [(False, i) for i in range(TEST)])
+
+
+def test_decoded_tensors_are_cached_and_refreshed_when_files_change(tmp_path: Path) -> None:
+    write_dataset(tmp_path, "mnist", compress=True)
+    load(tmp_path, "mnist")
+    assert (tmp_path / "MNIST" / CACHE_FILE).is_file()
+
+    # A second process reads the cache and never imports torchvision (seconds of start-up).
+    script = (
+        "import sys; from nnexp.data.images import load_images; "
+        f"b = load_images('mnist', root={str(tmp_path)!r}, download=False, val_size=0, split_seed=0, "
+        "normalize=False, synthetic=False, synthetic_sizes=[1, 1]); "
+        "print(len(b.train), 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(TRAIN), "False"]
+
+    new_images, new_labels = fake_images(TEST, 9)
+    write_idx_dataset(tmp_path, "mnist", fake_images(TRAIN, 1), (new_images, new_labels), compress=False)
+    bundle = load(tmp_path, "mnist")
+    assert torch.equal(bundle.test.targets, torch.from_numpy(new_labels).long())
+
+
+def test_normalize_uses_training_statistics(tmp_path: Path) -> None:
+    write_dataset(tmp_path, "fashion_mnist", compress=False)
+    bundle = load(tmp_path, "fashion_mnist", normalize=True, val_size=0)
+    images, _ = next(bundle.train.batches(len(bundle.train)))
+    assert abs(images.mean().item()) < 1e-4 and abs(images.std().item() - 1) < 1e-3
+
+
+def test_missing_files_are_one_line_error_naming_the_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz") as caught:
+        load(tmp_path, "mnist")
+    assert str(tmp_path / "MNIST" / "raw") in str(caught.value)
+
+    result = run_nnexp("data=fashion_mnist", f"data.root={tmp_path}", "data.download=false", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nnexp: error: data=fashion_mnist")
+    assert "train-images-idx3-ubyte.gz" in lines[0] and "FashionMNIST/raw" in lines[0]
+
+
+def test_synthetic_data_has_real_shapes_and_is_marked(tmp_path: Path) -> None:
+    bundle = load(tmp_path / "nowhere", "mnist", synthetic=True, synthetic_sizes=[300, 50], val_size=0.2)
+    assert bundle.spec.details["synthetic"] is True
+    assert bundle.spec.sizes == {"train": 240, "val": 60, "test": 50}
+    images, labels = next(bundle.train.batches(8))
+    assert images.shape == (8, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.min() >= 0 and labels.max() < 10
+
+
+def test_random_affine_draws_per_image_parameters() -> None:
+    torch.manual_seed(0)
+    images = torch.zeros(16, 1, 28, 28)
+    images[:, :, 8:20, 12:16] = 1.0  # the same bar in every image
+    out = RandomAffine(degrees=30, translate=0.1, scale=[0.9, 1.1], horizontal_flip=0.0)(images)
+    assert out.shape == images.shape
+    distinct = {tuple(image.flatten().round(decimals=3).tolist()) for image in out}
+    assert len(distinct) == 16  # one set of parameters per batch would give one image
+
+    identity = RandomAffine(degrees=0, translate=0.0, scale=[1.0, 1.0], horizontal_flip=0.0)(images)
+    assert torch.allclose(identity, images, atol=1e-5)
+    mirrored = RandomAffine(degrees=0, translate=0.0, scale=[1.0, 1.0], horizontal_flip=1.0)(images)
+    assert torch.allclose(mirrored, images.flip(-1), atol=1e-5)
+
+
+def test_augmentation_fills_with_the_background_and_leaves_the_split_alone() -> None:
+    pixels = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    split = TensorSplit(pixels, torch.zeros(4, dtype=torch.long), transform=lambda x: x.float() - 0.5)
+    shifted = augmented(split, RandomAffine(degrees=0, translate=0.3, scale=[1.0, 1.0], horizontal_flip=0))
+    images, _ = next(shifted.batches(4))
+    assert torch.allclose(images, torch.full_like(images, -0.5), atol=1e-5)  # no 0-valued border
+    assert torch.equal(next(split.batches(4))[0], torch.full((4, 1, 28, 28), -0.5))
+
+
+def test_augment_refuses_mirrored_digits_and_non_images() -> None:
+    options = dict(degrees=10, translate=0.1, scale=[0.9, 1.1], horizontal_flip=0.5)
+    with pytest.raises(ConfigError, match="horizontal_flip"):
+        build_augment(options, DataSpec("mnist", "classification", (1, 28, 28), 10))
+    with pytest.raises(ConfigError, match="regularization=augment"):
+        build_augment(options, DataSpec("Fish", "regression", (2,), 1))
+    assert build_augment(options, DataSpec("fashion_mnist", "classification", (1, 28, 28), 10))
+
+
+def test_augmented_cnn_run_on_digits_through_the_cli(tmp_path: Path) -> None:
+    result = run_nnexp(
+        "model=cnn",
+        "regularization=augment",
+        "trainer.epochs=2",
+        "trainer.max_batches_per_epoch=3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_summary(run_folders(tmp_path)[-1])["status"] == "completed"
+
+    refused = run_nnexp(
+        "model=cnn", "regularization=augment", "regularization.augment.horizontal_flip=0.5", cwd=tmp_path
+    )
+    assert refused.returncode == 2 and "a mirrored digit is not the same digit" in refused.stderr
+
+
+@pytest.mark.parametrize("data", ["digits", "fish"])
+def test_digits_and_fish_runs_do_not_import_torchvision(tmp_path: Path, data: str) -> None:
+    extra = (
+        [f"data.path={write_fish_csv(tmp_path / 'Fish.csv')}", "model=linear"]
+        if data == "fish"
+        else ["model=cnn"]
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "nnexp",
+            f"data={data}",
+            *extra,
+            "trainer.epochs=1",
+            "trainer.max_batches_per_epoch=2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = [
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line
+    ]
+    assert "torch" in imported  # the check sees real imports
+    assert not [name for name in imported if name.startswith("torchvision")]

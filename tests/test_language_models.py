@@ -1,0 +1,340 @@
+"""Recurrent language models: the models, the hidden state in training, generation, and the CLI presets."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import read_summary, run_folders, run_nnexp
+from nnexp.data.text import Tokenizer, TokenSplit, Vocab
+from nnexp.lm_loop import evaluate, generate, train_one_epoch
+from nnexp.models.recurrent import GRU, LSTM, RNN
+
+WORDS = [
+    "the",
+    "time",
+    "traveller",
+    "for",
+    "so",
+    "it",
+    "will",
+    "be",
+    "convenient",
+    "to",
+    "speak",
+    "of",
+    "him",
+    "was",
+    "expounding",
+    "a",
+    "recondite",
+    "matter",
+    "to",
+    "us",
+    "his",
+    "grey",
+    "eyes",
+    "shone",
+    "and",
+    "twinkled",
+    "and",
+    "his",
+    "usually",
+    "pale",
+    "face",
+    "was",
+    "flushed",
+    "and",
+    "animated",
+]
+GENERATE = (
+    [shutil.which("nnexp-generate")]
+    if shutil.which("nnexp-generate")
+    else [sys.executable, "-m", "nnexp.generate"]
+)
+# Small settings for smoke runs: the presets' batch shapes need more text than a test should train on.
+SMALL = [
+    "trainer.epochs=2",
+    "trainer.batch_size=4",
+    "data.num_steps=8",
+    "trainer.max_batches_per_epoch=40",
+    "generation.num_tokens=12",
+]
+
+
+def write_book(path: Path, words: int = 2500, seed: int = 0) -> Path:
+    """A few pages of English-looking lines, built from one sentence's words."""
+    rng = random.Random(seed)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + "." for _ in range(words // 12)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> Path:
+    return write_book(tmp_path_factory.mktemp("text") / "book.txt")
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", [RNN, GRU, LSTM])
+@pytest.mark.parametrize("embedding_dim", [None, 8])
+def test_a_model_maps_token_ids_to_next_token_logits_and_hands_back_its_state(model_class, embedding_dim):
+    model = model_class((35,), 28, hidden_size=16, num_layers=2, dropout=0.1, embedding_dim=embedding_dim)
+    logits, state = model(torch.randint(28, (4, 7)))
+    assert logits.shape == (4, 7, 28)
+    h = state[0] if model_class is LSTM else state
+    assert h.shape == (2, 4, 16)  # (layers, B, H)
+    assert isinstance(model.rnn, {RNN: nn.RNN, GRU: nn.GRU, LSTM: nn.LSTM}[model_class])
+    assert model.rnn.dropout == 0.1 and (model.embedding is None) == (embedding_dim is None)
+
+
+def test_the_state_carries_the_context_from_one_call_to_the_next():
+    torch.manual_seed(0)
+    model = GRU((10,), 12, hidden_size=8).eval()
+    tokens = torch.randint(12, (2, 10))
+    whole, _ = model(tokens)
+    first, state = model(tokens[:, :6])
+    rest, _ = model(tokens[:, 6:], state)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), whole)
+
+
+# --- the hidden state in training ------------------------------------------------------------------
+
+
+class StateSpy(nn.Module):
+    """Wraps a model and records the state each call starts from."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.received: list[torch.Tensor | None] = []
+        self.returned: list[torch.Tensor] = []
+
+    def forward(self, tokens, state=None):
+        self.received.append(state)
+        logits, new_state = self.model(tokens, state)
+        self.returned.append(new_state)
+        return logits, new_state
+
+
+@pytest.mark.parametrize("partition", ["sequential", "random"])
+def test_sequential_batches_carry_the_state_detached_and_random_batches_start_from_zeros(partition):
+    torch.manual_seed(0)
+    spy = StateSpy(RNN((5,), 10, hidden_size=6))
+    split = TokenSplit(torch.randint(1, 10, (400,)), num_steps=5, partition=partition)
+    optimizer = torch.optim.SGD(spy.parameters(), lr=0.1)
+    batches = list(split.batches(4, torch.Generator().manual_seed(0)))
+    metrics = train_one_epoch(
+        spy, batches, nn.functional.cross_entropy, optimizer, carry_state=split.carries_state
+    )
+    assert metrics["tokens"] == len(batches) * 4 * 5
+    assert spy.received[0] is None
+    if partition == "sequential":
+        for received, previous in zip(spy.received[1:], spy.returned[:-1], strict=True):
+            torch.testing.assert_close(received, previous.detach())
+            assert received.grad_fn is None and previous.grad_fn is not None
+    else:
+        assert all(state is None for state in spy.received)
+
+
+def test_perplexity_is_the_exponential_of_the_mean_token_loss():
+    torch.manual_seed(0)
+    model = LSTM((5,), 10, hidden_size=6)
+    split = TokenSplit(torch.randint(1, 10, (200,)), num_steps=5, partition="sequential")
+    metrics = evaluate(model, split, nn.functional.cross_entropy, batch_size=4)
+    assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
+    assert 5 < metrics["perplexity"] < 20  # an untrained model is near uniform over 10 tokens
+
+
+# --- generation ------------------------------------------------------------------------------------
+
+
+class NextLetter(nn.Module):
+    """Predicts the letter after the last one read, whatever came before."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.successor = torch.tensor([vocab.ids.get(chr(ord(t) + 1), 0) if len(t) == 1 else 0
+                                       for t in vocab.tokens])  # fmt: skip
+        self.size = len(vocab)
+
+    def forward(self, tokens, state=None):
+        logits = nn.functional.one_hot(self.successor[tokens], self.size).float() * 10 + self.weight
+        return logits, (state or 0) + tokens.shape[1]
+
+
+def test_greedy_generation_continues_the_preprocessed_prefix_token_by_token():
+    vocab = Vocab.build(list(" abcdefghij"))
+    text = generate(NextLetter(vocab), vocab, Tokenizer(), "B-A, C!", num_tokens=5)
+    assert text == "b a cdefgh"  # the prefix as the model reads it, then five predicted letters
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_with_temperature():
+    torch.manual_seed(0)
+    vocab = Vocab.build(list(" abcdefghij"))
+    model = GRU((5,), len(vocab), hidden_size=8)
+
+    def sample(seed, temperature):
+        return generate(
+            model, vocab, Tokenizer(), "abc", 30, temperature, torch.Generator().manual_seed(seed)
+        )
+
+    assert sample(1, 1.0) == sample(1, 1.0)
+    assert len({sample(seed, 5.0) for seed in range(4)}) > 1
+    assert model.training  # generation leaves the model as it found it
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def metrics_rows(folder: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((folder / "metrics.csv").open()))
+
+
+@pytest.fixture(scope="module")
+def preset_run(book, tmp_path_factory):
+    """Run a preset on the small book once per module; `-X importtime` lists every module it imports."""
+    runs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]] = {}
+
+    def run(preset: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        if preset not in runs:
+            cwd = tmp_path_factory.mktemp(preset)
+            command = [sys.executable, "-X", "importtime", "-m", "nnexp", f"experiment={preset}"]
+            command += [f"data.path={book}", *SMALL, "generation.every=1"]
+            result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr[-3000:]
+            [folder] = run_folders(cwd)
+            runs[preset] = folder, result
+        return runs[preset]
+
+    return run
+
+
+@pytest.mark.parametrize("preset", ["time_machine_rnn", "time_machine_gru", "time_machine_lstm"])
+def test_each_preset_trains_on_a_small_text_and_records_perplexity_and_samples(preset, preset_run):
+    folder, result = preset_run(preset)
+    rows = metrics_rows(folder)
+    assert len(rows) == 2 and float(rows[-1]["train_perplexity"]) < float(rows[0]["train_perplexity"]) < 30
+    assert int(rows[0]["tokens_per_s"]) > 0
+    has_val = preset != "time_machine_rnn"  # the lecture's run trains on all 10,000 characters
+    assert ("val_perplexity" in rows[0]) == has_val
+    summary = read_summary(folder)
+    assert summary["status"] == "completed" and summary["data"]["task"] == "language_model"
+    assert summary["data"]["num_outputs"] == len(json.loads((folder / "vocab.json").read_text())["tokens"])
+    final = summary["metrics"]["final"]
+    assert final["train_perplexity"] == pytest.approx(torch.tensor(final["train_loss"]).exp().item())
+    samples = (folder / "samples.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in samples] == ["epoch 1", "final"]
+    assert all(line.split(": ", 1)[1].startswith("time traveller") for line in samples)
+    assert "sample (final): time traveller" in result.stdout + result.stderr
+    # Text data must not pay for torchvision's import (seconds); -X importtime lists every import.
+    assert re.search(r"\|\s+torch$", result.stderr, re.MULTILINE) and "torchvision" not in result.stderr
+
+
+def test_nnexp_generate_continues_a_prefix_from_a_finished_run(preset_run, tmp_path):
+    folder, _ = preset_run("time_machine_gru")
+    generated = subprocess.run(
+        [*GENERATE, str(folder), "--prefix", "The Time", "--num-tokens", "15"], capture_output=True, text=True
+    )
+    assert generated.returncode == 0, generated.stderr
+    text = generated.stdout.strip()
+    assert text.startswith("the time") and len(text) == len("the time") + 15
+    # The run's own final sample came from the same checkpoint and vocabulary, greedily.
+    final = (folder / "samples.txt").read_text().splitlines()[-1].removeprefix("final: ")
+    again = subprocess.run(
+        [*GENERATE, str(folder), "--prefix", "time traveller", "--num-tokens", "12"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.stdout.strip() == final
+
+    missing = subprocess.run([*GENERATE, str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "checkpoint.pt" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "content", [b"<!DOCTYPE html><html><body>Access Denied</body></html>\n", b"The Time Tra"]
+)
+def test_a_corrupted_or_html_file_at_the_default_path_is_refused_with_the_checksum(content, tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "timemachine.txt").write_bytes(content)
+    result = run_nnexp("data=time_machine", "model=rnn", env={"NNEXP_DATA_ROOT": str(root)}, cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"nnexp: error: {root / 'timemachine.txt'}: sha1 {hashlib.sha1(content).hexdigest()}"
+    )
+    assert "090b5e7e70c295757f55df93cb0a180b9691891a" in line
+    assert not any((folder / "metrics.csv").exists() for folder in run_folders(tmp_path))
+
+
+def test_the_default_source_is_downloaded_into_data_root_when_missing(book, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(book.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{book.name}"
+        sha1 = hashlib.sha1(book.read_bytes()).hexdigest()
+        args = [
+            "data=time_machine",
+            "model=gru",
+            "model.hidden_size=8",
+            f"data.url={url}",
+            f"data.sha1={sha1}",
+        ]
+        result = run_nnexp(
+            *args, f"data.root={tmp_path / 'root'}", *SMALL[1:], "trainer.epochs=1", cwd=tmp_path
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "root" / book.name).read_bytes() == book.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data=time_machine", "model=mlp"], "data=time_machine is token data and model=mlp is not"),
+        (["model=gru"], "model=gru is a language model and needs token data"),
+        (
+            ["data=time_machine", "model=rnn", "data.partition=shuffled"],
+            "data.partition=shuffled is not allowed",
+        ),
+        (
+            ["data=time_machine", "model=lstm", "trainer.batch_size=full"],
+            "trainer.batch_size=full does not apply",
+        ),
+    ],
+)
+def test_mismatched_settings_are_refused_before_anything_runs(args, message, tmp_path):
+    result = run_nnexp(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert run_folders(tmp_path) == []
+
+
+def test_a_validation_tail_too_short_for_one_batch_is_refused_before_training(book, tmp_path):
+    result = run_nnexp(
+        "experiment=time_machine_gru", f"data.path={book}", "data.val_fraction=0.01", cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "trainer.batch_size=32 x data.num_steps=35 needs more than 1,120 tokens" in result.stderr
+    assert not any((folder / "metrics.csv").exists() for folder in run_folders(tmp_path))

@@ -1,0 +1,107 @@
+"""Every preset in experiments/ runs in smoke mode (debug=smoke) through the real CLI.
+
+Presets are found by globbing experiments/, so one added tomorrow is covered without touching this
+file. Data that needs a download runs on stand-ins: synthetic images for mnist/fashion_mnist, a text
+file written here for time_machine, a generated fish CSV. To keep the cost of starting the CLI down,
+the single-run presets of one kind of data run as one sweep (`nnexp -m experiment=a,b,... debug=smoke`),
+and each sweep preset runs its own sweep; the sweep ledger then says which preset failed and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import run_nnexp, write_fish_csv
+from nnexp.hydra_hooks import register_experiments, register_resolvers
+from nnexp.paths import CONFIG_DIR, EXPERIMENT_DIR
+from nnexp.sweep_ledger import LEDGER_FILE, read_ledger
+
+PRESETS = sorted(path.stem for path in EXPERIMENT_DIR.glob("*.yaml"))
+
+TEXT = (
+    "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite "
+    "matter to us. His grey eyes shone and twinkled, and his usually pale face was flushed and animated. "
+)
+
+
+def describe(preset: str) -> tuple[str, bool]:
+    """(the data loader the preset uses, whether the preset is itself a sweep)."""
+    register_resolvers()
+    register_experiments()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    return str(cfg.data._target_), str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+
+
+DESCRIBED = {preset: describe(preset) for preset in PRESETS}
+
+
+def data_family(target: str) -> str:
+    for family in ("images", "text", "tabular", "digits"):
+        if f".{family}." in target:
+            return family
+    return target  # a new kind of data: runs with no stand-in, so it shows up here if it needs one
+
+
+def stand_in_data(family: str, tmp_path: Path) -> list[str]:
+    """Overrides that replace a download. `++`: in `-m experiment=a,b` Hydra also composes the config
+    without any preset (data=digits), which has no such keys."""
+    if family == "images":
+        return ["++data.synthetic=true", "++data.synthetic_sizes=[512,256]", "++data.val_size=128"]
+    if family == "text":
+        text = tmp_path / "book.txt"
+        text.write_text(TEXT * 60)  # ~12,000 characters: enough for a few batches of 32 x 35
+        return [f"++data.path={text}"]
+    if family == "tabular":
+        return [f"++data.path={write_fish_csv(tmp_path / 'Fish.csv', rows=159)}"]
+    return []
+
+
+SINGLE = {}
+for name, (target, is_sweep) in DESCRIBED.items():
+    if not is_sweep:
+        SINGLE.setdefault(data_family(target), []).append(name)
+SWEEPS = [name for name, (_, is_sweep) in DESCRIBED.items() if is_sweep]
+
+
+def ledger_of(tmp_path: Path) -> list[dict]:
+    [ledger] = (tmp_path / "outputs" / "multirun").rglob(LEDGER_FILE)
+    return read_ledger(ledger)
+
+
+def test_every_preset_is_covered_and_states_its_command():
+    assert sum(len(names) for names in SINGLE.values()) + len(SWEEPS) == len(PRESETS) >= 10
+    for preset in PRESETS:
+        first_line = (EXPERIMENT_DIR / f"{preset}.yaml").read_text().splitlines()[0]
+        assert first_line.startswith(f"# nnexp experiment={preset}"), preset
+
+
+@pytest.mark.parametrize("family", sorted(SINGLE))
+def test_single_run_presets_run_in_smoke_mode(tmp_path, family):
+    presets = SINGLE[family]
+    data = stand_in_data(family, tmp_path)
+    result = run_nnexp("-m", f"experiment={','.join(presets)}", "debug=smoke", *data, cwd=tmp_path)
+    ledger = ledger_of(tmp_path)
+    failed = {entry["overrides"][0]: entry.get("error") for entry in ledger if entry["status"] != "completed"}
+    assert failed == {}, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(entry["overrides"][0] for entry in ledger) == sorted(
+        f"experiment={name}" for name in presets
+    )
+    assert {entry["epochs_completed"] for entry in ledger} == {1}
+
+
+@pytest.mark.parametrize("preset", SWEEPS)
+def test_sweep_presets_run_their_sweep_in_smoke_mode(tmp_path, preset):
+    family = data_family(DESCRIBED[preset][0])
+    result = run_nnexp(f"experiment={preset}", "debug=smoke", *stand_in_data(family, tmp_path), cwd=tmp_path)
+    ledger = ledger_of(tmp_path)
+    failed = {
+        " ".join(entry["overrides"]): entry.get("error") for entry in ledger if entry["status"] != "completed"
+    }
+    assert failed == {}, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(ledger) >= 2 and {entry["epochs_completed"] for entry in ledger} == {1}

@@ -1,0 +1,120 @@
+"""nnexp-report on run folders written here by hand: which rows, which columns, in which order."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nnexp.plots import save_learning_curves
+from nnexp.report import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(folder: Path, overrides: list[str], val_accuracy: float, status: str = "completed") -> Path:
+    """A run folder as nnexp writes it: overrides, summary.json and a metrics.csv of three epochs."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {line}\n" for line in overrides))
+    rows = [
+        {"epoch": epoch, "train_loss": 1 / epoch, "train_accuracy": val_accuracy - 0.1 / epoch,
+         "val_loss": 1.2 / epoch, "val_accuracy": val_accuracy - 0.1 / epoch, "lr": 0.01, "seconds": 0.1}
+        for epoch in (1, 2, 3)
+    ]  # fmt: skip
+    with (folder / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    final = {"val_accuracy": val_accuracy - 0.1 / 3, "test_accuracy": val_accuracy - 0.05, "val_loss": 0.4}
+    best = {"val_accuracy": val_accuracy - 0.1 / 3, "val_loss": 0.4}
+    summary = {
+        "status": status,
+        "epochs_completed": 3,
+        "wall_time_s": 2.5,
+        "metrics": {"final": final, "best": best},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "outputs" / "multirun" / "2026-01-01" / "10-00-00"
+    points = [("sgd", 0, 0.80), ("sgd", 1, 0.84), ("adam", 0, 0.95), ("adam", 1, 0.97)]
+    for index, (optim, seed, accuracy) in enumerate(points):
+        fake_run(root / str(index), [f"optim={optim}", f"seed={seed}", "trainer.epochs=3"], accuracy)
+    return root
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_one_row_per_run_with_only_the_differing_overrides_sorted_by_the_metric(sweep, capsys):
+    assert main([str(sweep)]) == 0
+    rows = read_csv(sweep / "report.csv")
+    assert [(row["optim"], row["seed"]) for row in rows] == [
+        ("adam", "1"),
+        ("adam", "0"),
+        ("sgd", "1"),
+        ("sgd", "0"),
+    ]
+    assert "trainer.epochs" not in rows[0]
+    assert rows[0]["status"] == "completed" and rows[0]["epochs"] == "3" and rows[0]["wall_s"] == "2.5"
+    assert float(rows[0]["best_val_accuracy"]) == pytest.approx(0.97 - 0.1 / 3)
+    shown = capsys.readouterr().out
+    assert "4 runs, sorted by val_accuracy" in shown and "adam" in shown
+
+
+def test_a_loss_sorts_ascending_and_any_nesting_is_found(sweep, tmp_path):
+    other = fake_run(tmp_path / "outputs" / "2026-01-02" / "09-00-00", ["optim=adamw"], 0.5)
+    out = tmp_path / "table.csv"
+    assert main([str(tmp_path / "outputs"), "--sort", "test_accuracy", "--csv", str(out)]) == 0
+    rows = read_csv(out)
+    assert len(rows) == 5 and rows[-1]["optim"] == "adamw"
+    assert other.name in rows[-1]["run"]
+    assert main([str(tmp_path / "outputs"), "--sort", "val_loss", "--csv", str(out)]) == 0
+    losses = [float(row["val_loss"]) for row in read_csv(out)]
+    assert losses == sorted(losses)
+
+
+def test_group_by_averages_over_seeds_with_the_standard_deviation(sweep, capsys):
+    assert main([str(sweep), "--group-by"]) == 0
+    rows = {row["optim"]: row for row in read_csv(sweep / "report.csv")}
+    assert set(rows) == {"sgd", "adam"} and rows["adam"]["runs"] == "2"
+    adam = [0.95 - 0.1 / 3, 0.97 - 0.1 / 3]
+    assert float(rows["adam"]["val_accuracy"]) == pytest.approx(sum(adam) / 2)
+    assert float(rows["adam"]["val_accuracy_std"]) == pytest.approx(math.sqrt(2) * 0.01)
+    assert "±" in capsys.readouterr().out
+
+
+def test_a_failed_run_is_a_row_with_its_status(sweep):
+    broken = sweep / "4"
+    (broken / ".hydra").mkdir(parents=True)
+    (broken / ".hydra" / "overrides.yaml").write_text("- optim=rmsprop\n- seed=0\n- trainer.epochs=3\n")
+    assert main([str(sweep)]) == 0
+    rows = read_csv(sweep / "report.csv")
+    assert (
+        rows[-1]["optim"] == "rmsprop" and rows[-1]["status"] == "failed" and rows[-1]["val_accuracy"] == ""
+    )
+
+
+def test_plot_overlays_every_run_in_one_png(sweep, tmp_path):
+    target = tmp_path / "curves.png"
+    assert main([str(sweep), "--plot", str(target)]) == 0
+    assert target.read_bytes()[:8] == PNG
+
+
+def test_a_run_folder_gets_its_learning_curves(tmp_path):
+    run = fake_run(tmp_path / "run", ["seed=0"], 0.9)
+    path = save_learning_curves(run)
+    assert path == run / "learning_curves.png" and path.read_bytes()[:8] == PNG
+
+
+def test_a_path_without_runs_is_an_error(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no run folders" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere")]) == 2

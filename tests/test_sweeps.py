@@ -1,0 +1,141 @@
+"""Sweeps through the real CLI: the ledger, a failing job, the joblib and submitit launchers, Optuna."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+
+from conftest import read_summary, run_folders, run_nnexp
+from nnexp.hydra_hooks import register_resolvers
+from nnexp.paths import CONFIG_DIR
+from nnexp.sweep_ledger import LEDGER_FILE, read_ledger
+
+QUICK = ["trainer.epochs=2"]
+
+
+def sweep_folder(root: Path) -> Path:
+    [folder] = {path.parent for path in (root / "outputs" / "multirun").rglob("multirun.yaml")}
+    return folder
+
+
+def report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `nnexp-report` command."""
+    command = (
+        [shutil.which("nnexp-report")]
+        if shutil.which("nnexp-report")
+        else [sys.executable, "-m", "nnexp.report"]
+    )
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_a_2x2_sweep_gives_four_run_folders_a_ledger_and_a_report(tmp_path):
+    result = run_nnexp("-m", "optim=sgd,adam", "optim.lr=0.01,0.1", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = sweep_folder(tmp_path)
+    folders = run_folders(tmp_path)
+    assert [folder.parent for folder in folders] == [sweep] * 4
+    for folder in folders:
+        assert read_summary(folder)["status"] == "completed"
+        assert (folder / "learning_curves.png").stat().st_size > 1000
+
+    ledger = read_ledger(sweep / LEDGER_FILE)
+    assert [entry["job"] for entry in ledger] == [0, 1, 2, 3]
+    assert {tuple(entry["overrides"][:2]) for entry in ledger} == {
+        ("optim=sgd", "optim.lr=0.01"), ("optim=sgd", "optim.lr=0.1"),
+        ("optim=adam", "optim.lr=0.01"), ("optim=adam", "optim.lr=0.1"),
+    }  # fmt: skip
+    for entry in ledger:
+        assert entry["status"] == "completed"
+        summary = read_summary(sweep / entry["run_dir"])
+        assert entry["metrics"] == summary["metrics"]["final"]
+
+    shown = report(str(sweep), "--plot", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "4 runs, sorted by val_accuracy" in shown.stdout
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert len(rows) == 4
+    assert {"optim", "optim.lr", "status", "val_accuracy", "test_accuracy", "epochs", "wall_s"} <= set(
+        rows[0]
+    )
+    assert "trainer.epochs" not in rows[0]  # the same in every run, so not a column
+    accuracies = [float(row["val_accuracy"]) for row in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failing_job_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp_path):
+    result = run_nnexp("-m", "optim.lr=-1,0.01", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode != 0
+    ledger = read_ledger(sweep_folder(tmp_path) / LEDGER_FILE)
+    assert [(entry["overrides"][0], entry["status"]) for entry in ledger] == [
+        ("optim.lr=-1", "failed"),
+        ("optim.lr=0.01", "completed"),
+    ]
+    assert "optim.lr=-1 is not allowed" in ledger[0]["error"]
+    assert ledger[1]["metrics"]["test_accuracy"] > 0.1
+
+
+def test_the_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    result = run_nnexp("-m", "hydra/launcher=parallel", "seed=1,2", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = sweep_folder(tmp_path)
+    launcher = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["launcher"]
+    assert launcher["n_jobs"] == 2 and "joblib" in launcher["_target_"].lower()
+    ledger = read_ledger(sweep / LEDGER_FILE)
+    assert sorted(entry["overrides"][0] for entry in ledger) == ["seed=1", "seed=2"]
+    assert {entry["status"] for entry in ledger} == {"completed"}
+
+
+def test_the_submitit_local_launcher_runs_the_sweep_as_separate_jobs(tmp_path):
+    result = run_nnexp("-m", "hydra/launcher=submitit_local", "seed=1,2", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = sweep_folder(tmp_path)
+    assert (sweep / ".submitit").is_dir()  # submitit's own job records
+    ledger = read_ledger(sweep / LEDGER_FILE)
+    assert sorted(entry["overrides"][0] for entry in ledger) == ["seed=1", "seed=2"]
+    assert {entry["status"] for entry in ledger} == {"completed"}
+
+
+def test_the_slurm_launcher_config_composes():
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.timeout_min == 60 and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_an_optuna_search_of_six_trials_reports_the_best_parameters(tmp_path):
+    result = run_nnexp("hparams_search=digits_optuna", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Best parameters" in result.stdout + result.stderr
+    sweep = sweep_folder(tmp_path)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"optim.lr", "model.hidden"}
+    ledger = read_ledger(sweep / LEDGER_FILE)
+    assert len(ledger) == 6 and {entry["status"] for entry in ledger} == {"completed"}
+    # The objective each trial returned is its final val_accuracy, and the best is the maximum.
+    for entry in ledger:
+        assert entry["objective"] == entry["metrics"]["val_accuracy"]
+    assert best["best_value"] == max(entry["objective"] for entry in ledger)
+
+
+def test_an_objective_that_is_not_a_metric_is_one_line(tmp_path):
+    result = run_nnexp("objective=val_perplexity", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "objective=val_perplexity is not a final metric of this run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_ledger_reads_back_in_job_order_whatever_order_jobs_ended(tmp_path):
+    from nnexp.sweep_ledger import append_line
+
+    for job in (2, 0, 1):
+        append_line(tmp_path / LEDGER_FILE, {"job": job, "status": "completed"})
+    assert [entry["job"] for entry in read_ledger(tmp_path / LEDGER_FILE)] == [0, 1, 2]
+    assert len((tmp_path / LEDGER_FILE).read_text().splitlines()) == 3
