@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from nnexp.errors import UserError, exit_with
 from nnexp.hydra_hooks import register_experiments, register_resolvers
+from nnexp.orphans import SWEEP_PID_ENV, stop_when_orphaned
 from nnexp.paths import CONFIG_DIR
 from nnexp.preflight import preflight
 from nnexp.resume import is_resume, log_into, resume_config
@@ -34,6 +35,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and SWEEP_PID_ENV in os.environ:
+        stop_when_orphaned(int(os.environ[SWEEP_PID_ENV]))
     result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
     return objective_value(cfg, result.metrics)  # what a sweeper (Optuna) optimises; None without one
 
@@ -74,6 +77,7 @@ def main() -> None:
         log_into(run_dir)
         _run_or_exit(cfg, run_dir, resume=True)
         return
+    os.environ[SWEEP_PID_ENV] = str(os.getpid())  # lets sweep workers notice when this process is gone
     if _will_train(args):
         try:
             preflight(args.overrides, multirun=args.multirun)

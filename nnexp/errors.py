@@ -20,6 +20,12 @@ class ConfigError(UserError):
         self.key = key  # the offending key, when there is one
 
 
+class OutputError(UserError):
+    """The run folder cannot be written (no space, no permission): not a bug, but not a usage error."""
+
+    exit_code = 1
+
+
 class DataError(UserError):
     """Input data that is missing, unreadable or does not match the config."""
 

@@ -8,8 +8,11 @@ with nothing created.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -42,8 +45,11 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
         raise ConfigError(f"cannot read the command line: {_first_line(error)}") from None
     _refuse_added_keys(parsed, overrides)
     swept = {override.key_or_group for override in parsed if override.is_sweep_override()}
-    for point in _points_to_check(parsed) if multirun else [overrides]:
+    for number, point in enumerate(_points_to_check(parsed) if multirun else [overrides]):
         cfg = _compose(point, overrides)
+        if number == 0:
+            _check_output_root(cfg, multirun)
+        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         try:
             check_config(cfg)
         except ConfigError as error:
@@ -88,7 +94,7 @@ def _point_value(override: Override, position: int) -> str | None:
 def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="nnexp"):
-            cfg = compose(config_name="config", overrides=point)
+            cfg = compose(config_name="config", overrides=point, return_hydra_config=True)
     except MissingConfigException as error:
         raise ConfigError(_missing_option_message(error)) from None
     except ConfigCompositionException as error:
@@ -96,7 +102,30 @@ def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
         if key is None:
             raise ConfigError(_first_line(error)) from None
         raise ConfigError(_unknown_key_message(key, all_overrides)) from None
-    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return cfg
+
+
+def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
+    """Run folders will be created under the fixed start of hydra.run.dir: it must be a writable folder."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    # Read unresolved: resolving the pattern would claim a folder.
+    raw = (cfg.hydra.sweep if multirun else cfg.hydra.run)._get_node("dir")._value()
+    fixed = str(raw).removeprefix("${nnexp_new_dir:").split("${", 1)[0] or "."
+    existing = Path(fixed).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"cannot create run folders under {fixed}: {existing} is a file, not a folder; "
+            f"move it away or set {key}=another/folder"
+        )
+    try:  # the real test of writability (os.access trusts root, even on read-only mounts)
+        os.rmdir(tempfile.mkdtemp(prefix=".nnexp-write-test-", dir=existing))
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create run folders under {fixed}: {existing} is not writable ({error.strerror}); "
+            f"run from a writable folder or set {key}=another/folder"
+        ) from None
 
 
 def _refuse_added_keys(parsed: list[Override], overrides: list[str]) -> None:

@@ -6,10 +6,14 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nnexp.errors import OutputError
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -41,7 +45,10 @@ class RunFolder:
         new_file = self._metric_columns is None
         if new_file:
             self._metric_columns = list(row)
-        with self.metrics_path.open("a" if not new_file else "w", newline="") as handle:
+        with (
+            _writing(self.metrics_path),
+            self.metrics_path.open("a" if not new_file else "w", newline="") as handle,
+        ):
             writer = csv.DictWriter(handle, fieldnames=self._metric_columns)
             if new_file:
                 writer.writeheader()
@@ -62,7 +69,7 @@ class RunFolder:
             columns = list(reader.fieldnames or [])
             rows = [row for row in reader if int(row["epoch"]) <= epoch]
         self._metric_columns = columns or None
-        with self.metrics_path.open("w", newline="") as handle:
+        with _writing(self.metrics_path), self.metrics_path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             if columns:
                 writer.writeheader()
@@ -73,7 +80,7 @@ class RunFolder:
         self._replace_atomically(self.path / name, text.encode())
 
     def append_line(self, name: str, line: str) -> None:
-        with (self.path / name).open("a", encoding="utf-8") as handle:
+        with _writing(self.path / name), (self.path / name).open("a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
@@ -82,16 +89,36 @@ class RunFolder:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Written beside the old one and swapped in, so a crash mid-save keeps the previous file."""
         temporary = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.tmp")
-        with temporary.open("wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.checkpoint_path)
+        with _writing(self.checkpoint_path):
+            try:
+                with temporary.open("wb") as handle:
+                    torch.save(state, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, self.checkpoint_path)
+            finally:
+                temporary.unlink(missing_ok=True)
 
     def _replace_atomically(self, target: Path, content: bytes) -> None:
         temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_bytes(content)
-        os.replace(temporary, target)
+        with _writing(target):
+            try:
+                temporary.write_bytes(content)
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failed write into one line that names the file; atomic writes keep the old file."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise OutputError(
+            f"cannot write {path}: {reason}; free some space or choose another output folder"
+        ) from None
 
 
 def _csv_value(value: Any) -> Any:

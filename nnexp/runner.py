@@ -6,6 +6,7 @@ optimiser (given the model's parameters) -> the loop -> the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -34,7 +35,7 @@ from nnexp.checkpoint import load_checkpoint, restore_training_state, training_s
 from nnexp.checks import check_config
 from nnexp.console import TrainingProgress, format_epoch_line, results_table
 from nnexp.data import DataBundle, DataSpec
-from nnexp.errors import ConfigError, UserError
+from nnexp.errors import ConfigError, OutputError, UserError
 from nnexp.loggers import build_loggers, finish_loggers
 from nnexp.loop import evaluate, train_one_epoch
 from nnexp.losses import LossFn, build_loss, resolve_loss_name
@@ -125,7 +126,8 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
         raise
     finally:
         summary["wall_time_s"] = round(time.time() - started, 3)
-        folder.write_summary(summary)
+        with contextlib.suppress(OutputError):  # a full disk is already being reported
+            folder.write_summary(summary)
         finish_loggers(loggers, summary)
         plot_run(folder.path)  # learning_curves.png
     return result

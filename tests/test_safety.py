@@ -14,6 +14,7 @@ import torch
 
 from conftest import NNEXP, read_summary, run_folders, run_nnexp
 from nnexp.checkpoint import CheckpointError, load_checkpoint
+from nnexp.errors import OutputError
 from nnexp.run_folder import RunFolder
 
 # Batch size 1 makes a digits epoch take long enough to be interrupted in the middle.
@@ -160,9 +161,17 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", crash_mid_write)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match=f"cannot write {folder.checkpoint_path}: No space left on device"):
         folder.save_checkpoint({"epoch": 2, "weight": torch.zeros(3)})
     assert load_checkpoint(folder.checkpoint_path)["epoch"] == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_the_run(tmp_path):
+    (tmp_path / "outputs").write_text("not a folder")
+    result = run_nnexp("trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot create run folders under outputs/" in result.stderr and "is a file" in result.stderr
 
 
 def test_eight_runs_started_together_get_eight_folders(tmp_path):
@@ -180,3 +189,34 @@ def test_two_sweeps_started_together_keep_all_their_jobs(tmp_path):
     folders = run_folders(tmp_path)
     assert len(folders) == 4 and len({folder.parent for folder in folders}) == 2
     assert sorted(read_summary(folder)["seed"] for folder in folders) == [1, 1, 2, 2]
+
+
+def processes_of_sweep(sweep_pid: int) -> list[int]:
+    """Live processes that inherited the sweep's NNEXP_SWEEP_PID (its workers)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"NNEXP_SWEEP_PID={sweep_pid}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != sweep_pid]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the workers")
+def test_sigterm_to_a_joblib_sweep_leaves_no_workers_behind(tmp_path):
+    sweep = start(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2,3,4",
+                  *SLOW_EPOCHS[:1], "trainer.epochs=50")  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(list((tmp_path / "outputs").rglob("metrics.csv"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of_sweep(sweep.pid), "the workers should be running"
+    sweep.send_signal(signal.SIGTERM)
+    sweep.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while processes_of_sweep(sweep.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of_sweep(sweep.pid) == []
+    statuses = [read_summary(folder)["status"] for folder in run_folders(tmp_path)]
+    assert statuses and set(statuses) == {"interrupted"}  # jobs not yet started never start

@@ -1,0 +1,36 @@
+"""Sweep workers that stop when their sweep is gone (imports nothing heavy: it runs on every command)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+log = logging.getLogger("nnexp")
+
+
+SWEEP_PID_ENV = "NNEXP_SWEEP_PID"  # set by the sweep's own process, inherited by its workers
+_watching = False
+
+
+def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float = 20.0) -> None:
+    """In a sweep's worker process: once the sweep's process is gone, stop as on SIGTERM, then exit.
+
+    A joblib worker outlives a killed parent and would go on starting jobs nobody waits for.
+    """
+    global _watching
+    if _watching or sweep_pid == os.getpid():
+        return
+    _watching = True
+
+    def watch() -> None:
+        while os.getppid() == sweep_pid:
+            time.sleep(interval_s)
+        log.warning("the sweep's process %d is gone: stopping this job", sweep_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="nnexp-orphan-watch", daemon=True).start()
