@@ -220,3 +220,21 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_workers_behind(tmp_path):
     assert processes_of_sweep(sweep.pid) == []
     statuses = [read_summary(folder)["status"] for folder in run_folders(tmp_path)]
     assert statuses and set(statuses) == {"interrupted"}  # jobs not yet started never start
+
+
+@pytest.mark.slow
+def test_sigkill_during_checkpoint_saves_leaves_a_loadable_checkpoint(tmp_path):
+    # A 17-million-parameter model checkpointed after every one-batch epoch: the process is saving
+    # most of the time, so a kill is likely to land mid-save.
+    args = ["model.hidden=[4096,4096]", "trainer.max_batches_per_epoch=1", "trainer.epochs=100000",
+            "data.val_fraction=0"]  # fmt: skip
+    for delay in (4.0, 5.5):
+        workdir = tmp_path / f"kill-after-{delay}"
+        workdir.mkdir()
+        process = start(workdir, *args)
+        folder = wait_for_epochs(workdir, 1, process)
+        time.sleep(delay)
+        process.kill()
+        process.wait(timeout=60)
+        state = load_checkpoint(folder / "checkpoint.pt")
+        assert state["epoch"] >= 1 and torch.isfinite(state["model"]["layers.1.weight"]).all()
