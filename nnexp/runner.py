@@ -91,13 +91,12 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
     With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh.
     """
     console = console or Console()
-    check_config(cfg)
     folder = RunFolder(run_dir)
     checkpoint = load_checkpoint(folder.checkpoint_path) if resume else None
     started = time.time()
     summary: dict[str, Any] = {
         "status": "running",
-        "seed": cfg.seed,
+        "seed": cfg.get("seed"),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "nnexp_version": nnexp.__version__,
         "code_version": _code_version(),
@@ -108,6 +107,7 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
     experiment = None
     loggers: list[Any] = []
     try:
+        check_config(cfg)  # again: a sweep job's own values are first seen here
         loggers = build_loggers(cfg, folder.path)
         experiment = build(cfg)
         experiment.loggers = loggers
