@@ -44,6 +44,13 @@ def test_presets_have_the_textbook_parameter_counts(option, spec, parameters):
     assert model(torch.zeros(2, *spec.input_shape)).shape == (2, 10)
 
 
+def test_three_blue_is_sigmoid_through_to_its_outputs():
+    model = model_of("three_blue", MNIST)
+    outputs = model(torch.randn(4, 1, 28, 28) * 10)
+    assert isinstance(model.layers[-1], nn.Sigmoid)
+    assert outputs.min() >= 0 and outputs.max() <= 1
+
+
 @pytest.mark.parametrize(
     ("option", "spec"),
     [("cnn", DIGITS), ("resnet", DIGITS), ("cnn", MNIST), ("lenet", MNIST), ("resnet", MNIST)],

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import io
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +165,10 @@ def read_cached(source: ImageSource, root: Path, download: bool) -> dict[str, to
         raise DataError(_missing_files(source, raw, "data.download=false"))
     tensors = _read_with_torchvision(source, root, raw, download)
     try:
-        torch.save({"stamp": _stamp(raw), "tensors": tensors}, cache)
+        # Written beside and swapped in, so a run starting meanwhile never reads half a file.
+        partial = cache.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
+        torch.save({"stamp": _stamp(raw), "tensors": tensors}, partial)
+        os.replace(partial, cache)
     except OSError as error:  # a read-only data folder: decode again next time
         log.info("data: could not cache the decoded images in %s (%s)", cache, error)
     return tensors
@@ -210,8 +214,12 @@ def _decompress_downloads(raw: Path) -> None:
     for name in RAW_FILES.values():
         packed, unpacked = raw / f"{name}.gz", raw / name
         if packed.is_file() and not unpacked.is_file():
-            with gzip.open(packed, "rb") as source, open(unpacked, "wb") as target:
-                shutil.copyfileobj(source, target)
+            try:
+                with gzip.open(packed, "rb") as source, open(unpacked, "wb") as target:
+                    shutil.copyfileobj(source, target)
+            except OSError as error:  # a damaged download, or a read-only folder
+                unpacked.unlink(missing_ok=True)
+                raise DataError(f"{packed}: could not decompress it beside itself ({error})") from None
 
 
 def _stamp(raw: Path) -> list[list[Any]] | None:

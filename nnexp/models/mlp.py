@@ -19,6 +19,7 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (128,),
         activation: str = "relu",
         dropout: float = 0.0,
+        output_activation: str | None = None,  # e.g. sigmoid outputs for MSE against one-hot targets
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
@@ -29,6 +30,8 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, num_outputs))
+        if output_activation is not None:
+            layers.append(make_activation(output_activation))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
