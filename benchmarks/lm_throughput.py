@@ -31,18 +31,21 @@ PRESETS = {"rnn": "time_machine_rnn", "gru": "time_machine_gru"}
 
 
 class HandLM(nn.Module):
-    def __init__(self, cell: str, vocab_size: int, hidden_size: int, embedding_dim: int | None) -> None:
+    def __init__(
+        self, cell: str, vocab_size: int, hidden_size: int, embedding_dim: int | None, dropout: float
+    ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
         rnn_class = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
         self.rnn = rnn_class(embedding_dim or vocab_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, x, state=None):
         x = self.embedding(x.T) if self.embedding is not None else F.one_hot(x.T, self.vocab_size).float()
         y, state = self.rnn(x, state)
-        return self.head(y.reshape(-1, y.shape[-1])), state  # (T * B, V)
+        return self.head(self.dropout(y.reshape(-1, y.shape[-1]))), state  # (T * B, V)
 
 
 def hand_written_epoch(
@@ -114,19 +117,18 @@ def measure(
         f"trainer.max_batches_per_epoch={max_batches}",
         "generation.every=null",
         "generation.num_tokens=0",
-        "data.val_fraction=0.0",
-        "regularization=none",
         "device=cpu",
     ]
     from nnexp.data.text import load_text
 
     data = {key: value for key, value in cfg.data.items() if key != "_target_"}
-    data["val_fraction"] = 0.0
-    corpus = load_text(**data).train.tokens
-    threads = cfg.device.threads or torch.get_num_threads()
+    bundle = load_text(**data)
+    corpus = bundle.train.tokens
+    threads = cfg.trainer.threads or torch.get_num_threads()
     batch_size, num_steps = cfg.trainer.batch_size, cfg.data.num_steps
     torch.manual_seed(0)
-    hand = HandLM(model, int(corpus.max()) + 1, cfg.model.hidden_size, cfg.model.embedding_dim)
+    model_cfg = cfg.model
+    hand = HandLM(model, len(bundle.vocab), model_cfg.hidden_size, model_cfg.embedding_dim, model_cfg.dropout)
     optimizer = (
         torch.optim.SGD(hand.parameters(), lr=cfg.optim.lr)
         if "SGD" in cfg.optim._target_

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ def train_one_epoch(
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     clip_grad_norm: float | None = None,
     on_batch: Callable[[torch.Tensor], None] | None = None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, float]:
     """One pass over `batches` of (B, T) token ids; returns loss, perplexity and the tokens seen.
 
@@ -37,8 +39,9 @@ def train_one_epoch(
     for inputs, targets in batches:
         state = detach_state(state) if carry_state else None
         optimizer.zero_grad(set_to_none=True)
-        logits, state = model(inputs, state)  # (B, T, V)
-        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        with autocast():  # bf16 with trainer.precision=bf16, else nothing
+            logits, state = model(inputs, state)  # (B, T, V)
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         objective = loss if penalty is None else loss + penalty(model)
         objective.backward()
         if clip_grad_norm is not None:
@@ -51,15 +54,23 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: TokenSplit, loss_fn: LossFn, batch_size: int) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    split: TokenSplit,
+    loss_fn: LossFn,
+    batch_size: int,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> dict[str, float]:
     """Loss and perplexity over `split` read in order from its start, carrying the state as in training."""
     model.eval()
     device = next(model.parameters()).device
     totals = MetricAccumulator("language_model", device)
     state: State | None = None
     for inputs, targets in split.batches(batch_size):
-        logits, state = model(inputs, state if split.carries_state else None)
-        totals.update(logits, targets, loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)))
+        with autocast():
+            logits, state = model(inputs, state if split.carries_state else None)
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        totals.update(logits, targets, loss)
     return totals.compute()
 
 

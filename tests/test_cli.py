@@ -48,8 +48,7 @@ def test_the_default_experiment_reaches_95_percent_on_digits(tmp_path):
     result = run_nnexp(cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = read_summary(run_folders(tmp_path)[0])
-    assert summary["metrics"]["final"]["test_accuracy"] >= 0.95
-    assert summary["train_time_s"] < 30
+    assert summary["metrics"]["final"]["test_accuracy"] >= 0.95  # its training time: benchmarks/
 
 
 def test_fish_regression_reports_the_least_squares_baseline(tmp_path, fish_csv):
