@@ -26,7 +26,9 @@ def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float =
     _watching = True
 
     def watch() -> None:
-        while os.getppid() == sweep_pid:
+        # Whether the sweep's process exists, not whether it is our parent: a submitit job's parent
+        # is submitit's own controller, which stands between the sweep and the job.
+        while _alive(sweep_pid):
             time.sleep(interval_s)
         log.warning("the sweep's process %d is gone: stopping this job", sweep_pid)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -34,3 +36,13 @@ def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float =
         os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="nnexp-orphan-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

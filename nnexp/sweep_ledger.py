@@ -51,10 +51,13 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
         "epochs_completed": summary.get("epochs_completed"),
         "wall_time_s": summary.get("wall_time_s"),
     }
-    if failed:
-        entry["error"] = summary.get("error") or str(job_return._return_value)
-    if not failed and job_return.return_value is not None:
-        entry["objective"] = job_return.return_value
+    try:
+        returned = job_return.return_value  # re-raises a failed job's exception
+    except Exception as error:
+        entry["error"] = summary.get("error") or f"{type(error).__name__}: {error}"
+    else:
+        if returned is not None:
+            entry["objective"] = returned
     return entry
 
 

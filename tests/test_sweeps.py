@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -20,7 +21,7 @@ QUICK = ["trainer.epochs=2"]
 
 
 def sweep_folder(root: Path) -> Path:
-    [folder] = {path.parent for path in (root / "outputs" / "multirun").rglob("multirun.yaml")}
+    [folder] = {path.parent for path in (root / "outputs" / "multirun").rglob(LEDGER_FILE)}
     return folder
 
 
@@ -125,11 +126,24 @@ def test_an_optuna_search_of_six_trials_reports_the_best_parameters(tmp_path):
     assert best["best_value"] == max(entry["objective"] for entry in ledger)
 
 
-def test_an_objective_that_is_not_a_metric_is_one_line(tmp_path):
-    result = run_nnexp("objective=val_perplexity", "trainer.epochs=1", cwd=tmp_path)
+def test_an_objective_that_is_not_a_metrics_column_stops_before_any_run(tmp_path):
+    result = run_nnexp("objective=accuracy", cwd=tmp_path)
     assert result.returncode == 2
-    assert "objective=val_perplexity is not a final metric of this run" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "objective=accuracy is not allowed" in result.stderr and "Traceback" not in result.stderr
+    assert run_folders(tmp_path) == []
+
+
+def test_the_objective_is_the_final_metric_it_names():
+    from omegaconf import OmegaConf
+
+    from nnexp.errors import ConfigError
+    from nnexp.sweep_ledger import objective_value
+
+    metrics = {"val_accuracy": 0.9, "val_loss": 0.3}
+    assert objective_value(OmegaConf.create({"objective": "val_loss"}), metrics) == 0.3
+    assert objective_value(OmegaConf.create({"objective": None}), metrics) is None
+    with pytest.raises(ConfigError, match="objective=val_mse is not a final metric of this run"):
+        objective_value(OmegaConf.create({"objective": "val_mse"}), metrics)
 
 
 def test_the_ledger_reads_back_in_job_order_whatever_order_jobs_ended(tmp_path):
