@@ -81,11 +81,10 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from nnexp.hydra_hooks import register_experiments, register_resolvers
+    from nnexp.hydra_hooks import register_resolvers
     from nnexp.paths import CONFIG_DIR
 
     register_resolvers()
-    register_experiments()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
 

@@ -26,11 +26,10 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from nnexp.hydra_hooks import register_experiments, register_resolvers
+    from nnexp.hydra_hooks import register_resolvers
     from nnexp.paths import CONFIG_DIR
 
     register_resolvers()
-    register_experiments()
     GlobalHydra.instance().clear()  # a notebook may have initialised Hydra before
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nnexp.errors import UserError, exit_with
-from nnexp.hydra_hooks import register_experiments, register_resolvers
+from nnexp.hydra_hooks import register_resolvers
 from nnexp.orphans import SWEEP_PID_ENV, stop_when_orphaned
 from nnexp.paths import CONFIG_DIR
 from nnexp.preflight import preflight
@@ -67,7 +67,6 @@ def main() -> None:
         # Rich wraps at 80 columns when piped; log files and CI read better unwrapped.
         rich.reconfigure(width=160)
     register_resolvers()
-    register_experiments()  # before Hydra composes: `experiment=NAME` reads the ConfigStore
     args = get_args_parser().parse_args()
     if is_resume(args.overrides):
         try:

@@ -1,13 +1,10 @@
-"""What nnexp adds to Hydra: run folders that never collide, and the experiment presets."""
+"""What nnexp adds to Hydra: run folders that never collide."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
-
-from nnexp.paths import EXPERIMENT_DIR
 
 
 def claim_new_dir(path: str) -> str:
@@ -33,11 +30,4 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
 
 
-def register_experiments(experiment_dir: Path = EXPERIMENT_DIR) -> None:
-    """Make every preset in experiments/ selectable as `experiment=NAME`."""
-    store = ConfigStore.instance()
-    for path in sorted(experiment_dir.glob("*.yaml")):
-        store.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
-
-
-__all__ = ["claim_new_dir", "register_experiments", "register_resolvers"]
+__all__ = ["claim_new_dir", "register_resolvers"]

@@ -28,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnexp.checks import check_config
 from nnexp.errors import ConfigError
-from nnexp.hydra_hooks import register_experiments
 from nnexp.paths import CONFIG_DIR
 
 
@@ -38,7 +37,6 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
     A sweep is checked value by value for composition; a value that is merely out of range fails
     only its own job, so the other jobs of the sweep still run.
     """
-    register_experiments()
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as error:

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from nnexp.hydra_hooks import register_experiments, register_resolvers
+from nnexp.hydra_hooks import register_resolvers
 from nnexp.paths import CONFIG_DIR
 
 NNEXP = [shutil.which("nnexp")] if shutil.which("nnexp") else [sys.executable, "-m", "nnexp"]
@@ -48,7 +48,6 @@ def read_summary(run_folder: Path) -> dict:
 def compose_config(*overrides: str) -> DictConfig:
     """The config `nnexp OVERRIDES...` would run, composed by Hydra from the real config files."""
     register_resolvers()
-    register_experiments()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
