@@ -23,6 +23,7 @@ MODES = ("min", "max")
 TOKENS = ("char", "word")
 PARTITIONS = ("sequential", "random")
 POOLS = ("max", "avg", "none")
+PRECISIONS = ("32", "bf16")  # trainer.precision; 32 may arrive as the number 32
 
 
 def _number(value: Any) -> bool:
@@ -67,6 +68,12 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], bool]:
 
 RULES = [
     _rule("seed", _whole, "a whole number", 0),
+    _rule(
+        "objective",  # what a sweeper optimises: a final metric, e.g. val_accuracy
+        lambda v: v is None or (isinstance(v, str) and bool(re.fullmatch(r"(train|val|test)_[a-z_]+", v))),
+        "null or a final metric column such as val_accuracy, val_loss or test_mse",
+        "val_accuracy",
+    ),
     _rule("trainer.epochs", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 10),
     _rule(
         "trainer.batch_size",
@@ -91,6 +98,10 @@ RULES = [
         "null or a finite number > 0",
         1.0,
     ),
+    # Speed: each off by default (README "Speed").
+    _rule("trainer.precision", lambda v: str(v) in PRECISIONS, "32 or bf16", "bf16"),
+    _rule("trainer.compile", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("trainer.threads", lambda v: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1", 1),
     _rule("optim.lr", lambda v: _number(v) and v > 0, "a finite number > 0", 0.01),
     _rule("optim.momentum", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.9),
     _rule("optim.dampening", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]", 0.0),
@@ -124,6 +135,12 @@ RULES = [
         "[256,128]",
     ),
     _rule("model.activation", _one_of(ACTIVATIONS), "one of " + ", ".join(ACTIVATIONS), "relu"),
+    _rule(
+        "model.output_activation",
+        lambda v: v is None or v in ACTIVATIONS,
+        "null or one of " + ", ".join(ACTIVATIONS),
+        "sigmoid",
+    ),
     _rule("model.dropout", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.2),
     _rule("model.init", _one_of(INITS), "one of " + ", ".join(INITS), "xavier"),
     _rule("model.init_std", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.01),
@@ -227,7 +244,6 @@ RULES = [
         0.5,
     ),
     # Text data (data=time_machine), recurrent language models (model=rnn, gru, lstm), generation.
-    _rule("device.threads", lambda v: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1", 1),
     _rule("data.path", lambda v: v is None or (isinstance(v, str) and v != ""), "a file path", "my.txt"),
     _rule("data.url", lambda v: isinstance(v, str) and v != "", "a URL", "http://example.com/book.txt"),
     _rule(

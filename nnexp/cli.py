@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -38,7 +39,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if multirun and SWEEP_PID_ENV in os.environ:
         stop_when_orphaned(int(os.environ[SWEEP_PID_ENV]))
     result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
-    return objective_value(cfg, result.metrics)  # what a sweeper (Optuna) optimises; None without one
+    failed_objective = math.nan if cfg.get("objective") else None  # Optuna counts NaN as a failed trial
+    if result is None:
+        return failed_objective
+    try:
+        return objective_value(cfg, result.metrics)  # what a sweeper (Optuna) optimises; None without one
+    except UserError as error:
+        _report(error, multirun)
+        return failed_objective
 
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
@@ -49,10 +57,8 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
     try:
         return run(cfg, run_dir, resume=resume)
     except UserError as error:
-        if multirun:
-            log.error("%s", error)
-            raise  # the launcher records the failed job and runs the others
-        exit_with(error)
+        _report(error, multirun)
+        return None
     except TrainingInterrupted as interrupted:
         # A signal stops a whole sweep too, not just its current job.
         sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
@@ -60,6 +66,14 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
     except KeyboardInterrupt:
         sys.stderr.write(f"nnexp: interrupted; the run folder is {run_dir}\n")
         sys.exit(130)
+
+
+def _report(error: UserError, multirun: bool) -> None:
+    """Alone, a mistake ends the process; in a sweep it ends one job, recorded in its summary and the
+    sweep's ledger, and the sweep's exit code says so once every job has run."""
+    if not multirun:
+        exit_with(error)
+    log.error("%s", error)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -23,15 +24,20 @@ def train_one_epoch(
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     clip_grad_norm: float | None = None,
     on_batch: Callable[[torch.Tensor], None] | None = None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, float]:
-    """One pass over `batches`; returns the running means of the batch metrics."""
+    """One pass over `batches`; returns the running means of the batch metrics.
+
+    `autocast` wraps the forward pass and the loss: bf16 with `trainer.precision=bf16`, else nothing.
+    """
     model.train()
     device = next(model.parameters()).device
     running = MetricAccumulator(task, device)
     for inputs, targets in batches:
         optimizer.zero_grad(set_to_none=True)
-        outputs = model(inputs)
-        loss = loss_fn(outputs, targets)
+        with autocast():
+            outputs = model(inputs)
+            loss = loss_fn(outputs, targets)
         objective = loss if penalty is None else loss + penalty(model)
         objective.backward()
         if clip_grad_norm is not None:
@@ -45,12 +51,19 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, split: TensorSplit, loss_fn: LossFn, task: Task, batch_size: int
+    model: nn.Module,
+    split: TensorSplit,
+    loss_fn: LossFn,
+    task: Task,
+    batch_size: int,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, float]:
     model.eval()
     device = next(model.parameters()).device
     totals = MetricAccumulator(task, device)
     for inputs, targets in split.batches(batch_size):
-        outputs = model(inputs)
-        totals.update(outputs, targets, loss_fn(outputs, targets))
+        with autocast():
+            outputs = model(inputs)
+            loss = loss_fn(outputs, targets)
+        totals.update(outputs, targets, loss)
     return totals.compute()

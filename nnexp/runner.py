@@ -135,15 +135,17 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
 
 def build(cfg: DictConfig) -> Experiment:
     device = resolve_device(cfg.device.type)
-    if cfg.device.get("threads"):
+    if cfg.trainer.get("threads"):
         # Small recurrent nets on a busy CPU run faster on one thread than fighting for two.
-        torch.set_num_threads(cfg.device.threads)
+        torch.set_num_threads(cfg.trainer.threads)
     _seed_everything(cfg.seed)
     data: DataBundle = _instantiate(cfg.data).to(device)
     regularization = cfg.get("regularization") or {}
 
     dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
     model = build_model(cfg.model, data.spec, dropout).to(device)
+    if cfg.trainer.get("compile", False):
+        model.compile()  # in place: the module and its state_dict keys (so checkpoints) stay as they are
 
     optim_options = OmegaConf.to_container(cfg.optim, resolve=True)
     if "l2" in regularization:
@@ -387,19 +389,36 @@ def fit(
 def _loop_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
     task = experiment.data.spec.task
+    autocast = autocast_for(trainer.get("precision", 32), experiment.device)
     if task == "language_model":
         # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
         # a validation tail too short for one batch is refused now, not after the first epoch.
         if experiment.data.val is not None:
             experiment.data.val.num_batches(trainer.batch_size)
         return (
-            partial(lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state),
-            partial(lm_loop.evaluate, batch_size=trainer.batch_size),
+            partial(
+                lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state, autocast=autocast
+            ),
+            partial(lm_loop.evaluate, batch_size=trainer.batch_size, autocast=autocast),
         )
     return (
-        partial(train_one_epoch, task=task),
-        partial(evaluate, task=task, batch_size=trainer.eval_batch_size),
+        partial(train_one_epoch, task=task, autocast=autocast),
+        partial(evaluate, task=task, batch_size=trainer.eval_batch_size, autocast=autocast),
     )
+
+
+def autocast_for(
+    precision: int | str, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """What the loops wrap each forward pass and loss in: bf16 autocast for `bf16`, nothing for 32."""
+    if str(precision) == "32":
+        return contextlib.nullcontext
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"trainer.precision=bf16, but the GPU {torch.cuda.get_device_name(device)} has no bfloat16: "
+            f"use trainer.precision=32"
+        )
+    return partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
 def _sample(experiment: Experiment, generation: DictConfig, folder: RunFolder, label: str, seed: int) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,9 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
     except Exception as error:
         entry["error"] = summary.get("error") or f"{type(error).__name__}: {error}"
     else:
-        if returned is not None:
+        if status != "completed":  # the job returned normally after recording its failure
+            entry["error"] = summary.get("error", status)
+        elif returned is not None:
             entry["objective"] = returned
     return entry
 
@@ -77,7 +81,22 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 
 
 class SweepLedger(Callback):
-    """Appends each finished job of a multirun to <sweep folder>/ledger.jsonl."""
+    """Appends each finished job of a multirun to <sweep folder>/ledger.jsonl; at the end of the sweep,
+    exits non-zero with one line when any job did not complete."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        ledger = Path(str(config.hydra.sweep.dir)) / LEDGER_FILE
+        entries = read_ledger(ledger) if ledger.is_file() else []
+        unfinished = [entry for entry in entries if entry["status"] != "completed"]
+        if unfinished:
+            counts = Counter(entry["status"] for entry in unfinished)
+            detail = ", ".join(f"{number} {status}" for status, number in sorted(counts.items()))
+            sys.stderr.write(
+                f"nnexp: {len(unfinished)} of {len(entries)} sweep jobs did not complete ({detail}); "
+                f"each job's status and error: {ledger}\n"
+            )
+            # SystemExit passes through Hydra's callback guard, which catches only Exception.
+            sys.exit(3 if set(counts) == {"diverged"} else 1)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra_cfg = HydraConfig.get()

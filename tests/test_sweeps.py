@@ -70,9 +70,12 @@ def test_a_2x2_sweep_gives_four_run_folders_a_ledger_and_a_report(tmp_path):
     assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_failing_job_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp_path):
-    result = run_nnexp("-m", "optim.lr=-1,0.01", "trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode != 0
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
+def test_a_failing_job_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp_path, launcher):
+    result = run_nnexp("-m", *launcher, "optim.lr=-1,0.01", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nnexp: 1 of 2 sweep jobs did not complete (1 failed)" in result.stderr
+    assert "Traceback" not in result.stderr
     ledger = read_ledger(sweep_folder(tmp_path) / LEDGER_FILE)
     assert [(entry["overrides"][0], entry["status"]) for entry in ledger] == [
         ("optim.lr=-1", "failed"),
