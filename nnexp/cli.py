@@ -9,6 +9,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 
 from nnexp.errors import UserError, exit_with
 from nnexp.hydra_hooks import register_resolvers
-from nnexp.orphans import SWEEP_PID_ENV, stop_when_orphaned
+from nnexp.orphans import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 from nnexp.paths import CONFIG_DIR
 from nnexp.preflight import preflight
 from nnexp.resume import is_resume, log_into, resume_config
@@ -38,6 +39,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if multirun and SWEEP_PID_ENV in os.environ:
         stop_when_orphaned(int(os.environ[SWEEP_PID_ENV]))
+        if sweep_is_gone():  # a job queued to this worker before its sweep was stopped
+            _record_not_started(Path(hydra_cfg.runtime.output_dir))
+            sys.exit(128 + signal.SIGTERM)
     result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
     failed_objective = math.nan if cfg.get("objective") else None  # Optuna counts NaN as a failed trial
     if result is None:
@@ -66,6 +70,18 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
     except KeyboardInterrupt:
         sys.stderr.write(f"nnexp: interrupted; the run folder is {run_dir}\n")
         sys.exit(130)
+
+
+def _record_not_started(run_dir: Path) -> None:
+    from nnexp.run_folder import RunFolder
+
+    RunFolder(run_dir).write_summary(
+        {
+            "status": "interrupted",
+            "error": "the sweep was stopped before this job started",
+            "epochs_completed": 0,
+        }
+    )
 
 
 def _report(error: UserError, multirun: bool) -> None:

@@ -7,12 +7,19 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger("nnexp")
 
 
 SWEEP_PID_ENV = "NNEXP_SWEEP_PID"  # set by the sweep's own process, inherited by its workers
 _watching = False
+_sweep_gone = threading.Event()
+
+
+def sweep_is_gone() -> bool:
+    """True in a worker once its sweep's process has gone: it must start no further job."""
+    return _sweep_gone.is_set()
 
 
 def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float = 20.0) -> None:
@@ -31,6 +38,7 @@ def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float =
         while _alive(sweep_pid):
             time.sleep(interval_s)
         log.warning("the sweep's process %d is gone: stopping this job", sweep_pid)
+        _sweep_gone.set()
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(grace_s)
         os._exit(128 + signal.SIGTERM)
@@ -45,4 +53,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed process stays a zombie until its parent reaps it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
