@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from nnexp.errors import ConfigError
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "prelu")
+OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "softmax", "log_softmax")
 INITS = ("default", "normal", "xavier", "kaiming")
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
@@ -98,6 +99,12 @@ RULES = [
         "null or a finite number > 0",
         1.0,
     ),
+    _rule("diagnostics.enabled", lambda v: isinstance(v, bool), "true or false", "false"),
+    _rule("diagnostics.probe_rows", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 128),
+    _rule("diagnostics.after_epochs", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 5),
+    _rule("diagnostics.after_steps", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 100),
+    _rule("diagnostics.dead_relu_share", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]", 0.5),
+    _rule("diagnostics.gradient_ratio", lambda v: _number(v) and v > 1, "a finite number > 1", 1000),
     # Speed: each off by default (README "Speed").
     _rule("trainer.precision", lambda v: str(v) in PRECISIONS, "32 or bf16", "bf16"),
     _rule("trainer.compile", lambda v: isinstance(v, bool), "true or false", "true"),
@@ -137,8 +144,8 @@ RULES = [
     _rule("model.activation", _one_of(ACTIVATIONS), "one of " + ", ".join(ACTIVATIONS), "relu"),
     _rule(
         "model.output_activation",
-        lambda v: v is None or v in ACTIVATIONS,
-        "null or one of " + ", ".join(ACTIVATIONS),
+        lambda v: v is None or v in OUTPUT_ACTIVATIONS,
+        "null or one of " + ", ".join(OUTPUT_ACTIVATIONS),
         "sigmoid",
     ),
     _rule("model.dropout", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.2),
@@ -180,6 +187,8 @@ RULES = [
         "cpu",
     ),
     _rule("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)", 0.1),
+    _rule("data.scale", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("data.normalize_features", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule("data.test_fraction", lambda v: _number(v) and 0 < v < 1, "a fraction in (0, 1)", 0.2),
     _rule(
         "data.test_size",

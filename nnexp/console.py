@@ -94,8 +94,8 @@ def format_epoch_line(epoch: int, epochs: int, row: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def results_table(final: dict[str, dict[str, float]], baseline: dict[str, Any] | None = None) -> Table:
-    """Rows: metrics; columns: splits. A baseline adds its own column of MSEs beside the model's."""
+def results_table(final: dict[str, dict[str, float]], baselines: list[dict[str, Any]] | None = None) -> Table:
+    """Rows: metrics; columns: splits. Under the model's rows, a dim row per metric of each baseline."""
     splits = list(final)
     metrics = list(dict.fromkeys(name for values in final.values() for name in values))
     table = Table(title="results", title_justify="left")
@@ -104,12 +104,13 @@ def results_table(final: dict[str, dict[str, float]], baseline: dict[str, Any] |
         table.add_column(split, justify="right")
     for metric in metrics:
         table.add_row(metric, *(_format(final[split].get(metric, math.nan)) for split in splits))
-    if baseline is not None:
-        table.add_row(
-            f"mse of {baseline['name']}",
-            *(_format(baseline.get(f"{split}_mse", math.nan)) for split in splits),
-            style="dim",
-        )
+    if baselines:
+        table.add_section()
+    for baseline in baselines or []:
+        for metric in metrics:
+            values = [baseline.get(f"{split}_{metric}", math.nan) for split in splits]
+            if not all(_is_nan(value) for value in values):
+                table.add_row(f"{metric} of {baseline['name']}", *map(_format, values), style="dim")
     return table
 
 
@@ -121,3 +122,17 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+def diagnostics_table(findings: list[dict[str, Any]]) -> Table | str:
+    """The learner diagnostics of the run: what was found, when, and what to try."""
+    if not findings:
+        return "diagnostics: none of the checks fired"
+    table = Table(title="diagnostics", title_justify="left", show_lines=True)
+    for column in ("code", "when", "what was seen", "try"):
+        table.add_column(column, overflow="fold")
+    for finding in findings:
+        when = "before training" if finding["epoch"] is None else f"epoch {finding['epoch']}"
+        code = finding["code"] + (" (expected)" if finding.get("expected") else "")
+        table.add_row(code, when, finding["message"], finding["hint"], style="yellow")
+    return table

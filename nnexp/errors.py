@@ -10,6 +10,7 @@ class UserError(Exception):
     """A mistake in the config, the command line or the input data. The message names the fix."""
 
     exit_code = 2
+    finding = None  # a learner-diagnostics Finding, when the mistake is one of the classic ones
 
 
 class ConfigError(UserError):

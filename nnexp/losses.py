@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nnexp.data import DataSpec
+from nnexp.diagnostics import Finding
 from nnexp.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -25,6 +26,17 @@ HINTS = {
     ("cross_entropy", "regression"): "use loss=mse or loss=l1",
     ("mse_onehot", "regression"): "use loss=mse",
 }
+# The classic mismatches, reported with their learner-diagnostics code and why they fail.
+MISTAKES = {
+    ("mse", "classification"): (
+        "mse-on-class-indices",
+        "MSE would compare the outputs with class numbers, as if class 9 were nine times class 1",
+    ),
+    ("cross_entropy", "regression"): (
+        "cross-entropy-on-regression",
+        "cross-entropy needs class labels, and the target is a continuous number",
+    ),
+}
 
 
 def resolve_loss_name(name: str, spec: DataSpec) -> str:
@@ -33,7 +45,11 @@ def resolve_loss_name(name: str, spec: DataSpec) -> str:
         return DEFAULT_FOR_TASK[spec.task]
     if spec.task not in TASKS_OF_LOSS[name]:
         hint = HINTS.get((name, spec.task), "use loss=auto")
-        raise ConfigError(f"loss={name} does not fit {spec.name}, a {spec.task} data set: {hint}")
+        message = f"loss={name} does not fit {spec.name}, a {spec.task} data set"
+        if (name, spec.task) in MISTAKES:
+            code, why = MISTAKES[name, spec.task]
+            raise Finding(code, f"{message}: {why}", hint).refuse(ConfigError)
+        raise ConfigError(f"{message}: {hint}")
     return name
 
 

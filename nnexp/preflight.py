@@ -90,6 +90,7 @@ def _point_value(override: Override, position: int) -> str | None:
 
 
 def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
+    _refuse_values_naming_no_option(point)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="nnexp"):
             cfg = compose(config_name="config", overrides=point, return_hydra_config=True)
@@ -99,8 +100,42 @@ def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
         key = _key_in(str(error))
         if key is None:
             raise ConfigError(_first_line(error)) from None
+        if key in _groups() and "No match in the defaults list" in str(error):
+            line = next(line for line in point if line.split("=", 1)[0] == key)
+            raise ConfigError(f"{key} is not in the default config: add it with a +, as +{line}") from None
         raise ConfigError(_unknown_key_message(key, all_overrides)) from None
     return cfg
+
+
+def _refuse_values_naming_no_option(point: list[str]) -> None:
+    """`lr_find=true`, `scheduler=null`: Hydra reads true, null and numbers as values, never as an option's
+    name, and fails with a traceback; a group's option must be named."""
+    groups = _groups()
+    for override in OverridesParser.create().parse_overrides(point):
+        group = override.key_or_group
+        if group not in groups or override.is_delete() or override.is_sweep_override():
+            continue
+        if not isinstance(override.value(), (str, list, dict)):
+            value = override.input_line.split("=", 1)[1]
+            raise ConfigError(f"{group}={value} does not name an option of {group}: {_how_to_choose(group)}")
+
+
+def _how_to_choose(group: str) -> str:
+    """`use +lr_find=exponential`, or `choose one of ...`; with a + for a group the defaults do not list."""
+    options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+    plus = "" if group in _default_groups() else "+"
+    if not options:
+        return f"name one of its options, as {plus}{group}=OPTION"
+    if len(options) == 1:
+        return f"use {plus}{group}={options[0]}"
+    return f"choose one of {', '.join(options)} (e.g. {plus}{group}={options[0]})"
+
+
+def _default_groups() -> set[str]:
+    """The groups config.yaml's defaults list chooses from: `group=option` works for these, others need +."""
+    defaults = OmegaConf.load(CONFIG_DIR / "config.yaml").get("defaults", [])
+    chosen = [next(iter(entry)) for entry in defaults if isinstance(entry, DictConfig)]
+    return {group.removeprefix("override ") for group in chosen}
 
 
 def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
@@ -157,6 +192,10 @@ def _missing_option_message(error: MissingConfigException) -> str:
 
 
 def _unknown_key_message(key: str, overrides: list[str]) -> str:
+    group = key.split(".", 1)[0]
+    chosen = {line.split("=", 1)[0].lstrip("+~") for line in overrides}
+    if "." in key and group in _groups() - _default_groups() and group not in chosen:
+        return f"unknown key {key}: {group} is not in the config until it is added: {_how_to_choose(group)}"
     candidates = _known_keys(overrides)
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     if not close:
@@ -177,7 +216,7 @@ def _known_keys(overrides: list[str]) -> list[str]:
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="nnexp"):
                 cfg = compose(config_name="config", overrides=attempt)
             break
-        except HydraException:
+        except (HydraException, ValueError):  # ValueError: a group given true, null or a number
             continue
     else:
         return sorted(groups)

@@ -5,7 +5,8 @@
     nnexp-report outputs/multirun/... --group-by                       # mean ± std over seeds
 
 The columns are the overrides that differ between the runs (what was compared), the status, the final
-metrics (and the best value of each validation metric over the epochs), epochs and wall time.
+metrics (and the best value of each validation metric over the epochs), epochs, wall time, and the
+strongest baseline of the run's summary (e.g. `logistic regression` with its `baseline_test_accuracy`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from nnexp.metrics import HIGHER_IS_BETTER
 
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
 INFO_COLUMNS = ("status", "epochs", "wall_s")
+DIAGNOSTICS_COLUMN = "diagnostics"
+HEADLINE_METRICS = ("accuracy", "mse", "perplexity")  # the one value of a baseline a row has room for
+BASELINE_COLUMN = "baseline"  # the strongest baseline's name; its value is in baseline_<split>_<metric>
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -63,13 +67,32 @@ def run_record(run: Path) -> dict[str, Any]:
         "status": summary.get("status", "failed"),  # no summary: the job failed before its run began
         "epochs": summary.get("epochs_completed"),
         "wall_s": summary.get("wall_time_s"),
+        # The learner diagnostics' codes, e.g. "stuck-loss, chance-level"; empty when none fired.
+        DIAGNOSTICS_COLUMN: ", ".join(finding["code"] for finding in summary.get("diagnostics", [])),
     }
     metrics = summary.get("metrics", {})
     record.update(metrics.get("final", {}))
     record.update(
         {f"best_{key}": value for key, value in metrics.get("best", {}).items() if key.startswith("val_")}
     )
+    # Runs recorded before there was a list of baselines kept their one least-squares fit as "baseline".
+    baselines = summary.get("baselines") or ([summary["baseline"]] if "baseline" in summary else [])
+    record.update(strongest_baseline(baselines))
     return record
+
+
+def strongest_baseline(baselines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The baseline to beat: the best on the task's headline metric, on the test split (else val).
+
+    `{"baseline": "logistic regression", "baseline_test_accuracy": 0.972}`; `{}` when there is none.
+    """
+    for column in (f"{split}_{metric}" for metric in HEADLINE_METRICS for split in ("test", "val")):
+        scored = [baseline for baseline in baselines if isinstance(baseline.get(column), (int, float))]
+        if scored:
+            pick = max if higher_is_better(column) else min
+            best = pick(scored, key=lambda baseline: baseline[column])
+            return {BASELINE_COLUMN: best["name"], f"baseline_{column}": best[column]}
+    return {}
 
 
 def collect(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -99,6 +122,14 @@ def metric_columns(table: pd.DataFrame, differing: list[str]) -> list[str]:
     return sorted(columns, key=lambda c: (order.get(c.split("_", 1)[0], 4), c))
 
 
+def with_baseline_name(metrics: list[str], table: pd.DataFrame) -> list[str]:
+    """The metric columns with the baseline's name just before its value, so the two read together."""
+    if BASELINE_COLUMN not in table:
+        return metrics
+    first = next((i for i, column in enumerate(metrics) if column.startswith("baseline_")), len(metrics))
+    return [*metrics[:first], BASELINE_COLUMN, *metrics[first:]]
+
+
 def higher_is_better(column: str) -> bool:
     return column.rsplit("_", 1)[-1] in HIGHER_IS_BETTER
 
@@ -126,7 +157,16 @@ def group_table(table: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.Da
     result = result.join(spread.add_suffix("_std"))
     result["runs"] = grouped.size()
     result["completed"] = grouped["status"].apply(lambda s: int((s == "completed").sum()))
+    if BASELINE_COLUMN in table:
+        result[BASELINE_COLUMN] = grouped[BASELINE_COLUMN].first()
+    result[DIAGNOSTICS_COLUMN] = grouped[DIAGNOSTICS_COLUMN].apply(_codes_in_any)
     return result.reset_index()
+
+
+def _codes_in_any(cells: pd.Series) -> str:
+    """The diagnostics codes found in any run of a group, each once."""
+    codes = [code for cell in cells.dropna() for code in str(cell).split(", ") if code]
+    return ", ".join(dict.fromkeys(codes))
 
 
 def _fmt(value: Any, std: Any = None) -> str:
@@ -218,14 +258,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         grouped = sort_table(group_table(table, by, metrics), sort)
         shown_metrics = [metric for metric in metrics if not metric.startswith("train_")]  # the CSV has them
-        columns = [*by, "runs", "completed", *shown_metrics, "epochs", "wall_s"]
+        columns = [*by, "runs", "completed", *with_baseline_name(shown_metrics, grouped), "epochs", "wall_s",
+                   DIAGNOSTICS_COLUMN]  # fmt: skip
         console.print(
             rich_table(grouped, columns, f"{len(table)} runs in {len(grouped)} groups, mean ± std", True)
         )
         grouped.drop(columns=["_all"], errors="ignore").to_csv(csv_path, index=False)
     else:
         table = sort_table(table, sort)
-        columns = ["run", *differing, *INFO_COLUMNS, *metrics]
+        columns = ["run", *differing, *INFO_COLUMNS, *with_baseline_name(metrics, table), DIAGNOSTICS_COLUMN]
         shown = [column for column in columns if not column.startswith("train_")]  # the CSV has them
         console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
         table[columns].to_csv(csv_path, index=False)

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import rich
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -30,15 +31,17 @@ from torch import nn
 import nnexp
 from nnexp import lm_loop
 from nnexp.augment import RandomAffine, augmented, build_augment
-from nnexp.baselines import least_squares
+from nnexp.baselines import baselines_for
 from nnexp.checkpoint import load_checkpoint, restore_training_state, training_state
 from nnexp.checks import check_config
-from nnexp.console import TrainingProgress, format_epoch_line, results_table
+from nnexp.console import TrainingProgress, diagnostics_table, format_epoch_line, results_table
 from nnexp.data import DataBundle, DataSpec
+from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import ConfigError, OutputError, UserError
 from nnexp.loggers import build_loggers, finish_loggers
 from nnexp.loop import evaluate, train_one_epoch
 from nnexp.losses import LossFn, build_loss, resolve_loss_name
+from nnexp.lr_finder import LrFinderOptions, find_lr, save_lr_find
 from nnexp.metrics import better, metric_names
 from nnexp.models.init import initialize
 from nnexp.models.summary import format_parameter_counts, parameter_counts
@@ -46,13 +49,7 @@ from nnexp.paths import PACKAGE_DIR
 from nnexp.plots import plot_run
 from nnexp.regularization import EarlyStopping, l1_penalty
 from nnexp.run_folder import SAMPLES_FILE, VOCAB_FILE, RunFolder
-from nnexp.safeguards import (
-    Diverged,
-    DivergenceGuard,
-    StopOnSignal,
-    StuckLossDetector,
-    TrainingInterrupted,
-)
+from nnexp.safeguards import Diverged, DivergenceGuard, StopOnSignal, TrainingInterrupted
 
 log = logging.getLogger("nnexp")
 
@@ -74,6 +71,7 @@ class Experiment:
     device: torch.device
     augment: RandomAffine | None = None  # applied to the training batches only
     loggers: list[Any] = field(default_factory=list)  # tensorboard, mlflow: given each metrics row
+    diagnostics: Diagnostics | None = None  # the learner checks: before training and on every epoch
 
 
 @dataclass
@@ -90,7 +88,7 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
 
     With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh.
     """
-    console = console or Console()
+    console = console or rich.get_console()  # the CLI sets its width for logs and pipes
     folder = RunFolder(run_dir)
     checkpoint = load_checkpoint(folder.checkpoint_path) if resume else None
     started = time.time()
@@ -113,11 +111,18 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
         experiment.loggers = loggers
         summary.update(_describe(experiment, cfg))
         _record_parameters(experiment.model, folder)
+        initial_loss = start_diagnostics(experiment, cfg)
+        if initial_loss is not None:
+            summary["initial_loss"] = initial_loss
+        _record_diagnostics(summary, experiment)
+        if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
+            return _find_lr_and_record(cfg, experiment, folder, console, summary)
         with StopOnSignal() as stop:
             result = _train_and_record(cfg, experiment, folder, console, summary, stop, checkpoint)
     except BaseException as error:
         summary["status"] = _status_after(error)
         summary["error"] = str(error) or type(error).__name__
+        _record_diagnostics(summary, experiment, getattr(error, "finding", None))
         summary.setdefault("epochs_completed", folder.epochs_recorded())
         if isinstance(error, TrainingInterrupted):
             summary["resume_with"] = f"nnexp resume={folder.path}"
@@ -131,6 +136,29 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
         finish_loggers(loggers, summary)
         plot_run(folder.path)  # learning_curves.png
     return result
+
+
+def _find_lr_and_record(
+    cfg: DictConfig, experiment: Experiment, folder: RunFolder, console: Console, summary: dict[str, Any]
+) -> RunResult:
+    """The lr range test instead of training: lr_find.csv, lr_find.png and the suggestion in the summary.
+
+    No checkpoint: a model trained at every lr in turn is no model to keep or resume. The sweep is
+    short, so a stop signal ends it at once (KeyboardInterrupt) with nothing to resume.
+    """
+    options = LrFinderOptions.from_config(cfg.lr_find)
+    trainer = cfg.trainer
+    batch_size = len(experiment.data.train) if trainer.batch_size == "full" else trainer.batch_size
+    log.info("lr range test: %d steps, lr %g to %g", options.num_steps, options.start_lr, options.end_lr)
+    train_epoch = _loop_for(experiment, trainer)[0]
+    found = find_lr(experiment, options, batch_size, train_epoch, trainer.clip_grad_norm, cfg.seed)
+    if found.stopped_early:
+        log.info("lr range test stopped after %d steps: %s", len(found.lrs), found.stopped_early)
+    save_lr_find(found, folder)
+    summary.update(mode="lr_find", lr_find=found.to_summary(), epochs_completed=0, status="completed")
+    console.print(found.advice(), soft_wrap=True)  # one line, however long, for logs and scripts
+    log.info("run folder: %s", folder.path)
+    return RunResult(folder.path, "completed", {}, summary, experiment.model)
 
 
 def build(cfg: DictConfig) -> Experiment:
@@ -237,10 +265,10 @@ def _train_and_record(
         start_epoch, history = restore_training_state(experiment, checkpoint)
         folder.keep_metrics_through(start_epoch)
         log.info("resuming after epoch %d of %d", start_epoch, cfg.trainer.epochs)
-    warnings: list[str] = []
-    history = fit(experiment, cfg, folder, console, stop, start_epoch, history, warnings)
-    if warnings:
-        summary["warnings"] = warnings
+    if experiment.diagnostics is not None:
+        experiment.diagnostics.replay(history)
+    history = fit(experiment, cfg, folder, console, stop, start_epoch, history)
+    _record_diagnostics(summary, experiment)
     summary["epochs_completed"] = len(history)
     summary["train_time_s"] = round(sum(row["seconds"] for row in history), 3)
 
@@ -267,15 +295,15 @@ def _train_and_record(
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
     }
     summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
-    if task == "regression":
-        summary["baseline"] = least_squares(experiment.data)
+    summary["baselines"] = baselines_for(experiment.data)
 
     stop.check()
     folder.save_checkpoint(training_state(experiment, len(history), history, cfg))
     summary["checkpoint"] = folder.checkpoint_path.name
     summary["status"] = "completed"
 
-    console.print(results_table(final, summary.get("baseline")))
+    console.print(results_table(final, summary["baselines"]))
+    console.print(diagnostics_table(summary["diagnostics"]))
     log.info("run folder: %s", folder.path)
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
 
@@ -288,7 +316,6 @@ def fit(
     stop: StopOnSignal | None = None,
     start_epoch: int = 0,
     history: list[dict[str, Any]] | None = None,
-    warnings: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
 
@@ -297,17 +324,12 @@ def fit(
     trainer = cfg.trainer
     data, task = experiment.data, experiment.data.spec.task
     batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
-    batches_per_epoch = data.train.num_batches(batch_size)
-    if trainer.max_batches_per_epoch is not None:
-        batches_per_epoch = min(batches_per_epoch, trainer.max_batches_per_epoch)
+    batches_per_epoch = steps_per_epoch(data, trainer)
     names = metric_names(task)
     history = list(history or [])
-    warnings = warnings if warnings is not None else []
     train_epoch, evaluate_split = _loop_for(experiment, trainer)
     divergence = DivergenceGuard(experiment.optimizer, experiment.device)
-    stuck = StuckLossDetector(trainer.get("stuck_epochs", 0), trainer.get("stuck_tolerance", 1e-4))
-    for row in history:
-        stuck.update(row["epoch"], row["train_loss"])
+    diagnostics = experiment.diagnostics
     generation = cfg.get("generation") if task == "language_model" else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
@@ -354,6 +376,8 @@ def fit(
             if tokens is not None:
                 row["tokens_per_s"] = round(tokens / train_seconds)
             row["train_seconds"] = round(train_seconds, 4)
+            if diagnostics is not None:
+                diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
             folder.append_metrics(row)
@@ -368,12 +392,9 @@ def fit(
             stopper = experiment.early_stopping
             stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
             folder.save_checkpoint(training_state(experiment, epoch, history, cfg))
-            stuck_warning = stuck.update(epoch, row["train_loss"])
-            if stuck_warning:
-                log.warning(stuck_warning)
-                warnings.append(stuck_warning)
-                if trainer.get("stop_when_stuck", False):
-                    break
+            if diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False):
+                log.info("stopping: the loss is stuck (trainer.stop_when_stuck=true)")
+                break
             if stop_early:
                 log.info(
                     "early stopping: %s has not improved for %d epochs (best %.4g at epoch %d)",
@@ -384,6 +405,14 @@ def fit(
                 )
                 break
     return history
+
+
+def steps_per_epoch(data: DataBundle, trainer: DictConfig) -> int:
+    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
+    batches = data.train.num_batches(batch_size)
+    if trainer.max_batches_per_epoch is not None:
+        batches = min(batches, trainer.max_batches_per_epoch)
+    return batches
 
 
 def _loop_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -492,6 +521,25 @@ def _describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
         "optimizer": type(optimizer).__name__,
         "device": str(experiment.device),
     }
+
+
+def start_diagnostics(experiment: Experiment, cfg: DictConfig) -> dict[str, Any] | None:
+    """Attach the learner diagnostics and run the checks on the untrained model and the data.
+
+    Returns the initial loss against the one an untrained model should score (None when disabled).
+    """
+    loss_name = resolve_loss_name(cfg.loss.name, experiment.data.spec)
+    steps = steps_per_epoch(experiment.data, cfg.trainer)
+    experiment.diagnostics = Diagnostics(experiment.data, loss_name, cfg.diagnostics, cfg.trainer, steps)
+    return experiment.diagnostics.before_training(experiment.model, experiment.loss_fn)
+
+
+def _record_diagnostics(summary: dict[str, Any], experiment: Experiment | None, refusal: Any = None) -> None:
+    """summary["diagnostics"]: the findings so far, plus the one a refused setting carries."""
+    found = experiment.diagnostics.to_list() if experiment and experiment.diagnostics else []
+    if refusal is not None:
+        found.append(refusal.to_dict())
+    summary["diagnostics"] = found
 
 
 def _record_parameters(model: nn.Module, folder: RunFolder) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from nnexp.diagnostics import Finding
 from nnexp.errors import UserError
 
 log = logging.getLogger("nnexp")
@@ -93,13 +94,18 @@ class DivergenceGuard:
     def _stop(self, value: float) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
         name = "NaN" if math.isnan(value) else "infinite"
-        raise Diverged(
-            f"loss became {name} at epoch {self.epoch}, step {self.step} (lr={lr:g}): lower the learning rate"
-        )
+        raise Finding(
+            "non-finite-loss",
+            f"loss became {name} at epoch {self.epoch}, step {self.step} (lr={lr:g})",
+            "lower the learning rate",
+            self.epoch,
+        ).refuse(Diverged)
 
 
 class StuckLossDetector:
     """Warns once when the training loss has not moved (relative change < tolerance) for `epochs` epochs."""
+
+    HINT = "a smaller or larger learning rate, or another initialisation"
 
     def __init__(self, epochs: int, tolerance: float = 1e-4) -> None:
         self.epochs = epochs
@@ -117,7 +123,7 @@ class StuckLossDetector:
         if spread <= self.tolerance * max(abs(window[-1]), 1e-12):
             self.warning = (
                 f"the training loss has not moved for {self.epochs} epochs (stuck at {window[-1]:.4g} "
-                f"by epoch {epoch}): try a smaller or larger learning rate, or another initialisation"
+                f"by epoch {epoch})"
             )
             return self.warning
         return None

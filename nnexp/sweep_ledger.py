@@ -52,6 +52,7 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
         "metrics": summary.get("metrics", {}).get("final", {}),
         "epochs_completed": summary.get("epochs_completed"),
         "wall_time_s": summary.get("wall_time_s"),
+        "diagnostics": [finding["code"] for finding in summary.get("diagnostics", [])],
     }
     try:
         returned = job_return.return_value  # re-raises a failed job's exception

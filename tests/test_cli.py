@@ -51,13 +51,16 @@ def test_the_default_experiment_reaches_95_percent_on_digits(tmp_path):
     assert summary["metrics"]["final"]["test_accuracy"] >= 0.95  # its training time: benchmarks/
 
 
+def least_squares_of(summary: dict) -> dict:
+    return next(baseline for baseline in summary["baselines"] if baseline["name"].startswith("least squares"))
+
+
 def test_fish_regression_reports_the_least_squares_baseline(tmp_path, fish_csv):
     result = run_nnexp("data=fish", f"data.path={fish_csv}", "model=linear", "optim=sgd", "optim.lr=0.1",
                        cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = read_summary(run_folders(tmp_path)[0])
-    baseline = summary["baseline"]
-    assert baseline["name"].startswith("least squares")
+    baseline = least_squares_of(summary)
     assert len(baseline["weights"]) == 3
     assert summary["metrics"]["final"]["test_mse"] < 1.5 * baseline["test_mse"]
     assert "least squares" in result.stdout
@@ -67,7 +70,7 @@ def fish_linreg_gap(tmp_path: Path, csv_path: Path) -> float:
     result = run_nnexp("experiment=fish_linreg", f"data.path={csv_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = read_summary(run_folders(tmp_path)[0])
-    return summary["metrics"]["final"]["test_mse"] / summary["baseline"]["test_mse"] - 1
+    return summary["metrics"]["final"]["test_mse"] / least_squares_of(summary)["test_mse"] - 1
 
 
 @pytest.mark.slow
@@ -171,9 +174,43 @@ def test_hydra_full_error_shows_the_traceback(tmp_path):
 def test_help_lists_the_groups_and_the_presets(tmp_path):
     result = run_nnexp("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for line in ["model: ", "optim: ", "experiment: ", "digits_mlp", "fish_linreg"]:
+    for line in ["usage: nnexp", "model: ", "optim: ", "experiment: ", "digits_mlp", "fish_linreg"]:
         assert line in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def hydra_groups(loader, parent: str = "") -> dict[str, list[str]]:
+    """What Hydra's own --help lists: every group but hydra/..., with its options."""
+    from hydra.core.object_type import ObjectType
+
+    groups = {}
+    for name in loader.list_groups(parent):
+        group = f"{parent}/{name}" if parent else name
+        if group != "hydra":
+            options = loader.get_group_options(group, ObjectType.CONFIG)
+            groups |= {group: sorted(options)} if options else {}
+            groups |= hydra_groups(loader, group)
+    return groups
+
+
+def test_help_read_from_disk_lists_what_hydra_composes():
+    """`nnexp --help` reads configs/ without Hydra: the same groups and options, defaults marked."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nnexp.hydra_hooks import register_resolvers
+    from nnexp.paths import CONFIG_DIR
+    from nnexp.usage import config_groups, help_text
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        expected = hydra_groups(GlobalHydra.instance().config_loader())
+        choices = compose(config_name="config", return_hydra_config=True).hydra.runtime.choices
+    assert config_groups(CONFIG_DIR) == dict(sorted(expected.items()))
+    shown = " ".join(help_text(CONFIG_DIR).split())  # long option lists are wrapped
+    for group, options in expected.items():
+        marked = [f"{option}*" if choices.get(group) == option else option for option in options]
+        assert f"{group}: " + ", ".join(marked) in shown, group
 
 
 def test_cfg_job_prints_the_composed_config_without_running(tmp_path):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits as sklearn_digits
 from sklearn.model_selection import train_test_split
 
 from conftest import FISH_HEADER, write_fish_csv
 from nnexp.data import TensorSplit, shuffled_split
-from nnexp.data.digits import load_digits
+from nnexp.data.digits import digits_arrays, load_digits
 from nnexp.data.tabular import load_csv
 from nnexp.errors import DataError
 
@@ -29,6 +33,18 @@ def test_digits_follow_the_lecture_split_with_validation_carved_from_train():
     assert data.spec.num_outputs == 10
     assert (len(data.train), len(data.val), len(data.test)) == (1293, 144, 360)
     assert data.train.inputs.min() >= 0 and data.train.inputs.max() <= 1
+
+
+def test_digits_are_scikit_learns_read_without_importing_scikit_learn():
+    images, labels = digits_arrays()
+    expected = sklearn_digits()
+    assert np.array_equal(images, expected.images) and np.array_equal(labels, expected.target)
+    code = (
+        "import sys; from nnexp.data.digits import load_digits; load_digits(0.2, 1234, 0.1); "
+        "print(sorted({'sklearn', 'pandas', 'scipy'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_fish_uses_the_lecture_split_and_normalises_on_training_rows(fish_csv):

@@ -5,6 +5,9 @@ file. Data that needs a download runs on stand-ins: synthetic images for mnist/f
 file written here for time_machine, a generated fish CSV. To keep the cost of starting the CLI down,
 the single-run presets of one kind of data run as one sweep (`nnexp -m experiment=a,b,... debug=smoke`),
 and each sweep preset runs its own sweep; the sweep ledger then says which preset failed and why.
+
+No learner diagnostic fires on a healthy preset: a preset may raise only the codes it declares it
+demonstrates (`diagnostics.expect`, e.g. three_blue_lr500's stuck loss).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ TEXT = (
 )
 
 
-def describe(preset: str) -> tuple[str, bool]:
-    """(the data loader the preset uses, whether the preset is itself a sweep)."""
+def describe(preset: str) -> tuple[str, bool, set[str]]:
+    """(the data loader the preset uses, whether it is itself a sweep, the diagnostics it demonstrates)."""
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
-    return str(cfg.data._target_), str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    expected = set(cfg.diagnostics.expect)
+    return str(cfg.data._target_), str(cfg.hydra.mode) == "RunMode.MULTIRUN", expected
 
 
 DESCRIBED = {preset: describe(preset) for preset in PRESETS}
@@ -60,10 +64,10 @@ def stand_in_data(family: str, tmp_path: Path) -> list[str]:
 
 
 SINGLE = {}
-for name, (target, is_sweep) in DESCRIBED.items():
+for name, (target, is_sweep, _) in DESCRIBED.items():
     if not is_sweep:
         SINGLE.setdefault(data_family(target), []).append(name)
-SWEEPS = [name for name, (_, is_sweep) in DESCRIBED.items() if is_sweep]
+SWEEPS = [name for name, (_, is_sweep, _) in DESCRIBED.items() if is_sweep]
 
 
 def ledger_of(tmp_path: Path) -> list[dict]:
@@ -92,6 +96,11 @@ def test_single_run_presets_run_in_smoke_mode(tmp_path, family):
         f"experiment={name}" for name in presets
     )
     assert {entry["epochs_completed"] for entry in ledger} == {1}
+    unexpected = {
+        entry["overrides"][0]: set(entry["diagnostics"]) - DESCRIBED[entry["overrides"][0].split("=")[1]][2]
+        for entry in ledger
+    }
+    assert unexpected == dict.fromkeys(unexpected, set())
 
 
 @pytest.mark.parametrize("preset", SWEEPS)
@@ -105,3 +114,6 @@ def test_sweep_presets_run_their_sweep_in_smoke_mode(tmp_path, preset):
     assert failed == {}, result.stderr[-3000:]
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(ledger) >= 2 and {entry["epochs_completed"] for entry in ledger} == {1}
+    expected = DESCRIBED[preset][2]
+    unexpected = {" ".join(entry["overrides"]): set(entry["diagnostics"]) - expected for entry in ledger}
+    assert unexpected == dict.fromkeys(unexpected, set())

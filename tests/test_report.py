@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nnexp.plots import save_learning_curves
-from nnexp.report import main
+from nnexp.report import main, run_record, strongest_baseline
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -118,3 +118,54 @@ def test_a_path_without_runs_is_an_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
     assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def add_to_summary(run: Path, **entries) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, **entries}))
+
+
+def test_each_run_shows_its_strongest_baseline_with_its_name(sweep, capsys):
+    baselines = [
+        {"name": "chance", "val_accuracy": 0.1, "test_accuracy": 0.1},
+        {"name": "logistic regression", "val_accuracy": 0.965, "test_accuracy": 0.972},
+    ]
+    for run in sweep.iterdir():
+        add_to_summary(run, baselines=baselines)
+    assert main([str(sweep)]) == 0
+    rows = read_csv(sweep / "report.csv")
+    shown_baselines = {(row["baseline"], row["baseline_test_accuracy"]) for row in rows}
+    assert shown_baselines == {("logistic regression", "0.972")}
+    assert "logistic regression" in capsys.readouterr().out
+    assert main([str(sweep), "--group-by"]) == 0
+    assert {row["baseline"] for row in read_csv(sweep / "report.csv")} == {"logistic regression"}
+
+
+def test_the_strongest_baseline_is_the_lowest_for_errors_and_perplexities_on_test_else_val():
+    language_model = [{"name": "uniform", "val_perplexity": 28}, {"name": "unigram", "val_perplexity": 17.5}]
+    assert strongest_baseline(language_model) == {"baseline": "unigram", "baseline_val_perplexity": 17.5}
+    regression = [{"name": "least squares", "test_mse": 0.2}, {"name": "mean predictor", "test_mse": 1.0}]
+    assert strongest_baseline(regression) == {"baseline": "least squares", "baseline_test_mse": 0.2}
+    assert strongest_baseline([]) == {}
+
+
+def test_a_run_recorded_with_the_old_single_least_squares_baseline_still_shows_it(tmp_path):
+    run = fake_run(tmp_path / "run", ["data=fish"], 0.9)
+    add_to_summary(run, baseline={"name": "least squares (closed form)", "test_mse": 0.25, "weights": [1.0]})
+    record = run_record(run)
+    assert record["baseline"] == "least squares (closed form)" and record["baseline_test_mse"] == 0.25
+
+
+def test_each_run_lists_the_codes_of_its_learner_diagnostics(sweep, capsys):
+    stuck = {"code": "stuck-loss", "message": "m", "hint": "h", "epoch": 7, "expected": False}
+    chance = {"code": "chance-level", "message": "m", "hint": "h", "epoch": 5, "expected": False}
+    runs = sorted(sweep.iterdir())
+    add_to_summary(runs[0], diagnostics=[stuck, chance])
+    add_to_summary(runs[1], diagnostics=[chance])
+    assert main([str(sweep)]) == 0
+    by_run = {row["run"]: row["diagnostics"] for row in read_csv(sweep / "report.csv")}
+    assert by_run == {"0": "stuck-loss, chance-level", "1": "chance-level", "2": "", "3": ""}
+    assert "stuck-loss, chance-level" in capsys.readouterr().out
+    assert main([str(sweep), "--group-by", "optim"]) == 0
+    by_optim = {row["optim"]: row["diagnostics"] for row in read_csv(sweep / "report.csv")}
+    assert by_optim == {"sgd": "stuck-loss, chance-level", "adam": ""}

@@ -114,8 +114,9 @@ def test_a_loss_that_does_not_move_is_flagged(tmp_path):
     result = run_nnexp("model.init=normal", "model.init_std=0", "optim=sgd", "optim.lr=1e-9",
                        "trainer.epochs=4", "trainer.stuck_epochs=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0
-    [warning] = read_summary(run_folders(tmp_path)[0])["warnings"]
-    assert "the training loss has not moved for 2 epochs" in warning
+    stuck = [finding for finding in read_summary(run_folders(tmp_path)[0])["diagnostics"]
+             if finding["code"] == "stuck-loss"]  # fmt: skip
+    assert len(stuck) == 1 and "the training loss has not moved for 2 epochs" in stuck[0]["message"]
     assert "has not moved" in result.stdout
 
 

@@ -19,6 +19,7 @@ def load_csv(
     split_seed: int,
     val_fraction: float,
     normalize_target: bool,
+    normalize_features: bool = True,
 ) -> DataBundle:
     """Read `features` -> `target` from `path`; z-score both with statistics of the training rows."""
     table = read_numeric_columns(Path(path), [*features, target])
@@ -31,14 +32,16 @@ def load_csv(
         raise DataError(f"data.test_size={test_size} does not fit {path}: {error}") from None
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
 
-    x_mean, x_std = _moments(x[train_rows], "feature", features)
-    x = (x - x_mean) / x_std
     details: dict[str, Any] = {
         "path": str(Path(path).resolve()),
         "features": list(features),
         "target": target,
-        "normalization": "z-score, fitted on the training rows",
+        "normalization": "none: the columns as they are in the file",
     }
+    if normalize_features:
+        x_mean, x_std = _moments(x[train_rows], "feature", features)
+        x = (x - x_mean) / x_std
+        details["normalization"] = "z-score, fitted on the training rows"
     if normalize_target:
         y_mean, y_std = _moments(y[train_rows], "target", [target])
         y = (y - y_mean) / y_std

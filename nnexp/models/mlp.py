@@ -9,6 +9,7 @@ from torch import nn
 
 from nnexp.models.layers import activation as make_activation
 from nnexp.models.layers import flat_size
+from nnexp.models.layers import output_activation as make_output_activation
 
 
 class MLP(nn.Module):
@@ -31,7 +32,7 @@ class MLP(nn.Module):
             width = size
         layers.append(nn.Linear(width, num_outputs))
         if output_activation is not None:
-            layers.append(make_activation(output_activation))
+            layers.append(make_output_activation(output_activation))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

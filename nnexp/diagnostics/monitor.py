@@ -1,0 +1,83 @@
+"""What the runner calls: `before_training` once, `after_epoch` on each metrics row; findings are logged
+as they are found and kept for summary.json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig
+from torch import nn
+
+from nnexp.data import DataBundle
+from nnexp.diagnostics import Diagnosis, Finding
+from nnexp.diagnostics.probe import Probe
+from nnexp.diagnostics.setup import check_initial_loss, check_setup, expected_initial_loss
+from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions, probe_findings
+from nnexp.losses import LossFn
+
+log = logging.getLogger("nnexp")
+
+
+class Diagnostics:
+    """With `diagnostics.enabled=false` only the stuck-loss check (trainer.stuck_epochs) runs."""
+
+    def __init__(
+        self, data: DataBundle, loss_name: str, options: DictConfig, trainer: DictConfig, steps_per_epoch: int
+    ) -> None:
+        self.enabled = bool(options.enabled)
+        self.diagnosis = Diagnosis(list(options.expect or []))
+        self.data = data
+        self.loss_name = loss_name
+        self.watch_options = WatchOptions(
+            after_epochs=options.after_epochs,
+            after_steps=options.after_steps,
+            steps_per_epoch=steps_per_epoch,
+            dead_relu_share=options.dead_relu_share,
+            gradient_ratio=options.gradient_ratio,
+            stuck_epochs=trainer.get("stuck_epochs", 0),
+            stuck_tolerance=trainer.get("stuck_tolerance", 1e-4),
+        )
+        self.watch = TrainingWatch(Chance.of(data), self.watch_options, checks=self.enabled)
+        self.probe = Probe(data, options.probe_rows, trainer.batch_size) if self.enabled else None
+
+    def before_training(self, model: nn.Module, loss_fn: LossFn) -> dict[str, Any] | None:
+        """The setup checks on the untrained model; returns the initial loss against the expected one."""
+        if self.probe is None:
+            return None
+        initial = self.probe.measure(model, loss_fn)
+        expected = expected_initial_loss(self.loss_name, self.data)
+        findings = check_setup(model, self.loss_name, self.data, initial)
+        findings += check_initial_loss(initial.loss, expected, self.data)
+        findings += probe_findings(initial.columns(), self.watch_options, epoch=None)
+        for finding in findings:
+            self.report(finding)
+        record = {"measured": round(initial.loss, 6)}
+        if expected is not None:
+            record.update(expected=round(expected["expected"], 6), why=expected["why"])
+        return record
+
+    def after_epoch(self, model: nn.Module, loss_fn: LossFn, row: dict[str, Any]) -> None:
+        """Add the probe's columns to the epoch's row, then check it."""
+        if self.probe is not None:
+            row.update(self.probe.measure(model, loss_fn).columns())
+        for finding in self.watch.update(row):
+            self.report(finding)
+
+    def replay(self, history: list[dict[str, Any]]) -> None:
+        """A resumed run: pass the recorded epochs through the checks again, quietly."""
+        for row in history:
+            for finding in self.watch.update(row):
+                self.diagnosis.add(finding)
+
+    def report(self, finding: Finding) -> None:
+        added = self.diagnosis.add(finding)
+        if added is not None:
+            log.warning("%s", added.line())
+
+    @property
+    def stuck(self) -> bool:
+        return self.watch.stuck_found
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return self.diagnosis.to_list()

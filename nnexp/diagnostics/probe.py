@@ -1,0 +1,118 @@
+"""A look inside the model on a fixed batch of training rows: the loss, per-layer gradient norms, dead ReLUs.
+
+The probe runs in eval mode and takes its gradients with `torch.autograd.grad`, so it changes nothing
+the training sees: no parameter's `.grad`, no BatchNorm statistics, no random numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nnexp.data import DataBundle
+from nnexp.losses import LossFn
+
+# The layers whose gradient norms are recorded: the ones that hold the weights a learner thinks about.
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase, nn.Embedding)
+
+GRAD_NORM = "grad_norm/"  # metrics columns: grad_norm/<layer>, the L2 norm of the layer's gradient
+DEAD_RELU = "dead_relu/"  # metrics columns: dead_relu/<relu>, the share of units never active
+
+
+@dataclass
+class ProbeResult:
+    loss: float
+    inputs: torch.Tensor  # the probe batch, as the model sees it
+    targets: torch.Tensor
+    outputs: torch.Tensor  # detached
+    grad_norms: dict[str, float] = field(default_factory=dict)  # layer name -> norm, in forward order
+    dead_relu: dict[str, float] = field(default_factory=dict)  # ReLU name -> share of units never active
+    last_module: nn.Module | None = None  # the last module the forward pass ran: the output layer
+
+    def columns(self) -> dict[str, float]:
+        """What goes into the epoch's metrics row."""
+        row = {f"{GRAD_NORM}{name}": round(norm, 8) for name, norm in self.grad_norms.items()}
+        row.update({f"{DEAD_RELU}{name}": round(share, 4) for name, share in self.dead_relu.items()})
+        return row
+
+
+class Probe:
+    """Measures the model on the first `rows` training examples (a language model: its first batch)."""
+
+    def __init__(self, data: DataBundle, rows: int, lm_batch_size: int) -> None:
+        self.task = data.spec.task
+        size = lm_batch_size if self.task == "language_model" else rows
+        self.inputs, self.targets = next(iter(data.train.batches(size)))
+
+    def measure(self, model: nn.Module, loss_fn: LossFn) -> ProbeResult:
+        names = {module: name for name, module in model.named_modules()}
+        order: list[nn.Module] = []  # leaf modules, in the order the forward pass ran them
+        relu_outputs: dict[str, torch.Tensor] = {}
+
+        def record(module: nn.Module, inputs: tuple, output: object) -> None:
+            order.append(module)
+            if isinstance(module, nn.ReLU) and isinstance(output, torch.Tensor):
+                relu_outputs[names[module]] = output.detach()
+
+        leaves = [module for module in model.modules() if next(module.children(), None) is None]
+        hooks = [module.register_forward_hook(record) for module in leaves]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                outputs = model(self.inputs)
+                if self.task == "language_model":
+                    logits = outputs[0]
+                    loss = loss_fn(logits.reshape(-1, logits.shape[-1]), self.targets.reshape(-1))
+                    outputs = logits
+                else:
+                    loss = loss_fn(outputs, self.targets)
+                layers = _layers_in_order(order, names)
+                groups = {
+                    name: [p for p in module.parameters(recurse=False) if p.requires_grad]
+                    for name, module in layers.items()
+                }
+                flat = [p for group in groups.values() for p in group]
+                gradients = torch.autograd.grad(loss, flat, allow_unused=True) if loss.requires_grad else ()
+        finally:
+            for hook in hooks:
+                hook.remove()
+            model.train(was_training)
+
+        gradient_of = {id(p): g for p, g in zip(flat, gradients, strict=True) if g is not None}
+        grad_norms = {}
+        for name, group in groups.items():
+            squares = [gradient_of[id(p)].float().square().sum() for p in group if id(p) in gradient_of]
+            grad_norms[name] = torch.stack(squares).sum().sqrt().item() if squares else 0.0
+        return ProbeResult(
+            loss=loss.item(),
+            inputs=self.inputs,
+            targets=self.targets,
+            outputs=outputs.detach(),
+            grad_norms=grad_norms,
+            # A ReLU on the outputs is a mistake of its own (clipped-logits), not a dead hidden layer.
+            dead_relu={
+                name: _dead_share(output)
+                for name, output in relu_outputs.items()
+                if not (order and names[order[-1]] == name)
+            },
+            last_module=order[-1] if order else None,
+        )
+
+
+def _layers_in_order(order: list[nn.Module], names: dict[nn.Module, str]) -> dict[str, nn.Module]:
+    layers: dict[str, nn.Module] = {}
+    for module in order:
+        if isinstance(module, LAYERS) and names[module] not in layers:
+            layers[names[module]] = module
+    return layers
+
+
+def _dead_share(output: torch.Tensor) -> float:
+    """The share of units (features; channels of a feature map) that were 0 for every probe row."""
+    if output.dim() < 2:
+        return 0.0
+    active = output.transpose(0, 1).reshape(output.shape[1], -1) > 0  # (units, rows x positions)
+    return 1.0 - active.any(dim=1).float().mean().item()

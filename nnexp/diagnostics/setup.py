@@ -1,0 +1,138 @@
+"""Checks before the first step: the output layer against the loss, the initial weights, the input scale,
+and the initial loss against what an untrained model should score."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnexp.data import DataBundle
+from nnexp.diagnostics import Finding
+from nnexp.diagnostics.probe import ProbeResult
+
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+INPUT_RMS_LIMIT = 3.0  # pixels in [0, 1] and z-scores sit near 1; raw 0-16 or 0-255 values far above
+COLUMN_SPREAD_LIMIT = 100.0  # one input column's spread this many times another's: unnormalised
+INITIAL_LOSS_FACTOR = 2.0  # a starting loss this many times the expected one means outputs start too large
+
+
+def check_setup(model: nn.Module, loss_name: str, data: DataBundle, initial: ProbeResult) -> list[Finding]:
+    findings = [
+        *_output_layer(initial.last_module, loss_name),
+        *_symmetric_weights(model, initial),
+    ]
+    if data.spec.task != "language_model":
+        findings += _input_scale(initial.inputs)
+    return findings
+
+
+def expected_initial_loss(loss_name: str, data: DataBundle) -> dict[str, Any] | None:
+    """What an untrained model should score: ln C for cross-entropy, the target's variance for MSE."""
+    if loss_name == "cross_entropy":
+        count = data.spec.num_outputs
+        what = "tokens" if data.spec.task == "language_model" else "classes"
+        return {"expected": math.log(count), "why": f"ln {count}: a uniform guess over {count} {what}"}
+    if loss_name == "mse" and data.spec.task == "regression":
+        variance = data.train.targets.double().var(correction=0).item()
+        return {"expected": variance, "why": "the variance of the training target: predicting its mean"}
+    return None
+
+
+def check_initial_loss(measured: float, expected: dict[str, Any] | None, data: DataBundle) -> list[Finding]:
+    if expected is None or not math.isfinite(measured):
+        return []
+    if measured <= INITIAL_LOSS_FACTOR * expected["expected"]:
+        return []
+    hint = "start from smaller weights (model.init=default, or a smaller model.init_std)"
+    if data.spec.task == "regression":
+        targets = data.train.targets.double()
+        if targets.mean().abs() > targets.std(correction=0):
+            hint = "centre and scale the target (data.normalize_target=true)"
+    return [
+        Finding(
+            "initial-loss",
+            f"the untrained model's loss is {measured:.4g}, expected about {expected['expected']:.4g} "
+            f"({expected['why']}): the outputs start far too large or off-centre",
+            hint,
+        )
+    ]
+
+
+def _output_layer(last: nn.Module | None, loss_name: str) -> list[Finding]:
+    if loss_name != "cross_entropy" or last is None:
+        return []
+    name = type(last).__name__
+    fix = "remove it (model.output_activation=null): cross_entropy takes raw logits"
+    if isinstance(last, nn.Softmax):
+        why = "cross_entropy applies softmax again to outputs in [0, 1], so the loss can hardly fall"
+        return [Finding("softmax-before-cross-entropy", f"the model's last layer is {name}: {why}", fix)]
+    if isinstance(last, nn.LogSoftmax):
+        why = "cross_entropy applies log-softmax itself, so this one does nothing (use it only with nll_loss)"
+        return [Finding("softmax-before-cross-entropy", f"the model's last layer is {name}: {why}", fix)]
+    if isinstance(last, (nn.Sigmoid, nn.ReLU)):
+        why = {
+            "Sigmoid": "the logits are squeezed into (0, 1), so softmax over them stays nearly uniform",
+            "ReLU": "negative logits are clipped to 0, so no class can be ruled out",
+        }[name]
+        return [Finding("clipped-logits", f"the model's last layer is {name}: {why}", fix)]
+    return []
+
+
+def _symmetric_weights(model: nn.Module, initial: ProbeResult) -> list[Finding]:
+    """Hidden layers whose units all start with the same weights compute and learn the same thing."""
+    modules = dict(model.named_modules())
+    # In the order the forward pass ran them; the output layer's units may start equal, because the
+    # targets tell them apart from the first step.
+    hidden = [name for name in initial.grad_norms if isinstance(modules[name], WEIGHTED)][:-1]
+    symmetric = [
+        name for name in hidden if modules[name].weight.shape[0] > 1 and _rows_equal(modules[name].weight)
+    ]
+    if not symmetric:
+        return []
+    return [
+        Finding(
+            "symmetric-init",
+            f"every unit of layer {', '.join(symmetric)} starts with the same weights, so they all compute "
+            f"the same value and receive the same gradient: the layer acts as one unit",
+            "use random weights (model.init=default, xavier or kaiming; model.init_std above 0)",
+        )
+    ]
+
+
+def _rows_equal(weight: torch.Tensor) -> bool:
+    rows = weight.detach().reshape(weight.shape[0], -1)
+    return bool((rows == rows[0]).all())
+
+
+def _input_scale(inputs: torch.Tensor) -> list[Finding]:
+    values = inputs.detach().float().reshape(len(inputs), -1)
+    rms = values.square().mean().sqrt().item()
+    seen = f"values from {values.min().item():.4g} to {values.max().item():.4g}"
+    hint = "normalise the inputs (digits: data.scale=true; CSV columns: data.normalize_features=true)"
+    if rms > INPUT_RMS_LIMIT:
+        return [
+            Finding(
+                "input-scale",
+                f"the inputs have a root-mean-square of {rms:.3g} ({seen}), far from unit scale: the first "
+                f"layer starts saturated or with huge gradients",
+                hint,
+            )
+        ]
+    if inputs.dim() != 2:  # images: rarely inked border pixels spread little, and that is fine
+        return []
+    spreads = values.std(dim=0, correction=0)
+    spreads = spreads[spreads > 0]
+    factor = (spreads.max() / spreads.min()).item() if len(spreads) > 1 else 1.0
+    if factor > COLUMN_SPREAD_LIMIT:
+        return [
+            Finding(
+                "input-scale",
+                f"the input columns' spreads differ by a factor of {factor:.3g}: one learning rate cannot "
+                f"suit every weight",
+                hint,
+            )
+        ]
+    return []

@@ -1,0 +1,254 @@
+"""Learner diagnostics: each classic mistake, set up through config overrides on real data, is named by its
+code with a hint; a healthy setup raises none (tests/test_presets.py checks every preset too)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
+from nnexp.data import DataBundle, DataSpec, TensorSplit
+from nnexp.diagnostics.probe import Probe
+from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
+from nnexp.runner import build, start_diagnostics
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BOOK = "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite matter. "
+
+
+def codes_before_training(*overrides: str) -> list[str]:
+    """The codes the checks on the untrained model and the data raise for `nnexp OVERRIDES...`."""
+    experiment = build(compose_config(*overrides))
+    start_diagnostics(experiment, compose_config(*overrides))
+    return [finding.code for finding in experiment.diagnostics.diagnosis.findings]
+
+
+def codes_of(run_folder: Path) -> list[str]:
+    return [finding["code"] for finding in read_summary(run_folder)["diagnostics"]]
+
+
+@pytest.fixture
+def fish_path(tmp_path: Path) -> str:
+    real = SHARED_DATA / "Fish.csv"
+    return str(real if real.is_file() else write_fish_csv(tmp_path / "Fish.csv", rows=159))
+
+
+@pytest.fixture
+def text_path(tmp_path: Path) -> str:
+    real = SHARED_DATA / "timemachine.txt"
+    if real.is_file():
+        return str(real)
+    (tmp_path / "book.txt").write_text(BOOK * 400)
+    return str(tmp_path / "book.txt")
+
+
+# Before training, on the real digits
+
+
+def test_a_healthy_setup_raises_nothing():
+    assert codes_before_training() == []
+    assert codes_before_training("model=cnn") == []
+    assert codes_before_training("model=three_blue", "loss=mse_onehot") == []  # sigmoid outputs fit MSE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        (["model.output_activation=softmax"], "softmax-before-cross-entropy"),
+        (["model.output_activation=log_softmax"], "softmax-before-cross-entropy"),
+        (["model.output_activation=sigmoid"], "clipped-logits"),
+        (["model.output_activation=relu"], "clipped-logits"),
+        (["model.init=normal", "model.init_std=0"], "symmetric-init"),
+        (["data.scale=false"], "input-scale"),
+        (["model.init=normal", "model.init_std=1"], "initial-loss"),
+        (["model.hidden=[32,32,32,32,32,32]", "model.activation=sigmoid"], "vanishing-gradients"),
+    ],
+)
+def test_each_mistake_in_the_setup_is_named(overrides, code):
+    assert code in codes_before_training(*overrides)
+
+
+def test_unscaled_csv_columns_and_an_uncentred_target_are_named(fish_path):
+    fish = ["experiment=fish_linreg", f"data.path={fish_path}"]
+    assert codes_before_training(*fish) == []
+    assert codes_before_training(*fish, "data.normalize_features=false") == ["input-scale"]
+    experiment = build(compose_config(*fish, "data.normalize_target=false"))
+    start_diagnostics(experiment, compose_config(*fish, "data.normalize_target=false"))
+    [finding] = experiment.diagnostics.diagnosis.findings
+    assert finding.code == "initial-loss" and "data.normalize_target=true" in finding.hint
+
+
+def test_a_loss_that_does_not_fit_the_task_is_refused_with_its_code(tmp_path, fish_path):
+    result = run_nnexp("loss=mse", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("nnexp: error: [mse-on-class-indices] loss=mse does not fit digits")
+    assert "use loss=mse_onehot" in result.stderr
+    [folder] = run_folders(tmp_path)
+    assert codes_of(folder) == ["mse-on-class-indices"]
+    result = run_nnexp("experiment=fish_linreg", f"data.path={fish_path}", "loss=cross_entropy", cwd=tmp_path)
+    assert result.returncode == 2 and "[cross-entropy-on-regression]" in result.stderr
+
+
+# During training, through the real CLI
+
+
+def test_the_lectures_learning_rate_of_500_is_flagged_as_stuck(tmp_path):
+    # three_blue_lr500 trains on MNIST; the same net and loss on the digits (64-16-16-10) sticks the same way.
+    result = run_nnexp("experiment=three_blue_lr500", "data=digits", "trainer.epochs=8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    [stuck] = [finding for finding in read_summary(folder)["diagnostics"] if finding["code"] == "stuck-loss"]
+    assert stuck["epoch"] == 7 and "has not moved for 5 epochs" in stuck["message"]
+    assert stuck["expected"] is True  # the preset declares it demonstrates this
+    assert "[stuck-loss] epoch 7" in result.stdout
+    assert "stuck-loss (expected)" in result.stdout  # the table at the end
+
+
+def test_all_zero_weights_leave_a_classifier_at_chance_with_dead_units(tmp_path):
+    result = run_nnexp("model.init=normal", "model.init_std=0", "trainer.epochs=5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert codes_of(folder) == ["symmetric-init", "dead-relu", "chance-level"]
+    summary = read_summary(folder)
+    assert summary["initial_loss"]["expected"] == pytest.approx(math.log(10), abs=1e-6)
+
+
+def test_too_large_a_learning_rate_kills_relus_and_the_metrics_show_it(tmp_path):
+    result = run_nnexp("optim=sgd", "optim.lr=3", "trainer.epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert "dead-relu" in codes_of(folder)
+    header, *rows = (folder / "metrics.csv").read_text().splitlines()
+    assert (
+        "grad_norm/layers.1" in header and "grad_norm/layers.3" in header and "dead_relu/layers.2" in header
+    )
+    dead = header.split(",").index("dead_relu/layers.2")
+    assert float(rows[-1].split(",")[dead]) >= 0.5
+
+
+def test_a_non_finite_loss_is_recorded_as_a_diagnostic(tmp_path):
+    result = run_nnexp("optim=sgd", "optim.lr=1e12", "trainer.epochs=2", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "[non-finite-loss] loss became" in result.stderr
+    [folder] = run_folders(tmp_path)
+    assert codes_of(folder)[-1] == "non-finite-loss"
+
+
+def test_a_language_model_that_does_not_learn_is_at_chance(tmp_path, text_path):
+    # The preset's 10,000 tokens make 8 batches an epoch: 13 epochs pass the 100 steps chance-level waits for.
+    lm = ["experiment=time_machine_rnn", f"data.path={text_path}", "optim.lr=1e-6", "trainer.epochs=13"]
+    result = run_nnexp(*lm, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert "chance-level" in codes_of(folder)
+    assert "a uniform guess scores 3.33" in result.stdout  # ln 28
+
+
+def test_diagnostics_can_be_switched_off(tmp_path):
+    result = run_nnexp("model.output_activation=softmax", "diagnostics.enabled=false", "trainer.epochs=1",
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert codes_of(folder) == []
+    assert "grad_norm" not in (folder / "metrics.csv").read_text()
+
+
+# The checks on the metrics rows
+
+
+def rows(losses: list[tuple[float, float]], **columns: float) -> list[dict]:
+    return [
+        {"epoch": epoch, "train_loss": train, "val_loss": val, "train_accuracy": 0.9, **columns}
+        for epoch, (train, val) in enumerate(losses, start=1)
+    ]
+
+
+def codes_from(watch: TrainingWatch, epochs: list[dict]) -> dict[int, list[str]]:
+    """{epoch: the codes found at it}, for the epochs where something was found."""
+    found = {}
+    for row in epochs:
+        codes = [finding.code for finding in watch.update(row)]
+        if codes:
+            found[row["epoch"]] = codes
+    return found
+
+
+def test_overfitting_is_a_validation_loss_that_keeps_rising_while_the_training_loss_falls():
+    watch = TrainingWatch(Chance(accuracy=0.1), WatchOptions(after_epochs=3, stuck_epochs=0))
+    falling = [(1.0 / epoch, 1.0 - 0.1 * epoch) for epoch in range(1, 4)]  # best validation: epoch 3
+    rising = [(0.2 / epoch, 0.7 + 0.1 * epoch) for epoch in range(1, 5)]
+    assert codes_from(watch, rows(falling + rising)) == {6: ["overfitting"]}  # 3 evaluations above the best
+
+
+def test_noise_in_the_validation_loss_is_not_overfitting():
+    watch = TrainingWatch(Chance(accuracy=0.1), WatchOptions(after_epochs=3, stuck_epochs=0))
+    wobbling = [(1.0 / epoch, 0.5 + 0.02 * (epoch % 2)) for epoch in range(1, 12)]
+    assert codes_from(watch, rows(wobbling)) == {}
+    spike = [(1.0 / epoch, 0.9 if epoch == 8 else 0.5) for epoch in range(1, 12)]  # one bad evaluation
+    assert codes_from(TrainingWatch(Chance(accuracy=0.1), watch.options), rows(spike)) == {}
+
+
+def test_chance_level_waits_for_enough_steps_in_a_full_batch_run():
+    options = WatchOptions(after_epochs=5, after_steps=100, steps_per_epoch=1, stuck_epochs=0)
+    watch = TrainingWatch(Chance(accuracy=0.1), options)
+    at_chance = [{"epoch": epoch, "train_loss": 1 / epoch, "train_accuracy": 0.1} for epoch in range(1, 101)]
+    assert codes_from(watch, at_chance) == {100: ["chance-level"]}
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        (1e-6, 0.3, ["vanishing-gradients"]),
+        (5e3, 0.3, ["exploding-gradients"]),
+        (0.01, 0.3, []),
+        (0.0, 0.3, []),
+    ],
+)
+def test_gradients_are_compared_between_the_first_and_the_last_layer(first, last, expected):
+    watch = TrainingWatch(Chance(accuracy=0.1), WatchOptions(stuck_epochs=0))
+    row = {
+        "epoch": 1,
+        "train_loss": 1.0,
+        "train_accuracy": 0.9,
+        "grad_norm/first": first,
+        "grad_norm/last": last,
+    }
+    assert [finding.code for finding in watch.update(row)] == expected
+
+
+# The probe
+
+
+def tiny_bundle(inputs: torch.Tensor, targets: torch.Tensor) -> DataBundle:
+    spec = DataSpec("tiny", "classification", tuple(inputs.shape[1:]), int(targets.max()) + 1)
+    return DataBundle(spec, TensorSplit(inputs, targets), None, TensorSplit(inputs, targets))
+
+
+def test_the_probe_changes_nothing_the_training_sees():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    model.train()
+    bundle = tiny_bundle(torch.randn(32, 4), torch.randint(0, 3, (32,)))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    random_state = torch.get_rng_state()
+    result = Probe(bundle, rows=16, lm_batch_size=1).measure(model, nn.functional.cross_entropy)
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), random_state) and model.training
+    assert list(result.grad_norms) == ["0", "4"] and all(norm > 0 for norm in result.grad_norms.values())
+
+
+def test_a_relu_unit_is_dead_when_it_is_zero_for_every_probed_example():
+    layer = nn.Linear(2, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+        layer.bias.zero_()
+    model = nn.Sequential(layer, nn.ReLU(), nn.Linear(4, 2))
+    positive = torch.rand(16, 2) + 0.1  # units 3 and 4 see only negative sums
+    labels = torch.arange(16) % 2
+    result = Probe(tiny_bundle(positive, labels), 16, 1).measure(model, nn.functional.cross_entropy)
+    assert result.dead_relu == {"1": 0.5}
