@@ -12,8 +12,10 @@ from torch import nn
 
 from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
 from nnexp.data import DataBundle, DataSpec, TensorSplit
+from nnexp.data.text import TokenSplit
 from nnexp.diagnostics.probe import Probe
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
+from nnexp.models.recurrent import GRU
 from nnexp.runner import build, start_diagnostics
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -29,6 +31,11 @@ def codes_before_training(*overrides: str) -> list[str]:
 
 def codes_of(run_folder: Path) -> list[str]:
     return [finding["code"] for finding in read_summary(run_folder)["diagnostics"]]
+
+
+def finding_of(run_folder: Path, code: str) -> dict:
+    [found] = [finding for finding in read_summary(run_folder)["diagnostics"] if finding["code"] == code]
+    return found
 
 
 @pytest.fixture
@@ -101,7 +108,7 @@ def test_the_lectures_learning_rate_of_500_is_flagged_as_stuck(tmp_path):
     result = run_nnexp("experiment=three_blue_lr500", "data=digits", "trainer.epochs=8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [folder] = run_folders(tmp_path)
-    [stuck] = [finding for finding in read_summary(folder)["diagnostics"] if finding["code"] == "stuck-loss"]
+    stuck = finding_of(folder, "stuck-loss")
     assert stuck["epoch"] == 7 and "has not moved for 5 epochs" in stuck["message"]
     assert stuck["expected"] is True  # the preset declares it demonstrates this
     assert "[stuck-loss] epoch 7" in result.stdout
@@ -148,6 +155,24 @@ def test_a_language_model_that_does_not_learn_is_at_chance(tmp_path, text_path):
     assert "a uniform guess scores 3.33" in result.stdout  # ln 28
 
 
+def test_a_recurrent_net_trained_without_clipping_blows_up(tmp_path, text_path):
+    lm = ["experiment=time_machine_rnn", f"data.path={text_path}", "trainer.clip_grad_norm=null"]
+    result = run_nnexp(*lm, "trainer.epochs=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert "trainer.clip_grad_norm=1" in finding_of(folder, "unstable-loss")["hint"]
+
+
+def test_a_big_network_on_the_fish_overfits(tmp_path, fish_path):
+    fish = ["experiment=fish_linreg", f"data.path={fish_path}", "data.val_fraction=0.3"]
+    big = ["model=mlp", "model.hidden=[256,256]", "optim=adam", "optim.lr=0.01", "trainer.epochs=25"]
+    result = run_nnexp(*fish, *big, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert "overfitting" in codes_of(folder)
+    assert "regularization=dropout" in result.stdout
+
+
 def test_diagnostics_can_be_switched_off(tmp_path):
     result = run_nnexp("model.output_activation=softmax", "diagnostics.enabled=false", "trainer.epochs=1",
                        cwd=tmp_path)  # fmt: skip
@@ -182,6 +207,14 @@ def test_overfitting_is_a_validation_loss_that_keeps_rising_while_the_training_l
     falling = [(1.0 / epoch, 1.0 - 0.1 * epoch) for epoch in range(1, 4)]  # best validation: epoch 3
     rising = [(0.2 / epoch, 0.7 + 0.1 * epoch) for epoch in range(1, 5)]
     assert codes_from(watch, rows(falling + rising)) == {6: ["overfitting"]}  # 3 evaluations above the best
+
+
+def test_a_loss_that_climbs_far_above_chance_is_unstable():
+    watch = TrainingWatch(Chance(loss=math.log(28)), WatchOptions(stuck_epochs=0))
+    climbing = [{"epoch": epoch, "train_loss": loss} for epoch, loss in enumerate([8.4, 30.8, 77.0], start=1)]
+    assert codes_from(watch, climbing) == {2: ["unstable-loss"]}  # epoch 1 starts high: initial-loss's job
+    falling = [{"epoch": epoch, "train_loss": 34 / epoch} for epoch in range(1, 6)]  # a big start, then down
+    assert codes_from(TrainingWatch(Chance(loss=2.3), WatchOptions(stuck_epochs=0)), falling) == {}
 
 
 def test_noise_in_the_validation_loss_is_not_overfitting():
@@ -220,6 +253,14 @@ def test_gradients_are_compared_between_the_first_and_the_last_layer(first, last
     assert [finding.code for finding in watch.update(row)] == expected
 
 
+def test_a_relu_layer_is_dead_when_it_stays_dead_for_two_epochs():
+    watch = TrainingWatch(Chance(accuracy=0.1), WatchOptions(stuck_epochs=0))
+    shares = [0.1, 0.9, 0.2, 0.8, 0.95]  # one dead epoch may be units that ignore noise images together
+    epochs = [{"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.9, "dead_relu/layers.2": share}
+              for epoch, share in enumerate(shares, start=1)]  # fmt: skip
+    assert codes_from(watch, epochs) == {5: ["dead-relu"]}
+
+
 # The probe
 
 
@@ -240,6 +281,17 @@ def test_the_probe_changes_nothing_the_training_sees():
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), random_state) and model.training
     assert list(result.grad_norms) == ["0", "4"] and all(norm > 0 for norm in result.grad_norms.values())
+
+
+def test_the_probe_of_a_recurrent_net_with_dropout_leaves_the_random_stream_alone():
+    torch.manual_seed(0)
+    model = GRU(input_shape=(5,), num_outputs=7, hidden_size=8, num_layers=2, dropout=0.5)
+    tokens = TokenSplit(torch.randint(0, 7, (200,)), num_steps=5, partition="sequential")
+    bundle = DataBundle(DataSpec("text", "language_model", (5,), 7), tokens, None, tokens)
+    random_state = torch.get_rng_state()
+    result = Probe(bundle, rows=128, lm_batch_size=4).measure(model, nn.functional.cross_entropy)
+    assert torch.equal(torch.get_rng_state(), random_state)
+    assert list(result.grad_norms) == ["rnn", "head"] and result.loss == pytest.approx(math.log(7), rel=0.2)
 
 
 def test_a_relu_unit_is_dead_when_it_is_zero_for_every_probed_example():

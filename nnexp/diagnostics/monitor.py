@@ -38,7 +38,7 @@ class Diagnostics:
             stuck_epochs=trainer.get("stuck_epochs", 0),
             stuck_tolerance=trainer.get("stuck_tolerance", 1e-4),
         )
-        self.watch = TrainingWatch(Chance.of(data), self.watch_options, checks=self.enabled)
+        self.watch = TrainingWatch(Chance.of(data, loss_name), self.watch_options, checks=self.enabled)
         self.probe = Probe(data, options.probe_rows, trainer.batch_size) if self.enabled else None
 
     def before_training(self, model: nn.Module, loss_fn: LossFn) -> dict[str, Any] | None:

@@ -1,11 +1,13 @@
 """A look inside the model on a fixed batch of training rows: the loss, per-layer gradient norms, dead ReLUs.
 
-The probe runs in eval mode and takes its gradients with `torch.autograd.grad`, so it changes nothing
-the training sees: no parameter's `.grad`, no BatchNorm statistics, no random numbers.
+It sees the model as training does (BatchNorm normalises with the batch's statistics), with dropout
+off, and changes nothing the training sees: gradients come from `torch.autograd.grad`, not `.grad`;
+BatchNorm's running statistics are put back; the random number streams are restored.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -58,10 +60,17 @@ class Probe:
 
         leaves = [module for module in model.modules() if next(module.children(), None) is None]
         hooks = [module.register_forward_hook(record) for module in leaves]
-        was_training = model.training
-        model.eval()
+        modes = {module: module.training for module in model.modules()}
+        buffers = [buffer.clone() for buffer in model.buffers()]
+        device = self.inputs.device
         try:
-            with torch.enable_grad():
+            # Train mode: BatchNorm as in training (in eval mode its running statistics, barely formed
+            # after a few steps, make healthy units look dead), and cuDNN's RNN backward needs it.
+            model.train()
+            for module in model.modules():
+                if isinstance(module, nn.modules.dropout._DropoutNd):
+                    module.eval()
+            with _random_streams_kept(model, device), torch.enable_grad():
                 outputs = model(self.inputs)
                 if self.task == "language_model":
                     logits = outputs[0]
@@ -79,7 +88,11 @@ class Probe:
         finally:
             for hook in hooks:
                 hook.remove()
-            model.train(was_training)
+            for module, training in modes.items():
+                module.training = training
+            with torch.no_grad():
+                for buffer, saved in zip(model.buffers(), buffers, strict=True):
+                    buffer.copy_(saved)
 
         gradient_of = {id(p): g for p, g in zip(flat, gradients, strict=True) if g is not None}
         grad_norms = {}
@@ -100,6 +113,13 @@ class Probe:
             },
             last_module=order[-1] if order else None,
         )
+
+
+def _random_streams_kept(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager:
+    """Dropout between recurrent layers draws random numbers even here; put the streams back after."""
+    if any(isinstance(module, nn.RNNBase) and module.dropout > 0 for module in model.modules()):
+        return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    return contextlib.nullcontext()  # forking costs a millisecond, a tenth of a small probe
 
 
 def _layers_in_order(order: list[nn.Module], names: dict[nn.Module, str]) -> dict[str, nn.Module]:

@@ -20,6 +20,7 @@ from nnexp.safeguards import StuckLossDetector
 
 CHANCE_MARGIN = 0.02  # accuracy within this of chance counts as chance
 CHANCE_LOSS_SHARE = 0.95  # a loss still at 95% of the chance-level loss counts as chance
+UNSTABLE_FACTOR = 2.0  # a loss above twice both chance and its own lowest has blown up
 OVERFIT_RISE = 0.10  # validation loss this far (relative) above its best, for `after_epochs` evaluations
 
 
@@ -39,16 +40,17 @@ class Chance:
     """What guessing scores on the training split, the level below which a model has learned something."""
 
     accuracy: float | None = None  # classification: the larger of 1/C and the majority class's share
-    loss: float | None = None  # ln V for a language model; the target variance for MSE
+    loss: float | None = None  # ln C (cross-entropy) or ln V; the target variance (the `mse` metric)
     metric: str = "loss"
 
     @classmethod
-    def of(cls, data: DataBundle) -> Chance:
+    def of(cls, data: DataBundle, loss_name: str) -> Chance:
         task, outputs = data.spec.task, data.spec.num_outputs
         if task == "classification":
             counts = torch.bincount(data.train.targets.cpu(), minlength=outputs)
             majority = (counts.max() / counts.sum()).item()
-            return cls(accuracy=max(1 / outputs, majority))
+            loss = math.log(outputs) if loss_name == "cross_entropy" else None
+            return cls(accuracy=max(1 / outputs, majority), loss=loss)
         if task == "regression":
             return cls(loss=data.train.targets.double().var(correction=0).item(), metric="mse")
         return cls(loss=math.log(outputs))
@@ -62,6 +64,8 @@ class TrainingWatch:
         self.stuck = StuckLossDetector(options.stuck_epochs, options.stuck_tolerance)
         self.evaluated: list[tuple[int, float, float]] = []  # (epoch, train loss, val loss)
         self.found: set[str] = set()
+        self.previous: dict[str, Any] | None = None  # the last epoch's row
+        self.lowest: float = math.inf  # the lowest training loss (or MSE) of the epochs before
 
     def update(self, row: dict[str, Any]) -> list[Finding]:
         """The findings of this epoch's row whose codes were not found before."""
@@ -78,7 +82,9 @@ class TrainingWatch:
         if not self.checks:
             return findings
         findings += self._chance_level(row)
-        findings += probe_findings(row, self.options, epoch)
+        findings += self._unstable(row)
+        findings += probe_findings(row, self.options, epoch, previous=self.previous or {})
+        self.previous = row
         findings += self._overfitting(row)
         return findings
 
@@ -96,7 +102,9 @@ class TrainingWatch:
                 return []
             accuracy = row["train_accuracy"]
             seen = f"training accuracy {accuracy:.4g} after {epoch} epochs, chance is {chance.accuracy:.4g}"
-        elif chance.loss is not None and row[f"train_{chance.metric}"] >= CHANCE_LOSS_SHARE * chance.loss:
+        elif chance.loss is not None and (
+            CHANCE_LOSS_SHARE * chance.loss <= row[f"train_{chance.metric}"] <= UNSTABLE_FACTOR * chance.loss
+        ):
             what = "predicting the mean" if chance.metric == "mse" else "a uniform guess"
             seen = (
                 f"training {chance.metric} {row[f'train_{chance.metric}']:.4g} after {epoch} epochs, "
@@ -111,6 +119,25 @@ class TrainingWatch:
                 "check the learning rate (try optim=adam, or lr x10 and /10), the initialisation, and that "
                 "the inputs match the labels",
                 epoch,
+            )
+        ]
+
+    def _unstable(self, row: dict[str, Any]) -> list[Finding]:
+        """A training loss that climbed far above both its lowest and what guessing scores."""
+        chance = self.chance
+        if chance.loss is None:
+            return []
+        value, lowest = row[f"train_{chance.metric}"], self.lowest
+        self.lowest = min(lowest, value)
+        if not (value > UNSTABLE_FACTOR * chance.loss and value > UNSTABLE_FACTOR * lowest):
+            return []
+        return [
+            Finding(
+                "unstable-loss",
+                f"the training {chance.metric} climbed to {value:.4g} from {lowest:.4g}, far above the "
+                f"{chance.loss:.4g} guessing scores: the steps overshoot (exploding gradients)",
+                "lower the learning rate, or clip gradients (trainer.clip_grad_norm=1)",
+                row["epoch"],
             )
         ]
 
@@ -141,12 +168,20 @@ class TrainingWatch:
         ]
 
 
-def probe_findings(row: dict[str, Any], options: WatchOptions, epoch: int | None) -> list[Finding]:
-    """Dead ReLUs and vanishing or exploding gradients, from the probe's columns of a row."""
+def probe_findings(
+    row: dict[str, Any], options: WatchOptions, epoch: int | None, previous: dict[str, Any] | None = None
+) -> list[Finding]:
+    """Dead ReLUs and vanishing or exploding gradients, from the probe's columns of a row.
+
+    During training a layer counts as dead when it was in the `previous` row too: after the first few
+    steps, units that ignore the input (e.g. on noise images) sit on or off together for an epoch.
+    """
     findings = []
-    dead = {key.removeprefix(DEAD_RELU): share for key, share in row.items() if key.startswith(DEAD_RELU)}
+    dead = _dead_layers(row, options)
+    if previous is not None:
+        dead = {name: share for name, share in dead.items() if name in _dead_layers(previous, options)}
     worst = max(dead, key=dead.get, default=None)
-    if worst is not None and dead[worst] >= options.dead_relu_share:
+    if worst is not None:
         findings.append(
             Finding(
                 "dead-relu",
@@ -156,7 +191,19 @@ def probe_findings(row: dict[str, Any], options: WatchOptions, epoch: int | None
                 epoch,
             )
         )
-    norms = [norm for key, norm in row.items() if key.startswith(GRAD_NORM)]
+    findings += _gradient_findings(
+        [norm for key, norm in row.items() if key.startswith(GRAD_NORM)], options, epoch
+    )
+    return findings
+
+
+def _dead_layers(row: dict[str, Any], options: WatchOptions) -> dict[str, float]:
+    shares = {key.removeprefix(DEAD_RELU): share for key, share in row.items() if key.startswith(DEAD_RELU)}
+    return {name: share for name, share in shares.items() if share >= options.dead_relu_share}
+
+
+def _gradient_findings(norms: list[float], options: WatchOptions, epoch: int | None) -> list[Finding]:
+    findings = []
     # A first layer with no gradient at all is dead or symmetric (their own findings), not vanishing.
     if len(norms) >= 2 and norms[0] > 0 and norms[-1] > 0 and all(math.isfinite(norm) for norm in norms):
         first, last = norms[0], norms[-1]
