@@ -1,9 +1,9 @@
 """MNIST and Fashion-MNIST: 28x28 grey images, 10 classes, read by torchvision's own loaders.
 
 The fast path: torchvision decodes the IDX files once; the uint8 tensors are cached beside the raw
-files (so later runs skip torchvision, which takes seconds to import), moved to the training device as
-uint8, and scaled to floats one batch at a time by the split's transform. No PIL image, no `ToTensor`
-and no DataLoader worker is involved per sample, yet the floats equal what `ToTensor()` gives.
+files (so later runs skip torchvision, which takes seconds to import) and scaled to float32 once, as
+whole tensors, when a run loads them. No PIL image, no `ToTensor` and no DataLoader worker is involved
+per sample, yet the floats equal what `ToTensor()` gives; a batch is one gather of float rows.
 """
 
 from __future__ import annotations
@@ -123,13 +123,15 @@ def load_images(
         # Statistics of the training part only, so validation and test stay unseen.
         scaled = train_images.to(torch.float32) / 255
         scale = ScalePixels(scaled.mean().item(), scaled.std().item())
-        details["scaling"] = f"pixels / 255, then (x - {scale.mean:.4f}) / {scale.std:.4f}, per batch"
+        details["scaling"] = f"pixels / 255, then (x - {scale.mean:.4f}) / {scale.std:.4f}"
     else:
         scale = ScalePixels()
-        details["scaling"] = "pixels / 255, in [0, 1], per batch (as ToTensor)"
+        details["scaling"] = "pixels / 255, in [0, 1] (as ToTensor)"
 
     def split(images: torch.Tensor, labels: torch.Tensor) -> TensorSplit:
-        return TensorSplit(images.unsqueeze(1), labels, transform=scale)  # (N, 1, 28, 28) uint8
+        # Scaled once, not per batch: converting uint8 batches cost an MLP epoch 3% (50 of 1,420 ms);
+        # float32 takes 4x the memory, 200 MB for MNIST.
+        return TensorSplit(scale(images.unsqueeze(1)), labels)  # (N, 1, 28, 28) float32
 
     train_labels = tensors["train_labels"]
     bundle = DataBundle(
