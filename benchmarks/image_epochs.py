@@ -15,7 +15,9 @@ machine's load hits all three alike; medians are reported. Not part of the unit 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import importlib.util
 import os
 import statistics
 import sys
@@ -104,6 +106,49 @@ def lecture_epoch(model: nn.Module, root: Path, batch_size: int, lr: float) -> f
 
     dataset = datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
     return train_epoch(model, DataLoader(dataset, batch_size=batch_size, shuffle=True), lr)
+
+
+def lightning_available() -> bool:
+    return importlib.util.find_spec("lightning") is not None  # pip install -e .[bench]
+
+
+def lightning_epoch(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, lr: float, root_dir: Path
+) -> float:
+    """PyTorch Lightning with its defaults: `Trainer(max_epochs=1, accelerator="cpu")` (progress bar,
+    logger, checkpoint, model summary on), fed a DataLoader over a TensorDataset of the same float images,
+    the loss logged each step as Lightning's own examples do. Timed from the epoch's start to its end
+    (a callback), like the runner's `train_seconds`; root_dir takes its logs and checkpoint."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Classifier(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+            inputs, targets = batch
+            loss = F.cross_entropy(self.model(inputs), targets)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    class EpochClock(L.Callback):
+        def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.started = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.seconds = time.perf_counter() - self.started
+
+    clock = EpochClock()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", default_root_dir=root_dir, callbacks=[clock])
+    loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=True)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress bar and summary; stdout keeps the table
+        trainer.fit(Classifier(), loader)
+    return clock.seconds
 
 
 def runner_epoch(model: str, root: Path, batch_size: int, lr: float, seed: int, run_dir: Path) -> float:

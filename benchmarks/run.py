@@ -9,7 +9,8 @@ What it compares, side by side in this one process (start-up in fresh processes,
 - MLP 784-256-10 and LeNet-5, one epoch over 60,000 MNIST-format images (random pixels written as real
   IDX files), batch 256, SGD: the runner (`nnexp.runner.run`, console on; its `train_seconds`) vs the
   hand-written tensor-resident loop vs the lecture's `DataLoader(datasets.MNIST(..., ToTensor()))` with
-  `num_workers` 0 and 2 (benchmarks/image_epochs.py);
+  `num_workers` 0 and 2 (benchmarks/image_epochs.py), and PyTorch Lightning with its defaults when it is
+  installed (`pip install -e .[bench]`; the column shows `-` without it);
 - the digits CNN (`experiment=digits_cnn`) and the fish linear model (`experiment=fish_linreg`): tiny data,
   so what a user waits per epoch is mostly per-epoch overhead. Here the runner's epoch is the whole cycle
   (train, validate, metrics row, checkpoint), read as the time between its `epoch k/N` log lines; the hand
@@ -178,6 +179,8 @@ def image_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
     rows = []
     for name in image_epochs.MODELS:
         times: dict[str, list[float]] = {"runner": [], "hand": [], "lecture": [], "lecture2": []}
+        if image_epochs.lightning_available():
+            times["lightning"] = []
         for repeat in range(sizes["image_repeats"]):
             run_dir = Path(tempfile.mkdtemp(prefix=f"runner_{name}_", dir=workdir))
             times["runner"].append(runner_image_epoch(name, root, repeat, run_dir))
@@ -185,6 +188,10 @@ def image_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
             times["hand"].append(image_epochs.hand_epoch(model, images, labels, BATCH, LR))
             times["lecture"].append(lecture_epoch(image_epochs.make_model(name, repeat), root, 0))
             times["lecture2"].append(lecture_epoch(image_epochs.make_model(name, repeat), root, 2))
+            if "lightning" in times:
+                model, logs = image_epochs.make_model(name, repeat), Path(tempfile.mkdtemp(dir=workdir))
+                seconds = image_epochs.lightning_epoch(model, images, labels, BATCH, LR, logs)
+                times["lightning"].append(seconds)
             note(f"{name} repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
         model = image_epochs.make_model(name, 0)
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
@@ -388,6 +395,7 @@ COLUMNS = {
     "floor": "floor",
     "lecture": "lecture nw=0",
     "lecture2": "lecture nw=2",
+    "lightning": "Lightning defaults",
 }
 
 
@@ -399,6 +407,9 @@ def time_ratio(row: dict[str, Any], slower: str, faster: str) -> float | None:
     return b / a if row["unit"] == "tokens/s" else a / b
 
 
+RATIOS = (("runner", "hand"), ("runner", "floor"), ("lecture", "runner"), ("lightning", "runner"))
+
+
 def format_rows(rows: list[dict[str, Any]]) -> str:
     header = [
         "what",
@@ -407,6 +418,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         "runner / hand",
         "runner / floor",
         "lecture / runner",
+        "Lightning / runner",
         "note",
     ]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 3) + "---|"]
@@ -419,7 +431,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
                 "-" if value is None else (f"{value:,.0f}" if unit == "tokens/s" else f"{value:.3f}")
             )
         row = {**row, "unit": unit}
-        for slower, faster in (("runner", "hand"), ("runner", "floor"), ("lecture", "runner")):
+        for slower, faster in RATIOS:
             ratio = time_ratio(row, slower, faster)
             cells.append("-" if ratio is None else f"{ratio:.2f}x")
         cells.append(row.get("note", ""))

@@ -1,6 +1,7 @@
 """The `nnexp` command: Hydra composes the config, `run` does the rest.
 
-Only Hydra is imported up front, so `nnexp --help` and `nnexp --cfg job` answer without torch.
+`nnexp --help` answers from the config folder before Hydra is imported; `nnexp --cfg job` imports Hydra
+but not torch: what a command does not need is imported where it is needed.
 """
 
 from __future__ import annotations
@@ -12,28 +13,31 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-import hydra
-import rich
-from hydra._internal.utils import get_args_parser
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from nnexp.errors import UserError, exit_with
-from nnexp.hydra_hooks import register_resolvers
 from nnexp.orphans import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 from nnexp.paths import CONFIG_DIR
-from nnexp.preflight import preflight
-from nnexp.resume import is_resume, log_into, resume_config
-from nnexp.sweep_ledger import objective_value
+from nnexp.usage import asks_for_help, help_text
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = logging.getLogger("nnexp")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def _hydra_main() -> None:
+    """Hydra parses the command line, composes the config and calls `_job` with it (once per sweep job)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(_job)()
+
+
+def _job(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from nnexp.sweep_ledger import objective_value
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -93,9 +97,14 @@ def _report(error: UserError, multirun: bool) -> None:
 
 
 def main() -> None:
-    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        # Rich wraps at 80 columns when piped; log files and CI read better unwrapped.
-        rich.reconfigure(width=160)
+    if asks_for_help(sys.argv[1:]):
+        print(help_text(CONFIG_DIR))
+        return
+    from hydra._internal.utils import get_args_parser
+
+    from nnexp.hydra_hooks import register_resolvers
+    from nnexp.resume import is_resume, log_into, resume_config
+
     register_resolvers()
     args = get_args_parser().parse_args()
     if is_resume(args.overrides):
@@ -103,16 +112,28 @@ def main() -> None:
             run_dir, cfg = resume_config(args.overrides)
         except UserError as error:
             exit_with(error)
+        _unwrap_piped_console()
         log_into(run_dir)
         _run_or_exit(cfg, run_dir, resume=True)
         return
     os.environ[SWEEP_PID_ENV] = str(os.getpid())  # lets sweep workers notice when this process is gone
     if _will_train(args):
+        from nnexp.preflight import preflight
+
+        _unwrap_piped_console()
         try:
             preflight(args.overrides, multirun=args.multirun)
         except UserError as error:
             exit_with(error)
     _hydra_main()
+
+
+def _unwrap_piped_console() -> None:
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        import rich
+
+        # Rich wraps at 80 columns when piped; log files and CI read better unwrapped.
+        rich.reconfigure(width=160)
 
 
 def _will_train(args: argparse.Namespace) -> bool:

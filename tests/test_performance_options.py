@@ -213,6 +213,8 @@ def test_help_and_cfg_job_do_not_import_torch(tmp_path):
         imported = set(re.findall(r"\|\s*([\w.]+)\s*$", result.stderr, flags=re.M))
         assert "nnexp.cli" in imported  # the listing is real
         assert not imported & {"torch", "torchvision", "pandas", "sklearn", "matplotlib"}, args
+        if args == ["--help"]:
+            assert "hydra" not in imported  # answered from configs/ before Hydra starts
 
 
 def test_the_benchmark_table_reads_every_figure_as_a_ratio_of_times():
@@ -226,8 +228,9 @@ def test_the_benchmark_table_reads_every_figure_as_a_ratio_of_times():
     finally:
         sys.path.remove(str(path.parent))
     epoch = {"what": "mlp", "unit": "s/epoch", "runner": 1.0, "hand": 0.5, "floor": 0.25, "lecture": 8.0}
+    epoch["lightning"] = 2.5  # an optional column: `-` where Lightning is not installed
     rate = {"what": "gru", "unit": "tokens/s", "runner": 900.0, "hand": 1000.0, "floor": 1800.0}
     lines = suite.format_rows([epoch, rate]).splitlines()
     assert len(lines) == 4
-    assert [cell.strip() for cell in lines[2].split("|")[-5:-1]] == ["2.00x", "4.00x", "8.00x", ""]
-    assert [cell.strip() for cell in lines[3].split("|")[-5:-1]] == ["1.11x", "2.00x", "-", ""]
+    assert [cell.strip() for cell in lines[2].split("|")[-6:-1]] == ["2.00x", "4.00x", "8.00x", "2.50x", ""]
+    assert [cell.strip() for cell in lines[3].split("|")[-6:-1]] == ["1.11x", "2.00x", "-", "-", ""]
