@@ -28,14 +28,22 @@ class NotComputed(Exception):
     """Why a baseline was left out of this run (too much data, say)."""
 
 
-def baselines_for(data: DataBundle) -> list[dict[str, Any]]:
-    """Every baseline of the data's task, scored on each split; one that cannot be computed is left out."""
+def baselines_for(data: DataBundle, loss_name: str = "cross_entropy") -> list[dict[str, Any]]:
+    """Every baseline of the data's task, scored on each split; one that cannot be computed is left out.
+
+    A classifier's baseline losses are cross-entropies: with another loss (mse_onehot) they would stand
+    beside a loss of a different kind, so only their accuracies are kept.
+    """
     records = []
     for baseline in BASELINES_OF_TASK.get(data.spec.task, ()):
         try:
             records.append(baseline(data))
         except Exception as error:  # a baseline is context for the result: it must never fail the run
             log.debug("baseline %s left out: %s", baseline.__name__, error)
+    if data.spec.task == "classification" and loss_name != "cross_entropy":
+        records = [
+            {key: value for key, value in record.items() if not key.endswith("_loss")} for record in records
+        ]
     return records
 
 

@@ -230,7 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 400)  # piped: never wrap a cell
     try:
         table, differing = collect(args.paths)
     except FileNotFoundError as error:
@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         table = sort_table(table, sort)
         columns = ["run", *differing, *INFO_COLUMNS, *with_baseline_name(metrics, table), DIAGNOSTICS_COLUMN]
         shown = [column for column in columns if not column.startswith("train_")]  # the CSV has them
+        if not table[DIAGNOSTICS_COLUMN].any():  # shown when a run has some; the CSV always has the column
+            shown.remove(DIAGNOSTICS_COLUMN)
         console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
         table[columns].to_csv(csv_path, index=False)
     console.print(f"table: {csv_path}")

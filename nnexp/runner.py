@@ -295,7 +295,9 @@ def _train_and_record(
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
     }
     summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
-    summary["baselines"] = baselines_for(experiment.data)
+    summary["baselines"] = baselines_for(
+        experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec)
+    )
 
     stop.check()
     folder.save_checkpoint(training_state(experiment, len(history), history, cfg))

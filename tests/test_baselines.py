@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from conftest import compose_config, read_summary, run_folders, run_nnexp
 from nnexp.baselines import baselines_for
 from nnexp.data import DataBundle, DataSpec, TensorSplit
+from nnexp.data.digits import load_digits
 from nnexp.data.text import TokenSplit
 from nnexp.report import main as report_main
 
@@ -147,3 +148,10 @@ def test_a_run_shows_its_baselines_in_the_console_the_summary_and_the_report(tmp
     assert report_main([str(folder)]) == 0
     shown = capsys.readouterr().out
     assert "logistic regression" in shown and "baseline_test_accuracy" in shown
+
+
+def test_a_classifier_trained_with_another_loss_gets_only_baseline_accuracies():
+    data = load_digits(test_fraction=0.2, split_seed=1234, val_fraction=0.1)
+    for record in baselines_for(data, loss_name="mse_onehot"):
+        assert not any(key.endswith("_loss") for key in record), record["name"]
+        assert "test_accuracy" in record
