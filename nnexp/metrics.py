@@ -28,32 +28,47 @@ def better(metric: str, new: float, old: float) -> bool:
 
 
 class MetricAccumulator:
-    """Sums of the batch metrics, weighted by batch size; `compute()` is the only host sync."""
+    """The batch metrics of a split, combined in `compute()`, the only host sync.
+
+    Per batch it only keeps tensors (the loss, the predicted classes or the outputs): each small tensor
+    operation costs tens of microseconds on a CPU, and summing on the fly took 4% of an MLP epoch.
+    """
 
     def __init__(self, task: Task, device: torch.device) -> None:
         self.task = task
+        self.device = device
         self.count = 0
-        # Perplexity is exp(mean loss), not a mean of its own, so it is derived in compute().
-        summed = [name for name in metric_names(task) if name != "perplexity"]
-        self.sums = {name: torch.zeros((), device=device) for name in summed}
+        self.sizes: list[int] = []
+        self.losses: list[torch.Tensor] = []
+        self.predictions: list[torch.Tensor] = []  # classes, or regression outputs
+        self.targets: list[torch.Tensor] = []
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
         # Examples, or tokens for a language model, whose targets are (B, T).
         size = targets.numel() if self.task == "language_model" else len(targets)
         self.count += size
-        self.sums["loss"] += loss.detach() * size
-        outputs = outputs.detach()
+        self.sizes.append(size)
+        self.losses.append(loss.detach())
         if self.task == "classification":
-            self.sums["accuracy"] += (outputs.argmax(dim=1) == targets).sum()
+            self.predictions.append(outputs.argmax(dim=1))  # integers: no autograd graph is kept
+            self.targets.append(targets)
         elif self.task == "regression":
-            error = outputs - targets
-            self.sums["mse"] += error.square().mean(dim=tuple(range(1, error.dim()))).sum()
-            self.sums["mae"] += error.abs().mean(dim=tuple(range(1, error.dim()))).sum()
+            self.predictions.append(outputs.detach())
+            self.targets.append(targets)
 
     def compute(self) -> dict[str, float]:
         if self.count == 0:
             return dict.fromkeys(metric_names(self.task), math.nan)
-        means = {name: total.item() / self.count for name, total in self.sums.items()}
-        if self.task == "language_model":
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.device)
+        means = {"loss": (torch.stack(self.losses).double() @ sizes).item() / self.count}
+        if self.task == "classification":
+            correct = torch.cat(self.predictions) == torch.cat(self.targets)
+            means["accuracy"] = correct.sum().item() / self.count
+        elif self.task == "regression":
+            error = (torch.cat(self.predictions) - torch.cat(self.targets)).double()
+            per_example = tuple(range(1, error.dim()))
+            means["mse"] = error.square().mean(dim=per_example).sum().item() / self.count
+            means["mae"] = error.abs().mean(dim=per_example).sum().item() / self.count
+        else:  # perplexity is exp(mean loss), not a mean of its own
             means["perplexity"] = math.exp(means["loss"])
         return means
