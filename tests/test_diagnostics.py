@@ -24,8 +24,9 @@ BOOK = "The Time Traveller (for so it will be convenient to speak of him) was ex
 
 def codes_before_training(*overrides: str) -> list[str]:
     """The codes the checks on the untrained model and the data raise for `nnexp OVERRIDES...`."""
-    experiment = build(compose_config(*overrides))
-    start_diagnostics(experiment, compose_config(*overrides))
+    cfg = compose_config(*overrides)
+    experiment = build(cfg)
+    start_diagnostics(experiment, cfg)
     return [finding.code for finding in experiment.diagnostics.diagnosis.findings]
 
 

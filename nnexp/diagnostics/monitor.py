@@ -38,7 +38,8 @@ class Diagnostics:
             stuck_epochs=trainer.get("stuck_epochs", 0),
             stuck_tolerance=trainer.get("stuck_tolerance", 1e-4),
         )
-        self.watch = TrainingWatch(Chance.of(data, loss_name), self.watch_options, checks=self.enabled)
+        self.chance = Chance.of(data, loss_name)
+        self.watch = TrainingWatch(self.chance, self.watch_options, checks=self.enabled)
         self.probe = Probe(data, options.probe_rows, trainer.batch_size) if self.enabled else None
 
     def before_training(self, model: nn.Module, loss_fn: LossFn) -> dict[str, Any] | None:
@@ -46,7 +47,7 @@ class Diagnostics:
         if self.probe is None:
             return None
         initial = self.probe.measure(model, loss_fn)
-        expected = expected_initial_loss(self.loss_name, self.data)
+        expected = expected_initial_loss(self.loss_name, self.chance, self.data)
         findings = check_setup(model, self.loss_name, self.data, initial)
         findings += check_initial_loss(initial.loss, expected, self.data)
         findings += probe_findings(initial.columns(), self.watch_options, epoch=None)

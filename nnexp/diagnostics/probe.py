@@ -27,8 +27,6 @@ DEAD_RELU = "dead_relu/"  # metrics columns: dead_relu/<relu>, the share of unit
 class ProbeResult:
     loss: float
     inputs: torch.Tensor  # the probe batch, as the model sees it
-    targets: torch.Tensor
-    outputs: torch.Tensor  # detached
     grad_norms: dict[str, float] = field(default_factory=dict)  # layer name -> norm, in forward order
     dead_relu: dict[str, float] = field(default_factory=dict)  # ReLU name -> share of units never active
     last_module: nn.Module | None = None  # the last module the forward pass ran: the output layer
@@ -75,7 +73,6 @@ class Probe:
                 if self.task == "language_model":
                     logits = outputs[0]
                     loss = loss_fn(logits.reshape(-1, logits.shape[-1]), self.targets.reshape(-1))
-                    outputs = logits
                 else:
                     loss = loss_fn(outputs, self.targets)
                 layers = _layers_in_order(order, names)
@@ -102,8 +99,6 @@ class Probe:
         return ProbeResult(
             loss=loss.item(),
             inputs=self.inputs,
-            targets=self.targets,
-            outputs=outputs.detach(),
             grad_norms=grad_norms,
             # A ReLU on the outputs is a mistake of its own (clipped-logits), not a dead hidden layer.
             dead_relu={

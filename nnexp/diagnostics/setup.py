@@ -12,6 +12,7 @@ from torch import nn
 from nnexp.data import DataBundle
 from nnexp.diagnostics import Finding
 from nnexp.diagnostics.probe import ProbeResult
+from nnexp.diagnostics.training import Chance
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 INPUT_RMS_LIMIT = 3.0  # pixels in [0, 1] and z-scores sit near 1; raw 0-16 or 0-255 values far above
@@ -29,16 +30,16 @@ def check_setup(model: nn.Module, loss_name: str, data: DataBundle, initial: Pro
     return findings
 
 
-def expected_initial_loss(loss_name: str, data: DataBundle) -> dict[str, Any] | None:
-    """What an untrained model should score: ln C for cross-entropy, the target's variance for MSE."""
-    if loss_name == "cross_entropy":
-        count = data.spec.num_outputs
-        what = "tokens" if data.spec.task == "language_model" else "classes"
-        return {"expected": math.log(count), "why": f"ln {count}: a uniform guess over {count} {what}"}
-    if loss_name == "mse" and data.spec.task == "regression":
-        variance = data.train.targets.double().var(correction=0).item()
-        return {"expected": variance, "why": "the variance of the training target: predicting its mean"}
-    return None
+def expected_initial_loss(loss_name: str, chance: Chance, data: DataBundle) -> dict[str, Any] | None:
+    """What an untrained model should score, which is what guessing scores: ln C for cross-entropy,
+    the target's variance for MSE."""
+    if chance.loss is None or loss_name not in ("cross_entropy", "mse"):
+        return None
+    if loss_name == "mse":
+        return {"expected": chance.loss, "why": "the variance of the training target: predicting its mean"}
+    count = data.spec.num_outputs
+    what = "tokens" if data.spec.task == "language_model" else "classes"
+    return {"expected": chance.loss, "why": f"ln {count}: a uniform guess over {count} {what}"}
 
 
 def check_initial_loss(measured: float, expected: dict[str, Any] | None, data: DataBundle) -> list[Finding]:
