@@ -41,6 +41,7 @@ def _job(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    _unwrap_piped_console()  # again in a launcher's worker process
     if multirun and SWEEP_PID_ENV in os.environ:
         stop_when_orphaned(int(os.environ[SWEEP_PID_ENV]))
         if sweep_is_gone():  # a job queued to this worker before its sweep was stopped
@@ -129,11 +130,17 @@ def main() -> None:
 
 
 def _unwrap_piped_console() -> None:
-    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        import rich
+    """In a pipe or a file: tables up to 160 columns (rich's default is 80), no line padded with spaces."""
+    if sys.stdout.isatty():
+        return
+    import rich
 
-        # Rich wraps at 80 columns when piped; log files and CI read better unwrapped.
-        rich.reconfigure(width=160)
+    from nnexp.console import PlainLines
+
+    if isinstance(rich.get_console().file, PlainLines):
+        return
+    width = {} if "COLUMNS" in os.environ else {"width": 160}
+    rich.reconfigure(file=PlainLines(sys.stdout), **width)
 
 
 def _will_train(args: argparse.Namespace) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 import time
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,9 +20,59 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if TYPE_CHECKING:
+    import torch
+
 # The bar is redrawn from the training loop a few times a second, never from a thread of its own: on two
 # cores rich's refresh thread (10 redraws a second) took 5-8% of an MLP epoch from the training.
 REFRESH_S = 0.25
+
+
+class ConsoleLogHandler(RichHandler):
+    """The console's log handler: rich's layout on a terminal; one plain line per record elsewhere.
+
+    In a pipe or a file rich would wrap long records and pad every line to the console's width.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.console.is_terminal:
+            super().emit(record)
+            return
+        try:
+            message = self.format(record)
+            self.console.print(message, soft_wrap=True, markup=False, highlight=False, emoji=False)
+        except Exception:  # logging's contract: a handler reports its own failure and carries on
+            self.handleError(record)
+
+
+class PlainLines(io.TextIOBase):
+    """A text stream that passes each line on without its trailing spaces (rich pads tables' titles)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        if lines:
+            self.stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:  # a line cut short by a flush goes out as it is: more of it may follow
+            self.stream.write(self._pending)
+            self._pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
 
 
 class TrainingProgress:

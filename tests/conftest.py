@@ -55,8 +55,9 @@ def compose_config(*overrides: str) -> DictConfig:
 FISH_HEADER = "Species,Weight,Length1,Length2,Length3,Height,Width"
 
 
-def write_fish_csv(path: Path, rows: int = 80, seed: int = 0) -> Path:
-    """A fish-market-shaped CSV with a byte-order mark, Weight roughly linear in Height and Width."""
+def write_fish_csv(path: Path, rows: int = 80, seed: int = 0, noise: float = 40) -> Path:
+    """A fish-market-shaped CSV with a byte-order mark, Weight linear in Height and Width plus noise
+    (standard deviation `noise` grams)."""
     import random
 
     rng = random.Random(seed)
@@ -64,7 +65,7 @@ def write_fish_csv(path: Path, rows: int = 80, seed: int = 0) -> Path:
     for _ in range(rows):
         height, width = rng.uniform(2, 18), rng.uniform(1, 8)
         length = rng.uniform(10, 60)
-        weight = 30 * height + 90 * width - 250 + rng.gauss(0, 40)
+        weight = 30 * height + 90 * width - 250 + rng.gauss(0, noise)
         lines.append(
             f"Bream,{weight:.1f},{length:.1f},{length + 2:.1f},{length + 4:.1f},{height:.4f},{width:.4f}"
         )

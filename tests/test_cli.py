@@ -43,6 +43,21 @@ def test_a_run_trains_evaluates_and_records_everything_in_its_own_folder(tmp_pat
     assert "epoch 2/2" in (folder / "nnexp.log").read_text()
 
 
+def test_output_to_a_pipe_or_a_file_is_plain_lines_with_nothing_padded(tmp_path):
+    # The softmax mistake makes a finding longer than any console width, and a diagnostics table.
+    result = run_nnexp("model.output_activation=softmax", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    for name, text in [("stdout", result.stdout), ("stderr", result.stderr),
+                       ("nnexp.log", (folder / "nnexp.log").read_text())]:  # fmt: skip
+        padded = [line for line in text.splitlines() if line != line.rstrip()]
+        assert padded == [], f"{name}: {padded[:3]}"
+    lines = result.stdout.splitlines()
+    [finding] = [line for line in lines if line.startswith("[softmax-before-cross-entropy]")]
+    assert finding.endswith("cross_entropy takes raw logits")  # one record, one line: greppable
+    assert "━━━" in result.stdout  # the results table is still drawn
+
+
 @pytest.mark.slow
 def test_the_default_experiment_reaches_95_percent_on_digits(tmp_path):
     result = run_nnexp(cwd=tmp_path)

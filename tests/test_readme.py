@@ -26,9 +26,13 @@ def test_the_readme_opens_with_an_install_and_run_command_and_an_install_and_tes
     assert "pip install" in test and "pytest" in test
 
 
-def test_ci_runs_the_readmes_test_command():
-    _, test = setup_commands()
-    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+def test_ci_runs_both_readme_commands_as_written_in_a_new_virtual_environment():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    run, test = setup_commands()
+    assert run in ci and test in ci
+    made = next(i for i, line in enumerate(ci) if line.startswith("python3 -m venv "))
+    activated = next(i for i, line in enumerate(ci) if line.startswith("source ") and "/bin/activate" in line)
+    assert made < activated < ci.index(run) < ci.index(test)
 
 
 def shown_nnexp_commands() -> list[str]:
