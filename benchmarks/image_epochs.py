@@ -2,7 +2,7 @@
 
     python benchmarks/image_epochs.py [--repeats 3] [--models mlp lenet] [--threads N]
 
-- runner: `nnexp.runner.run` on `data=mnist` (the same code path as the `nnexp` command, console on),
+- runner: `nnexp.runs.run.run` on `data=mnist` (the same code path as the `nnexp` command, console on),
   its epoch time read from the run's metrics.csv (`train_seconds`);
 - hand: the best plain PyTorch loop: float images resident in memory, a seeded permutation, slices;
 - lecture: `DataLoader(datasets.MNIST(..., transform=ToTensor()), batch_size, shuffle=True)`.
@@ -57,7 +57,7 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from nnexp.hydra_hooks import register_resolvers
+    from nnexp.cli.hydra_hooks import register_resolvers
     from nnexp.paths import CONFIG_DIR
 
     register_resolvers()
@@ -66,7 +66,7 @@ def compose(*overrides: str):
 
 
 def make_model(model: str, seed: int) -> nn.Module:
-    from nnexp.runner import build_model
+    from nnexp.runs.run import build_model
 
     torch.manual_seed(seed)
     return build_model(compose(*MODELS[model]).model, MNIST_SPEC)
@@ -152,8 +152,8 @@ def lightning_epoch(
 
 
 def runner_epoch(model: str, root: Path, batch_size: int, lr: float, seed: int, run_dir: Path) -> float:
-    """One epoch through nnexp.runner.run, as `nnexp` runs it; the epoch time the run itself recorded."""
-    from nnexp.runner import run
+    """One epoch through nnexp.runs.run.run, as `nnexp` runs it; the epoch time the run itself recorded."""
+    from nnexp.runs.run import run
 
     cfg = compose(
         "data=mnist",

@@ -4,7 +4,7 @@
 
 Both sides train the same model (the preset's) on the same (batch, steps) shape in the same process, on
 the same number of threads; their epochs alternate, so a change in the machine's load hits both alike.
-nnexp runs through `nnexp.runner.run` on a config composed by Hydra from the real config files, the
+nnexp runs through `nnexp.runs.run.run` on a config composed by Hydra from the real config files, the
 code path of the `nnexp` command. A side's figure is the median over its epochs after the first.
 """
 
@@ -81,7 +81,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from nnexp.hydra_hooks import register_resolvers
+    from nnexp.cli.hydra_hooks import register_resolvers
     from nnexp.paths import CONFIG_DIR
 
     register_resolvers()
@@ -90,10 +90,10 @@ def compose(overrides: list[str]):
 
 
 def nnexp_epochs(overrides: list[str], workdir: Path) -> list[int]:
-    """Train with nnexp.runner.run; the tokens_per_s column of each epoch."""
+    """Train with nnexp.runs.run.run; the tokens_per_s column of each epoch."""
     from rich.console import Console
 
-    from nnexp.runner import run
+    from nnexp.runs.run import run
 
     run_dir = Path(tempfile.mkdtemp(prefix="nnexp-run-", dir=workdir))
     run(compose(overrides), run_dir, console=Console(file=io.StringIO()))

@@ -7,7 +7,7 @@
 What it compares, side by side in this one process (start-up in fresh processes, as a user meets it):
 
 - MLP 784-256-10 and LeNet-5, one epoch over 60,000 MNIST-format images (random pixels written as real
-  IDX files), batch 256, SGD: the runner (`nnexp.runner.run`, console on; its `train_seconds`) vs the
+  IDX files), batch 256, SGD: the runner (`nnexp.runs.run.run`, console on; its `train_seconds`) vs the
   hand-written tensor-resident loop vs the lecture's `DataLoader(datasets.MNIST(..., ToTensor()))` with
   `num_workers` 0 and 2 (benchmarks/image_epochs.py), and PyTorch Lightning with its defaults when it is
   installed (`pip install -e .[bench]`; the column shows `-` without it);
@@ -135,8 +135,8 @@ def shown() -> Console:
 
 
 def runner_image_epoch(name: str, root: Path, seed: int, run_dir: Path) -> float:
-    """One epoch through `nnexp.runner.run` on `data=mnist`; the `train_seconds` the run recorded."""
-    from nnexp.runner import run
+    """One epoch through `nnexp.runs.run.run` on `data=mnist`; the `train_seconds` the run recorded."""
+    from nnexp.runs.run import run
 
     overrides = [
         "data=mnist",
@@ -225,8 +225,8 @@ class EpochClock(logging.Handler):
 
 
 def runner_epoch_cycles(overrides: list[str], run_dir: Path) -> list[float]:
-    """Seconds between consecutive epoch lines of a run through `nnexp.runner.run`, console on."""
-    from nnexp.runner import run
+    """Seconds between consecutive epoch lines of a run through `nnexp.runs.run.run`, console on."""
+    from nnexp.runs.run import run
 
     logger, clock = logging.getLogger("nnexp"), EpochClock()
     level = logger.level
@@ -244,7 +244,7 @@ def hand_tiny_epochs(cfg, epochs: int) -> tuple[list[float], Any]:
     """The best plain loop for the preset: its data, model, optimiser, schedule and batch size."""
     from hydra.utils import instantiate
 
-    from nnexp.runner import build_model
+    from nnexp.runs.run import build_model
 
     torch.manual_seed(cfg.seed)
     data = instantiate(cfg.data, _convert_="all")
@@ -323,7 +323,7 @@ def lm_floor_tokens_per_s(model_name: str, text: Path, max_batches: int, repeats
     from hydra.utils import instantiate
 
     from nnexp.data.text import load_text
-    from nnexp.runner import build_model
+    from nnexp.runs.run import build_model
 
     cfg = lm_throughput.compose([f"experiment={lm_throughput.PRESETS[model_name]}", f"data.path={text}"])
     if cfg.trainer.threads:

@@ -1,3 +1,3 @@
-from nnexp.cli import main
+from nnexp.cli.command import main
 
 main()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
-    from nnexp.runner import RunResult
+    from nnexp.runs.run import RunResult
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
@@ -26,7 +26,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from nnexp.hydra_hooks import register_resolvers
+    from nnexp.cli.hydra_hooks import register_resolvers
     from nnexp.paths import CONFIG_DIR
 
     register_resolvers()
@@ -44,8 +44,8 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     unless `output_dir` names one. A sweep preset (`experiment=compare_*`) runs its base point only:
     run sweeps with the `nnexp -m` command.
     """
-    from nnexp.hydra_hooks import claim_new_dir
-    from nnexp.runner import run as run_config
+    from nnexp.cli.hydra_hooks import claim_new_dir
+    from nnexp.runs.run import run as run_config
 
     overrides = list(overrides)
     cfg = compose(overrides)

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from nnexp.hydra_hooks import register_resolvers
+from nnexp.cli.hydra_hooks import register_resolvers
 from nnexp.paths import CONFIG_DIR
 
 NNEXP = [shutil.which("nnexp")] if shutil.which("nnexp") else [sys.executable, "-m", "nnexp"]

@@ -10,11 +10,11 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config, read_summary, run_folders, run_nnexp
-from nnexp.baselines import baselines_for
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data.digits import load_digits
 from nnexp.data.text import TokenSplit
-from nnexp.report import main as report_main
+from nnexp.diagnostics.baselines import baselines_for
+from nnexp.look.report import main as report_main
 
 
 def classes(train: list[int], val: list[int], test: list[int], num_classes: int) -> DataBundle:

@@ -213,9 +213,9 @@ def test_help_read_from_disk_lists_what_hydra_composes():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from nnexp.hydra_hooks import register_resolvers
+    from nnexp.cli.hydra_hooks import register_resolvers
+    from nnexp.cli.usage import config_groups, help_text
     from nnexp.paths import CONFIG_DIR
-    from nnexp.usage import config_groups, help_text
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

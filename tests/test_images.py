@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import read_summary, run_folders, run_nnexp, write_fish_csv
-from nnexp.augment import RandomAffine, augmented, build_augment
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.images import CACHE_FILE, load_images, write_idx_dataset
 from nnexp.errors import ConfigError, DataError
+from nnexp.train.augment import RandomAffine, augmented, build_augment
 
 TRAIN, TEST = 60, 20
 

@@ -18,8 +18,8 @@ from torch import nn
 
 from conftest import read_summary, run_folders, run_nnexp
 from nnexp.data.text import Tokenizer, TokenSplit, Vocab
-from nnexp.lm_loop import evaluate, generate, train_one_epoch
 from nnexp.models.recurrent import GRU, LSTM, RNN
+from nnexp.train.lm_loop import evaluate, generate, train_one_epoch
 
 WORDS = [
     "the",
@@ -61,7 +61,7 @@ WORDS = [
 GENERATE = (
     [shutil.which("nnexp-generate")]
     if shutil.which("nnexp-generate")
-    else [sys.executable, "-m", "nnexp.generate"]
+    else [sys.executable, "-m", "nnexp.look.generate"]
 )
 # Small settings for smoke runs: the presets' batch shapes need more text than a test should train on.
 SMALL = [

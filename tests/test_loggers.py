@@ -10,7 +10,7 @@ import pytest
 
 import nnexp
 from nnexp.errors import ConfigError
-from nnexp.loggers import build_loggers
+from nnexp.runs.loggers import build_loggers
 
 QUICK = ["trainer.epochs=2"]
 

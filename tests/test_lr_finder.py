@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
-from nnexp import lm_loop, loop
+from nnexp.cli.preflight import preflight
 from nnexp.errors import ConfigError
-from nnexp.lr_finder import LossCurve, LrFinderOptions, find_lr, suggest
-from nnexp.preflight import preflight
-from nnexp.runner import build
+from nnexp.runs.run import build
+from nnexp.train import lm_loop, loop
+from nnexp.train.lr_finder import LossCurve, LrFinderOptions, find_lr, suggest
 
 # --- the sweep ---------------------------------------------------------------------------------------
 

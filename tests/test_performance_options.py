@@ -20,16 +20,16 @@ from rich.console import Console
 from torch import nn
 
 from conftest import compose_config
-from nnexp import console as console_module
-from nnexp import lm_loop
-from nnexp.checks import check_config
-from nnexp.console import TrainingProgress
+from nnexp.cli.checks import check_config
 from nnexp.data import TensorSplit
 from nnexp.data.text import TokenSplit
 from nnexp.errors import ConfigError
-from nnexp.loop import evaluate, train_one_epoch
 from nnexp.models.recurrent import GRU
-from nnexp.runner import autocast_for, run
+from nnexp.runs import console as console_module
+from nnexp.runs.console import TrainingProgress
+from nnexp.runs.run import autocast_for, run
+from nnexp.train import lm_loop
+from nnexp.train.loop import evaluate, train_one_epoch
 
 CPU = torch.device("cpu")
 TINY_DIGITS = [
@@ -211,7 +211,7 @@ def test_help_and_cfg_job_do_not_import_torch(tmp_path):
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         imported = set(re.findall(r"\|\s*([\w.]+)\s*$", result.stderr, flags=re.M))
-        assert "nnexp.cli" in imported  # the listing is real
+        assert "nnexp.cli.command" in imported  # the listing is real
         assert not imported & {"torch", "torchvision", "pandas", "sklearn", "matplotlib"}, args
         if args == ["--help"]:
             assert "hydra" not in imported  # answered from configs/ before Hydra starts

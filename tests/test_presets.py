@@ -18,9 +18,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import run_nnexp, write_fish_csv
-from nnexp.hydra_hooks import register_resolvers
+from nnexp.cli.hydra_hooks import register_resolvers
 from nnexp.paths import CONFIG_DIR, EXPERIMENT_DIR
-from nnexp.sweep_ledger import LEDGER_FILE, read_ledger
+from nnexp.sweep.ledger import LEDGER_FILE, read_ledger
 
 PRESETS = sorted(path.stem for path in EXPERIMENT_DIR.glob("*.yaml"))
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nnexp.plots import save_learning_curves
-from nnexp.report import main, run_record, strongest_baseline
+from nnexp.look.plots import save_learning_curves
+from nnexp.look.report import main, run_record, strongest_baseline
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from conftest import NNEXP, read_summary, run_folders, run_nnexp
-from nnexp.checkpoint import CheckpointError, load_checkpoint
 from nnexp.errors import OutputError
-from nnexp.run_folder import RunFolder
+from nnexp.runs.checkpoint import CheckpointError, load_checkpoint
+from nnexp.runs.folder import RunFolder
 
 # Batch size 1 makes a digits epoch take long enough to be interrupted in the middle.
 SLOW_EPOCHS = ["trainer.batch_size=1", "regularization=dropout", "model.hidden=[32]", "seed=5"]

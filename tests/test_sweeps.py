@@ -13,9 +13,9 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from conftest import read_summary, run_folders, run_nnexp
-from nnexp.hydra_hooks import register_resolvers
+from nnexp.cli.hydra_hooks import register_resolvers
 from nnexp.paths import CONFIG_DIR
-from nnexp.sweep_ledger import LEDGER_FILE, read_ledger
+from nnexp.sweep.ledger import LEDGER_FILE, read_ledger
 
 QUICK = ["trainer.epochs=2"]
 
@@ -30,7 +30,7 @@ def report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = (
         [shutil.which("nnexp-report")]
         if shutil.which("nnexp-report")
-        else [sys.executable, "-m", "nnexp.report"]
+        else [sys.executable, "-m", "nnexp.look.report"]
     )
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -140,7 +140,7 @@ def test_the_objective_is_the_final_metric_it_names():
     from omegaconf import OmegaConf
 
     from nnexp.errors import ConfigError
-    from nnexp.sweep_ledger import objective_value
+    from nnexp.sweep.ledger import objective_value
 
     metrics = {"val_accuracy": 0.9, "val_loss": 0.3}
     assert objective_value(OmegaConf.create({"objective": "val_loss"}), metrics) == 0.3
@@ -150,7 +150,7 @@ def test_the_objective_is_the_final_metric_it_names():
 
 
 def test_the_ledger_reads_back_in_job_order_whatever_order_jobs_ended(tmp_path):
-    from nnexp.sweep_ledger import append_line
+    from nnexp.sweep.ledger import append_line
 
     for job in (2, 0, 1):
         append_line(tmp_path / LEDGER_FILE, {"job": job, "status": "completed"})

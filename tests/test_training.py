@@ -13,11 +13,11 @@ from torch import nn
 
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.errors import ConfigError
-from nnexp.loop import evaluate, train_one_epoch
-from nnexp.losses import build_loss, resolve_loss_name
-from nnexp.metrics import MetricAccumulator, better
-from nnexp.regularization import EarlyStopping, l1_penalty
-from nnexp.run_folder import RunFolder
+from nnexp.runs.folder import RunFolder
+from nnexp.train.loop import evaluate, train_one_epoch
+from nnexp.train.losses import build_loss, resolve_loss_name
+from nnexp.train.metrics import MetricAccumulator, better
+from nnexp.train.regularization import EarlyStopping, l1_penalty
 
 CLASSES = DataSpec("toy", "classification", (2,), 3)
 VALUES = DataSpec("toy", "regression", (2,), 1)

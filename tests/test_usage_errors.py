@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import compose_config, run_folders, run_nnexp
-from nnexp.checks import check_config
+from nnexp.cli.checks import check_config
+from nnexp.cli.preflight import preflight
 from nnexp.errors import ConfigError
-from nnexp.preflight import preflight
 
 MISTAKES = [
     (["optim.lrr=0.1"], "unknown key optim.lrr (did you mean optim.lr?)"),

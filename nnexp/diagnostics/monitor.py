@@ -14,7 +14,7 @@ from nnexp.diagnostics import Diagnosis, Finding
 from nnexp.diagnostics.probe import Probe
 from nnexp.diagnostics.setup import check_initial_loss, check_setup, expected_initial_loss
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions, probe_findings
-from nnexp.losses import LossFn
+from nnexp.train.losses import LossFn
 
 log = logging.getLogger("nnexp")
 

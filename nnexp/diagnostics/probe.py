@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nnexp.data import DataBundle
-from nnexp.losses import LossFn
+from nnexp.train.losses import LossFn
 
 # The layers whose gradient norms are recorded: the ones that hold the weights a learner thinks about.
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase, nn.Embedding)

@@ -16,7 +16,7 @@ import torch
 from nnexp.data import DataBundle
 from nnexp.diagnostics import Finding
 from nnexp.diagnostics.probe import DEAD_RELU, GRAD_NORM
-from nnexp.safeguards import StuckLossDetector
+from nnexp.train.safeguards import StuckLossDetector
 
 CHANCE_MARGIN = 0.02  # accuracy within this of chance counts as chance
 CHANCE_LOSS_SHARE = 0.95  # a loss still at 95% of the chance-level loss counts as chance

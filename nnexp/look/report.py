@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from nnexp.metrics import HIGHER_IS_BETTER
+from nnexp.train.metrics import HIGHER_IS_BETTER
 
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
 INFO_COLUMNS = ("status", "epochs", "wall_s")
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"table: {csv_path}")
 
     if args.plot is not None:
-        from nnexp.plots import save_overlay
+        from nnexp.look.plots import save_overlay
 
         plot_path = Path(args.plot) if args.plot else base / "report.png"
         labels = [_label(row, differing) for _, row in table.iterrows()]

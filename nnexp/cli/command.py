@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnexp.cli.usage import asks_for_help, help_text
 from nnexp.errors import UserError, exit_with
-from nnexp.orphans import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 from nnexp.paths import CONFIG_DIR
-from nnexp.usage import asks_for_help, help_text
+from nnexp.sweep.workers import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -37,7 +37,7 @@ def _job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nnexp.sweep_ledger import objective_value
+    from nnexp.sweep.ledger import objective_value
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -60,8 +60,8 @@ def _job(cfg: DictConfig) -> float | None:
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
     """Run; turn a stop into its exit code and one line: 2 usage, 3 diverged, 130/143 signals."""
-    from nnexp.runner import run
-    from nnexp.safeguards import TrainingInterrupted
+    from nnexp.runs.run import run
+    from nnexp.train.safeguards import TrainingInterrupted
 
     try:
         return run(cfg, run_dir, resume=resume)
@@ -78,7 +78,7 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
 
 
 def _record_not_started(run_dir: Path) -> None:
-    from nnexp.run_folder import RunFolder
+    from nnexp.runs.folder import RunFolder
 
     RunFolder(run_dir).write_summary(
         {
@@ -103,8 +103,8 @@ def main() -> None:
         return
     from hydra._internal.utils import get_args_parser
 
-    from nnexp.hydra_hooks import register_resolvers
-    from nnexp.resume import is_resume, log_into, resume_config
+    from nnexp.cli.hydra_hooks import register_resolvers
+    from nnexp.runs.resume import is_resume, log_into, resume_config
 
     register_resolvers()
     args = get_args_parser().parse_args()
@@ -119,7 +119,7 @@ def main() -> None:
         return
     os.environ[SWEEP_PID_ENV] = str(os.getpid())  # lets sweep workers notice when this process is gone
     if _will_train(args):
-        from nnexp.preflight import preflight
+        from nnexp.cli.preflight import preflight
 
         _unwrap_piped_console()
         try:
@@ -135,7 +135,7 @@ def _unwrap_piped_console() -> None:
         return
     import rich
 
-    from nnexp.console import PlainLines
+    from nnexp.runs.console import PlainLines
 
     if isinstance(rich.get_console().file, PlainLines):
         return

@@ -1,4 +1,4 @@
-"""The language-model step, evaluation and generation: nnexp/loop.py with a hidden state to look after."""
+"""The language-model step, evaluation and generation: train/loop.py with a hidden state to look after."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from nnexp.data.text import Tokenizer, TokenSplit, Vocab
-from nnexp.losses import LossFn
-from nnexp.metrics import MetricAccumulator
 from nnexp.models.recurrent import State, detach_state
+from nnexp.train.losses import LossFn
+from nnexp.train.metrics import MetricAccumulator
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -29,27 +29,27 @@ from rich.console import Console
 from torch import nn
 
 import nnexp
-from nnexp import lm_loop
-from nnexp.augment import RandomAffine, augmented, build_augment
-from nnexp.baselines import baselines_for
-from nnexp.checkpoint import load_checkpoint, restore_training_state, training_state
-from nnexp.checks import check_config
-from nnexp.console import TrainingProgress, diagnostics_table, format_epoch_line, results_table
+from nnexp.cli.checks import check_config
 from nnexp.data import DataBundle, DataSpec
+from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import ConfigError, OutputError, UserError
-from nnexp.loggers import build_loggers, finish_loggers
-from nnexp.loop import evaluate, train_one_epoch
-from nnexp.losses import LossFn, build_loss, resolve_loss_name
-from nnexp.lr_finder import LrFinderOptions, find_lr, save_lr_find
-from nnexp.metrics import better, metric_names
+from nnexp.look.plots import plot_run
 from nnexp.models.init import initialize
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.paths import PACKAGE_DIR
-from nnexp.plots import plot_run
-from nnexp.regularization import EarlyStopping, l1_penalty
-from nnexp.run_folder import SAMPLES_FILE, VOCAB_FILE, RunFolder
-from nnexp.safeguards import Diverged, DivergenceGuard, StopOnSignal, TrainingInterrupted
+from nnexp.runs.checkpoint import load_checkpoint, restore_training_state, training_state
+from nnexp.runs.console import TrainingProgress, diagnostics_table, format_epoch_line, results_table
+from nnexp.runs.folder import SAMPLES_FILE, VOCAB_FILE, RunFolder
+from nnexp.runs.loggers import build_loggers, finish_loggers
+from nnexp.train import lm_loop
+from nnexp.train.augment import RandomAffine, augmented, build_augment
+from nnexp.train.loop import evaluate, train_one_epoch
+from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
+from nnexp.train.lr_finder import LrFinderOptions, find_lr, save_lr_find
+from nnexp.train.metrics import better, metric_names
+from nnexp.train.regularization import EarlyStopping, l1_penalty
+from nnexp.train.safeguards import Diverged, DivergenceGuard, StopOnSignal, TrainingInterrupted
 
 log = logging.getLogger("nnexp")
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from nnexp.data import Task, TensorSplit
-from nnexp.losses import LossFn
-from nnexp.metrics import MetricAccumulator
+from nnexp.train.losses import LossFn
+from nnexp.train.metrics import MetricAccumulator
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

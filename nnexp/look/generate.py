@@ -38,9 +38,9 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
 
     from nnexp.data import DataSpec
     from nnexp.data.text import Tokenizer, Vocab
-    from nnexp.lm_loop import generate
-    from nnexp.run_folder import CHECKPOINT_FILE, VOCAB_FILE
-    from nnexp.runner import build_model
+    from nnexp.runs.folder import CHECKPOINT_FILE, VOCAB_FILE
+    from nnexp.runs.run import build_model
+    from nnexp.train.lm_loop import generate
 
     checkpoint_path, vocab_path = run_dir / CHECKPOINT_FILE, run_dir / VOCAB_FILE
     for needed in (checkpoint_path, vocab_path):

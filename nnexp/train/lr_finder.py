@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nnexp.augment import augmented
 from nnexp.errors import ConfigError
-from nnexp.run_folder import RunFolder
+from nnexp.runs.folder import RunFolder
+from nnexp.train.augment import augmented
 
 if TYPE_CHECKING:
-    from nnexp.runner import Experiment
+    from nnexp.runs.run import Experiment
 
 log = logging.getLogger("nnexp")
 
@@ -272,7 +272,7 @@ def save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
 
 def plot_lr_find(result: LrFinderResult, path: Path) -> None:
     """The loss against the lr (log scale), raw and smoothed, with the suggested lr marked."""
-    from nnexp.plots import _pyplot
+    from nnexp.look.plots import _pyplot
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))

@@ -26,7 +26,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.checks import check_config
+from nnexp.cli.checks import check_config
 from nnexp.errors import ConfigError
 from nnexp.paths import CONFIG_DIR
 
