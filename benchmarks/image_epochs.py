@@ -66,7 +66,7 @@ def compose(*overrides: str):
 
 
 def make_model(model: str, seed: int) -> nn.Module:
-    from nnexp.runs.run import build_model
+    from nnexp.train.build import build_model
 
     torch.manual_seed(seed)
     return build_model(compose(*MODELS[model]).model, MNIST_SPEC)

@@ -244,7 +244,7 @@ def hand_tiny_epochs(cfg, epochs: int) -> tuple[list[float], Any]:
     """The best plain loop for the preset: its data, model, optimiser, schedule and batch size."""
     from hydra.utils import instantiate
 
-    from nnexp.runs.run import build_model
+    from nnexp.train.build import build_model
 
     torch.manual_seed(cfg.seed)
     data = instantiate(cfg.data, _convert_="all")
@@ -323,7 +323,7 @@ def lm_floor_tokens_per_s(model_name: str, text: Path, max_batches: int, repeats
     from hydra.utils import instantiate
 
     from nnexp.data.text import load_text
-    from nnexp.runs.run import build_model
+    from nnexp.train.build import build_model
 
     cfg = lm_throughput.compose([f"experiment={lm_throughput.PRESETS[model_name]}", f"data.path={text}"])
     if cfg.trainer.threads:

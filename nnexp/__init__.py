@@ -1,6 +1,11 @@
 """nnexp: a command-line experiment runner for neural networks, driven by Hydra configs."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("nnexp")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
 
 
 def run(overrides=(), output_dir=None):

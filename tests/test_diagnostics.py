@@ -17,7 +17,8 @@ from nnexp.data.text import TokenSplit
 from nnexp.diagnostics.probe import Probe
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
 from nnexp.models.recurrent import GRU
-from nnexp.runs.run import build, start_diagnostics
+from nnexp.runs.run import start_diagnostics
+from nnexp.train.build import build
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BOOK = "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite matter. "

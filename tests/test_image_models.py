@@ -15,7 +15,7 @@ from nnexp.errors import ConfigError
 from nnexp.models.cnn import CNN
 from nnexp.models.resnet import ResidualBlock, ResNet
 from nnexp.paths import EXPERIMENT_DIR
-from nnexp.runs.run import build_model
+from nnexp.train.build import build_model
 
 MNIST = DataSpec("mnist", "classification", (1, 28, 28), 10)
 DIGITS = DataSpec("digits", "classification", (1, 8, 8), 10)

@@ -13,8 +13,8 @@ import torch
 from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
 from nnexp.cli.preflight import preflight
 from nnexp.errors import ConfigError
-from nnexp.runs.run import build
 from nnexp.train import lm_loop, loop
+from nnexp.train.build import build
 from nnexp.train.lr_finder import LossCurve, LrFinderOptions, find_lr, suggest
 
 # --- the sweep ---------------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ from nnexp.errors import ConfigError
 from nnexp.models.recurrent import GRU
 from nnexp.runs import console as console_module
 from nnexp.runs.console import TrainingProgress
-from nnexp.runs.run import autocast_for, run
+from nnexp.runs.run import run
 from nnexp.train import lm_loop
+from nnexp.train.build import autocast_for
 from nnexp.train.loop import evaluate, train_one_epoch
 
 CPU = torch.device("cpu")

@@ -2,7 +2,8 @@
 
 Each check yields a `Finding`: a stable code, what was seen (with the numbers) and what to try.
 `setup` looks at the model, loss and data before the first step; `training` reads each epoch's
-metrics row, including what `probe` measured (per-layer gradient norms, dead ReLUs).
+metrics row, including what `probe` measured (per-layer gradient norms, dead ReLUs). `baselines`
+gives the classical results (chance, logistic regression, least squares) every run is shown beside.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
     from nnexp.data import DataSpec
     from nnexp.data.text import Tokenizer, Vocab
     from nnexp.runs.folder import CHECKPOINT_FILE, VOCAB_FILE
-    from nnexp.runs.run import build_model
+    from nnexp.train.build import build_model
     from nnexp.train.lm_loop import generate
 
     checkpoint_path, vocab_path = run_dir / CHECKPOINT_FILE, run_dir / VOCAB_FILE

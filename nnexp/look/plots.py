@@ -1,4 +1,5 @@
-"""Learning curves as PNGs: one per run folder, and one overlay of many runs for `nnexp-report --plot`.
+"""Learning curves as PNGs: one per run folder, and one overlay of many runs for `nnexp-report --plot`;
+the learning-rate range test's curve (`lr_find.png`).
 
 matplotlib is imported inside the functions (with the Agg backend, no display needed), so neither
 `nnexp --help` nor a run that never plots pays for it; metrics.csv is read with the csv module, since
@@ -11,7 +12,10 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nnexp.train.lr_finder import LrFinderResult
 
 log = logging.getLogger("nnexp")
 
@@ -139,3 +143,31 @@ def plot_run(run_dir: Path) -> None:
 
 
 __all__ = ["CURVES_FILE", "plot_run", "save_learning_curves", "save_overlay"]
+
+
+def plot_lr_find(result: LrFinderResult, path: Path) -> None:
+    """The loss against the lr (log scale), raw and smoothed, with the suggested lr marked."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="loss")
+    axis.plot(result.lrs, result.smoothed_losses, color="tab:blue", label="smoothed loss")
+    title = "no learning rate suggested (summary.json says why)"
+    if result.suggested_lr is not None:
+        lr = result.suggested_lr
+        axis.axvline(lr, color="tab:red", linestyle="--", linewidth=1)
+        at = result.lrs.index(lr)
+        axis.plot([lr], [result.smoothed_losses[at]], "o", color="tab:red", label="suggested")
+        title = f"suggested lr {lr:.1e}: {result.suggestion.reason}"
+    if result.smoothed_losses:
+        # The last steps may have exploded; keep the descent readable.
+        low, high = min(result.losses), max(result.smoothed_losses[0], 2 * min(result.smoothed_losses))
+        if high > low:
+            axis.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    axis.set_xscale("log")
+    axis.set(xlabel="learning rate", ylabel="training loss")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

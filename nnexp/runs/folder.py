@@ -6,14 +6,17 @@ import csv
 import json
 import math
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nnexp.errors import OutputError
+from nnexp.paths import PACKAGE_DIR
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -136,3 +139,26 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
     return value
+
+
+def nnexp_version() -> str:
+    """The installed nnexp's version (pyproject.toml is its one source)."""
+    try:
+        return version("nnexp")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "0+unknown"
+
+
+def code_version() -> str:
+    """The git commit of the nnexp checkout (with +dirty), or the package version outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty"],
+            cwd=PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return nnexp_version()
+    return commit.stdout.strip() if commit.returncode == 0 else nnexp_version()

@@ -1,77 +1,47 @@
-"""run(cfg): the one place that turns a config into objects, trains them and records the run.
+"""run(cfg): one run's story, from start to summary: build, train (or find a learning rate), evaluate, record.
 
-Data flows one way: config -> data (and its spec) -> model (sizes from the spec) -> loss ->
-optimiser (given the model's parameters) -> the loop -> the run folder.
+The objects come from train/build.py, the epoch loop from runs/fit.py; this module keeps the order of
+events and what the run folder says about them, whatever way the run ends.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import csv
+import io
 import logging
 import math
-import random
-import subprocess
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import rich
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from torch import nn
 
-import nnexp
 from nnexp.cli.checks import check_config
-from nnexp.data import DataBundle, DataSpec
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
-from nnexp.errors import ConfigError, OutputError, UserError
-from nnexp.look.plots import plot_run
-from nnexp.models.init import initialize
+from nnexp.errors import OutputError, UserError
+from nnexp.look.plots import plot_lr_find, plot_run
 from nnexp.models.summary import format_parameter_counts, parameter_counts
-from nnexp.paths import PACKAGE_DIR
 from nnexp.runs.checkpoint import load_checkpoint, restore_training_state, training_state
-from nnexp.runs.console import TrainingProgress, diagnostics_table, format_epoch_line, results_table
-from nnexp.runs.folder import SAMPLES_FILE, VOCAB_FILE, RunFolder
+from nnexp.runs.console import diagnostics_table, results_table
+from nnexp.runs.fit import fit, sample
+from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
-from nnexp.train import lm_loop
-from nnexp.train.augment import RandomAffine, augmented, build_augment
-from nnexp.train.loop import evaluate, train_one_epoch
-from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
-from nnexp.train.lr_finder import LrFinderOptions, find_lr, save_lr_find
-from nnexp.train.metrics import better, metric_names
-from nnexp.train.regularization import EarlyStopping, l1_penalty
-from nnexp.train.safeguards import Diverged, DivergenceGuard, StopOnSignal, TrainingInterrupted
+from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
+from nnexp.train.losses import resolve_loss_name
+from nnexp.train.lr_finder import CSV_FILE, PLOT_FILE, LrFinderOptions, LrFinderResult, find_lr
+from nnexp.train.metrics import better
+from nnexp.train.safeguards import Diverged, StopOnSignal, TrainingInterrupted
 
 log = logging.getLogger("nnexp")
 
 PARAMETERS_FILE = "parameters.json"  # per-layer parameter counts, in the run folder
-
-
-@dataclass
-class Experiment:
-    """Everything a run trains with, built from the config."""
-
-    data: DataBundle
-    model: nn.Module
-    loss_fn: LossFn
-    optimizer: torch.optim.Optimizer
-    scheduler: Any | None  # a torch LR scheduler
-    plateau_monitor: str | None  # the column ReduceLROnPlateau steps on
-    penalty: Any | None
-    early_stopping: EarlyStopping | None
-    device: torch.device
-    augment: RandomAffine | None = None  # applied to the training batches only
-    loggers: list[Any] = field(default_factory=list)  # tensorboard, mlflow: given each metrics row
-    diagnostics: Diagnostics | None = None  # the learner checks: before training and on every epoch
 
 
 @dataclass
@@ -96,8 +66,8 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
         "status": "running",
         "seed": cfg.get("seed"),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "nnexp_version": nnexp.__version__,
-        "code_version": _code_version(),
+        "nnexp_version": nnexp_version(),
+        "code_version": code_version(),
     }
     if checkpoint is not None:
         summary["resumed_from_epoch"] = checkpoint["epoch"]
@@ -109,7 +79,7 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: 
         loggers = build_loggers(cfg, folder.path)
         experiment = build(cfg)
         experiment.loggers = loggers
-        summary.update(_describe(experiment, cfg))
+        summary.update(describe(experiment, cfg))
         _record_parameters(experiment.model, folder)
         initial_loss = start_diagnostics(experiment, cfg)
         if initial_loss is not None:
@@ -150,95 +120,29 @@ def _find_lr_and_record(
     trainer = cfg.trainer
     batch_size = len(experiment.data.train) if trainer.batch_size == "full" else trainer.batch_size
     log.info("lr range test: %d steps, lr %g to %g", options.num_steps, options.start_lr, options.end_lr)
-    train_epoch = _loop_for(experiment, trainer)[0]
+    train_epoch = loops_for(experiment, trainer)[0]
     found = find_lr(experiment, options, batch_size, train_epoch, trainer.clip_grad_norm, cfg.seed)
     if found.stopped_early:
         log.info("lr range test stopped after %d steps: %s", len(found.lrs), found.stopped_early)
-    save_lr_find(found, folder)
+    _save_lr_find(found, folder)
     summary.update(mode="lr_find", lr_find=found.to_summary(), epochs_completed=0, status="completed")
     console.print(found.advice(), soft_wrap=True)  # one line, however long, for logs and scripts
     log.info("run folder: %s", folder.path)
     return RunResult(folder.path, "completed", {}, summary, experiment.model)
 
 
-def build(cfg: DictConfig) -> Experiment:
-    device = resolve_device(cfg.device.type)
-    if cfg.trainer.get("threads"):
-        # Small recurrent nets on a busy CPU run faster on one thread than fighting for two.
-        torch.set_num_threads(cfg.trainer.threads)
-    _seed_everything(cfg.seed)
-    data: DataBundle = _instantiate(cfg.data).to(device)
-    regularization = cfg.get("regularization") or {}
-
-    dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
-    model = build_model(cfg.model, data.spec, dropout).to(device)
-    if cfg.trainer.get("compile", False):
-        model.compile()  # in place: the module and its state_dict keys (so checkpoints) stay as they are
-
-    optim_options = OmegaConf.to_container(cfg.optim, resolve=True)
-    if "l2" in regularization:
-        optim_options["weight_decay"] = regularization["l2"]["weight_decay"]
-    optimizer = _instantiate(optim_options)(model.parameters())
-
-    scheduler, plateau_monitor = None, None
-    if cfg.scheduler:
-        scheduler_options = OmegaConf.to_container(cfg.scheduler, resolve=True)
-        plateau_monitor = scheduler_options.pop("monitor", None)
-        if plateau_monitor is not None:
-            plateau_monitor = _monitored_column(plateau_monitor, "scheduler.monitor", data)
-        scheduler = _instantiate(scheduler_options)(optimizer)
-
-    early_stopping = None
-    if "early_stopping" in regularization:
-        options = dict(regularization["early_stopping"])
-        options["monitor"] = _monitored_column(
-            options["monitor"], "regularization.early_stopping.monitor", data
-        )
-        early_stopping = EarlyStopping(**options)
-
-    return Experiment(
-        data=data,
-        model=model,
-        loss_fn=build_loss(cfg.loss.name, data.spec),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        plateau_monitor=plateau_monitor,
-        penalty=l1_penalty(regularization["l1"]["strength"]) if "l1" in regularization else None,
-        early_stopping=early_stopping,
-        device=device,
-        augment=build_augment(regularization["augment"], data.spec) if "augment" in regularization else None,
-    )
-
-
-def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = None) -> nn.Module:
-    """Instantiate `model_cfg` with the sizes from the data, then apply its weight initialisation."""
-    options = OmegaConf.to_container(model_cfg, resolve=True)
-    scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
-    if dropout is not None:
-        options["dropout"] = dropout
-    model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
-    initialize(model, scheme, std)
-    return model
-
-
-def _instantiate(config: Any, **kwargs: Any) -> Any:
-    """Hydra's instantiate, letting a user error raised by a builder through as itself."""
+def _save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
+    """lr_find.csv (step, lr, loss, smoothed_loss) and lr_find.png in the run folder."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step", "lr", "loss", "smoothed_loss"])
+    rows = zip(result.lrs, result.losses, result.smoothed_losses, strict=True)
+    writer.writerows((step, *row) for step, row in enumerate(rows))
+    folder.append_line(CSV_FILE, text.getvalue())  # one write of the whole table into the new folder
     try:
-        return instantiate(config, _convert_="all", **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, UserError):
-            raise error.__cause__ from None
-        raise
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={name}, but this machine has no usable CUDA GPU: use device=cpu or device=auto"
-        )
-    return torch.device(name)
+        plot_lr_find(result, folder.path / PLOT_FILE)
+    except Exception as error:  # the numbers are in the csv; the picture is a bonus
+        log.warning("could not plot the learning-rate sweep: %s", error)
 
 
 def _status_after(error: BaseException) -> str:
@@ -284,13 +188,13 @@ def _train_and_record(
         stopper.restore(experiment.model)
 
     task = experiment.data.spec.task
-    evaluate_split = _loop_for(experiment, cfg.trainer)[1]
+    evaluate_split = loops_for(experiment, cfg.trainer)[1]
     final = {
         name: evaluate_split(experiment.model, split, experiment.loss_fn)
         for name, split in experiment.data.splits().items()
     }
     if task == "language_model" and cfg.get("generation"):
-        _sample(experiment, cfg.generation, folder, "final", cfg.seed)
+        sample(experiment, cfg.generation, folder, "final", cfg.seed)
     flat_final = {
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
     }
@@ -310,172 +214,6 @@ def _train_and_record(
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
 
 
-def fit(
-    experiment: Experiment,
-    cfg: DictConfig,
-    folder: RunFolder,
-    console: Console,
-    stop: StopOnSignal | None = None,
-    start_epoch: int = 0,
-    history: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
-
-    After every epoch the whole training state is checkpointed, so a stopped run resumes exactly.
-    """
-    trainer = cfg.trainer
-    data, task = experiment.data, experiment.data.spec.task
-    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
-    batches_per_epoch = steps_per_epoch(data, trainer)
-    names = metric_names(task)
-    history = list(history or [])
-    train_epoch, evaluate_split = _loop_for(experiment, trainer)
-    divergence = DivergenceGuard(experiment.optimizer, experiment.device)
-    diagnostics = experiment.diagnostics
-    generation = cfg.get("generation") if task == "language_model" else None
-    # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
-    train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
-
-    with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
-
-        def after_batch(loss: torch.Tensor) -> None:
-            progress.on_batch(loss)
-            divergence.after_batch(loss)
-            if stop is not None:
-                stop.check()
-
-        for epoch in range(start_epoch + 1, trainer.epochs + 1):
-            epoch_started = time.perf_counter()
-            progress.start_epoch(epoch)
-            divergence.start_epoch(epoch)
-            # The data order depends only on (seed, epoch), so a run can be resumed exactly.
-            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
-            train_metrics = train_epoch(
-                experiment.model,
-                batches,
-                experiment.loss_fn,
-                experiment.optimizer,
-                penalty=experiment.penalty,
-                clip_grad_norm=trainer.clip_grad_norm,
-                on_batch=after_batch,
-            )
-            train_seconds = time.perf_counter() - epoch_started
-            divergence.after_epoch(train_metrics["loss"])
-            tokens = train_metrics.pop("tokens", None)  # a language model counts the tokens it trained on
-
-            row: dict[str, Any] = {"epoch": epoch}
-            row.update({f"train_{name}": value for name, value in train_metrics.items()})
-            if data.val is not None:
-                due = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
-                val_metrics = (
-                    evaluate_split(experiment.model, data.val, experiment.loss_fn)
-                    if due
-                    else dict.fromkeys(names, math.nan)
-                )
-                row.update({f"val_{name}": value for name, value in val_metrics.items()})
-            row["lr"] = experiment.optimizer.param_groups[0]["lr"]
-            if tokens is not None:
-                row["tokens_per_s"] = round(tokens / train_seconds)
-            row["train_seconds"] = round(train_seconds, 4)
-            if diagnostics is not None:
-                diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
-            row["seconds"] = round(time.perf_counter() - epoch_started, 4)
-
-            folder.append_metrics(row)
-            for logger in experiment.loggers:
-                logger.log_metrics(row, step=epoch)
-            history.append(row)
-            log.info(format_epoch_line(epoch, trainer.epochs, row))
-            if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
-                _sample(experiment, generation, folder, f"epoch {epoch}", cfg.seed * 100_003 + epoch)
-
-            _step_scheduler(experiment, row)
-            stopper = experiment.early_stopping
-            stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
-            folder.save_checkpoint(training_state(experiment, epoch, history, cfg))
-            if diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False):
-                log.info("stopping: the loss is stuck (trainer.stop_when_stuck=true)")
-                break
-            if stop_early:
-                log.info(
-                    "early stopping: %s has not improved for %d epochs (best %.4g at epoch %d)",
-                    stopper.monitor,
-                    stopper.patience + 1,
-                    stopper.best,
-                    stopper.best_epoch,
-                )
-                break
-    return history
-
-
-def steps_per_epoch(data: DataBundle, trainer: DictConfig) -> int:
-    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
-    batches = data.train.num_batches(batch_size)
-    if trainer.max_batches_per_epoch is not None:
-        batches = min(batches, trainer.max_batches_per_epoch)
-    return batches
-
-
-def _loop_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
-    task = experiment.data.spec.task
-    autocast = autocast_for(trainer.get("precision", 32), experiment.device)
-    if task == "language_model":
-        # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
-        # a validation tail too short for one batch is refused now, not after the first epoch.
-        if experiment.data.val is not None:
-            experiment.data.val.num_batches(trainer.batch_size)
-        return (
-            partial(
-                lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state, autocast=autocast
-            ),
-            partial(lm_loop.evaluate, batch_size=trainer.batch_size, autocast=autocast),
-        )
-    return (
-        partial(train_one_epoch, task=task, autocast=autocast),
-        partial(evaluate, task=task, batch_size=trainer.eval_batch_size, autocast=autocast),
-    )
-
-
-def autocast_for(
-    precision: int | str, device: torch.device
-) -> Callable[[], contextlib.AbstractContextManager]:
-    """What the loops wrap each forward pass and loss in: bf16 autocast for `bf16`, nothing for 32."""
-    if str(precision) == "32":
-        return contextlib.nullcontext
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            f"trainer.precision=bf16, but the GPU {torch.cuda.get_device_name(device)} has no bfloat16: "
-            f"use trainer.precision=32"
-        )
-    return partial(torch.autocast, device.type, dtype=torch.bfloat16)
-
-
-def _sample(experiment: Experiment, generation: DictConfig, folder: RunFolder, label: str, seed: int) -> None:
-    """Continue the prefix with the model as it is now: shown in the console, appended to samples.txt."""
-    text = lm_loop.generate(
-        experiment.model,
-        experiment.data.vocab,
-        experiment.data.tokenizer,
-        generation.prefix,
-        generation.num_tokens,
-        generation.temperature,
-        torch.Generator().manual_seed(seed),
-    )
-    log.info("sample (%s): %s", label, text)
-    folder.append_line(SAMPLES_FILE, f"{label}: {text}")
-
-
-def _step_scheduler(experiment: Experiment, row: dict[str, Any]) -> None:
-    if experiment.scheduler is None:
-        return
-    if experiment.plateau_monitor is None:
-        experiment.scheduler.step()
-    elif not math.isnan(row.get(experiment.plateau_monitor, math.nan)):
-        experiment.scheduler.step(row[experiment.plateau_monitor])
-
-
 def _best_of(history: list[dict[str, Any]]) -> dict[str, float]:
     best: dict[str, float] = {}
     for row in history:
@@ -484,45 +222,6 @@ def _best_of(history: list[dict[str, Any]]) -> dict[str, float]:
             if is_metric and better(column, value, best.get(column, math.nan)):
                 best[column] = value
     return best
-
-
-def _monitored_column(monitor: str, key: str, data: DataBundle) -> str:
-    """Check a monitored column exists for this data; with no validation split, watch training."""
-    split, _, metric = monitor.partition("_")
-    if metric not in metric_names(data.spec.task):
-        choices = ", ".join(f"val_{name}" for name in metric_names(data.spec.task))
-        raise ConfigError(f"{key}={monitor} is not a metric of {data.spec.task}: use one of {choices}")
-    if split == "val" and data.val is None:
-        return f"train_{metric}"
-    return monitor
-
-
-def _describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
-    spec = experiment.data.spec
-    num_parameters = sum(p.numel() for p in experiment.model.parameters())
-    model_name = type(experiment.model).__name__
-    sizes = " / ".join(f"{name} {size:,}" for name, size in spec.sizes.items())
-    outputs = {"classification": f"{spec.num_outputs} classes", "regression": "1 target"}.get(
-        spec.task, f"vocabulary of {spec.num_outputs} tokens"
-    )
-    log.info("data: %s, %s, input %s, %s; %s", spec.name, spec.task, tuple(spec.input_shape), outputs, sizes)
-    log.info("model: %s, %s parameters", model_name, f"{num_parameters:,}")
-    optimizer = experiment.optimizer
-    log.info(
-        "optimizer: %s, lr %g; loss: %s; device: %s",
-        type(optimizer).__name__,
-        optimizer.param_groups[0]["lr"],
-        resolve_loss_name(cfg.loss.name, spec),
-        experiment.device,
-    )
-    return {
-        "data": spec.to_dict(),
-        "model": model_name,
-        "num_parameters": num_parameters,
-        "loss": resolve_loss_name(cfg.loss.name, spec),
-        "optimizer": type(optimizer).__name__,
-        "device": str(experiment.device),
-    }
 
 
 def start_diagnostics(experiment: Experiment, cfg: DictConfig) -> dict[str, Any] | None:
@@ -548,23 +247,3 @@ def _record_parameters(model: nn.Module, folder: RunFolder) -> None:
     counts = parameter_counts(model)
     log.info(format_parameter_counts(counts))
     folder.write_json(PARAMETERS_FILE, counts)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _code_version() -> str:
-    """The git commit of the nnexp checkout (with +dirty), or the package version outside git."""
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty=+dirty"],
-            cwd=PACKAGE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return nnexp.__version__
-    return commit.stdout.strip() if commit.returncode == 0 else nnexp.__version__

@@ -8,25 +8,21 @@ since a model trained at every lr in turn is no model to keep.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nnexp.errors import ConfigError
-from nnexp.runs.folder import RunFolder
 from nnexp.train.augment import augmented
 
 if TYPE_CHECKING:
-    from nnexp.runs.run import Experiment
+    from nnexp.train.build import Experiment
 
 log = logging.getLogger("nnexp")
 
@@ -254,47 +250,3 @@ def find_lr(
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
-    """lr_find.csv (step, lr, loss, smoothed_loss) and lr_find.png in the run folder."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["step", "lr", "loss", "smoothed_loss"])
-    rows = zip(result.lrs, result.losses, result.smoothed_losses, strict=True)
-    writer.writerows((step, *row) for step, row in enumerate(rows))
-    folder.append_line(CSV_FILE, text.getvalue())  # one write of the whole table into the new folder
-    try:
-        plot_lr_find(result, folder.path / PLOT_FILE)
-    except Exception as error:  # the numbers are in the csv; the picture is a bonus
-        log.warning("could not plot the learning-rate sweep: %s", error)
-
-
-def plot_lr_find(result: LrFinderResult, path: Path) -> None:
-    """The loss against the lr (log scale), raw and smoothed, with the suggested lr marked."""
-    from nnexp.look.plots import _pyplot
-
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="loss")
-    axis.plot(result.lrs, result.smoothed_losses, color="tab:blue", label="smoothed loss")
-    title = "no learning rate suggested (summary.json says why)"
-    if result.suggested_lr is not None:
-        lr = result.suggested_lr
-        axis.axvline(lr, color="tab:red", linestyle="--", linewidth=1)
-        at = result.lrs.index(lr)
-        axis.plot([lr], [result.smoothed_losses[at]], "o", color="tab:red", label="suggested")
-        title = f"suggested lr {lr:.1e}: {result.suggestion.reason}"
-    if result.smoothed_losses:
-        # The last steps may have exploded; keep the descent readable.
-        low, high = min(result.losses), max(result.smoothed_losses[0], 2 * min(result.smoothed_losses))
-        if high > low:
-            axis.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
-    axis.set_xscale("log")
-    axis.set(xlabel="learning rate", ylabel="training loss")
-    axis.set_title(title, fontsize=10)
-    axis.grid(alpha=0.3, which="both")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

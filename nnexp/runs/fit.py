@@ -1,0 +1,151 @@
+"""The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedules, checkpoint.
+
+It records as it goes (the progress bar, metrics.csv, the loggers, the checkpoint), so it lives with the
+run's records; the training step it repeats is train/loop.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+
+from nnexp.runs.checkpoint import training_state
+from nnexp.runs.console import TrainingProgress, format_epoch_line
+from nnexp.runs.folder import SAMPLES_FILE, RunFolder
+from nnexp.train import lm_loop
+from nnexp.train.augment import augmented
+from nnexp.train.build import Experiment, loops_for, steps_per_epoch
+from nnexp.train.metrics import metric_names
+from nnexp.train.safeguards import DivergenceGuard, StopOnSignal
+
+log = logging.getLogger("nnexp")
+
+
+def fit(
+    experiment: Experiment,
+    cfg: DictConfig,
+    folder: RunFolder,
+    console: Console,
+    stop: StopOnSignal | None = None,
+    start_epoch: int = 0,
+    history: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
+
+    After every epoch the whole training state is checkpointed, so a stopped run resumes exactly.
+    """
+    trainer = cfg.trainer
+    data, task = experiment.data, experiment.data.spec.task
+    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
+    batches_per_epoch = steps_per_epoch(data, trainer)
+    names = metric_names(task)
+    history = list(history or [])
+    train_epoch, evaluate_split = loops_for(experiment, trainer)
+    divergence = DivergenceGuard(experiment.optimizer, experiment.device)
+    diagnostics = experiment.diagnostics
+    generation = cfg.get("generation") if task == "language_model" else None
+    # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
+    train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
+
+    with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
+
+        def after_batch(loss: torch.Tensor) -> None:
+            progress.on_batch(loss)
+            divergence.after_batch(loss)
+            if stop is not None:
+                stop.check()
+
+        for epoch in range(start_epoch + 1, trainer.epochs + 1):
+            epoch_started = time.perf_counter()
+            progress.start_epoch(epoch)
+            divergence.start_epoch(epoch)
+            # The data order depends only on (seed, epoch), so a run can be resumed exactly.
+            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
+            train_metrics = train_epoch(
+                experiment.model,
+                batches,
+                experiment.loss_fn,
+                experiment.optimizer,
+                penalty=experiment.penalty,
+                clip_grad_norm=trainer.clip_grad_norm,
+                on_batch=after_batch,
+            )
+            train_seconds = time.perf_counter() - epoch_started
+            divergence.after_epoch(train_metrics["loss"])
+            tokens = train_metrics.pop("tokens", None)  # a language model counts the tokens it trained on
+
+            row: dict[str, Any] = {"epoch": epoch}
+            row.update({f"train_{name}": value for name, value in train_metrics.items()})
+            if data.val is not None:
+                due = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
+                val_metrics = (
+                    evaluate_split(experiment.model, data.val, experiment.loss_fn)
+                    if due
+                    else dict.fromkeys(names, math.nan)
+                )
+                row.update({f"val_{name}": value for name, value in val_metrics.items()})
+            row["lr"] = experiment.optimizer.param_groups[0]["lr"]
+            if tokens is not None:
+                row["tokens_per_s"] = round(tokens / train_seconds)
+            row["train_seconds"] = round(train_seconds, 4)
+            if diagnostics is not None:
+                diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
+            row["seconds"] = round(time.perf_counter() - epoch_started, 4)
+
+            folder.append_metrics(row)
+            for logger in experiment.loggers:
+                logger.log_metrics(row, step=epoch)
+            history.append(row)
+            log.info(format_epoch_line(epoch, trainer.epochs, row))
+            if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
+                sample(experiment, generation, folder, f"epoch {epoch}", cfg.seed * 100_003 + epoch)
+
+            step_scheduler(experiment, row)
+            stopper = experiment.early_stopping
+            stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
+            folder.save_checkpoint(training_state(experiment, epoch, history, cfg))
+            if diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False):
+                log.info("stopping: the loss is stuck (trainer.stop_when_stuck=true)")
+                break
+            if stop_early:
+                log.info(
+                    "early stopping: %s has not improved for %d epochs (best %.4g at epoch %d)",
+                    stopper.monitor,
+                    stopper.patience + 1,
+                    stopper.best,
+                    stopper.best_epoch,
+                )
+                break
+    return history
+
+
+def sample(experiment: Experiment, generation: DictConfig, folder: RunFolder, label: str, seed: int) -> None:
+    """Continue the prefix with the model as it is now: shown in the console, appended to samples.txt."""
+    text = lm_loop.generate(
+        experiment.model,
+        experiment.data.vocab,
+        experiment.data.tokenizer,
+        generation.prefix,
+        generation.num_tokens,
+        generation.temperature,
+        torch.Generator().manual_seed(seed),
+    )
+    log.info("sample (%s): %s", label, text)
+    folder.append_line(SAMPLES_FILE, f"{label}: {text}")
+
+
+def step_scheduler(experiment: Experiment, row: dict[str, Any]) -> None:
+    if experiment.scheduler is None:
+        return
+    if experiment.plateau_monitor is None:
+        experiment.scheduler.step()
+    elif not math.isnan(row.get(experiment.plateau_monitor, math.nan)):
+        experiment.scheduler.step(row[experiment.plateau_monitor])

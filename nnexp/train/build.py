@@ -1,0 +1,221 @@
+"""The experiment's objects, built from the config in one place, and the loop functions for its task.
+
+Data flows one way: config -> data (and its spec) -> model (sizes from the spec) -> loss ->
+optimiser (given the model's parameters) -> schedules and regularisers. Each build says what it built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from nnexp.data import DataBundle, DataSpec
+from nnexp.errors import ConfigError, UserError
+from nnexp.models.init import initialize
+from nnexp.train import lm_loop
+from nnexp.train.augment import RandomAffine, build_augment
+from nnexp.train.loop import evaluate, train_one_epoch
+from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
+from nnexp.train.metrics import metric_names
+from nnexp.train.regularization import EarlyStopping, l1_penalty
+
+if TYPE_CHECKING:
+    from nnexp.diagnostics.monitor import Diagnostics
+
+log = logging.getLogger("nnexp")
+
+
+@dataclass
+class Experiment:
+    """Everything a run trains with, built from the config."""
+
+    data: DataBundle
+    model: nn.Module
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None  # a torch LR scheduler
+    plateau_monitor: str | None  # the column ReduceLROnPlateau steps on
+    penalty: Any | None
+    early_stopping: EarlyStopping | None
+    device: torch.device
+    augment: RandomAffine | None = None  # applied to the training batches only
+    loggers: list[Any] = field(default_factory=list)  # tensorboard, mlflow: given each metrics row
+    diagnostics: Diagnostics | None = None  # the learner checks: before training and on every epoch
+
+
+def build(cfg: DictConfig) -> Experiment:
+    device = resolve_device(cfg.device.type)
+    if cfg.trainer.get("threads"):
+        # Small recurrent nets on a busy CPU run faster on one thread than fighting for two.
+        torch.set_num_threads(cfg.trainer.threads)
+    seed_everything(cfg.seed)
+    data: DataBundle = _instantiate(cfg.data).to(device)
+    regularization = cfg.get("regularization") or {}
+
+    dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
+    model = build_model(cfg.model, data.spec, dropout).to(device)
+    if cfg.trainer.get("compile", False):
+        model.compile()  # in place: the module and its state_dict keys (so checkpoints) stay as they are
+
+    optim_options = OmegaConf.to_container(cfg.optim, resolve=True)
+    if "l2" in regularization:
+        optim_options["weight_decay"] = regularization["l2"]["weight_decay"]
+    optimizer = _instantiate(optim_options)(model.parameters())
+
+    scheduler, plateau_monitor = None, None
+    if cfg.scheduler:
+        scheduler_options = OmegaConf.to_container(cfg.scheduler, resolve=True)
+        plateau_monitor = scheduler_options.pop("monitor", None)
+        if plateau_monitor is not None:
+            plateau_monitor = _monitored_column(plateau_monitor, "scheduler.monitor", data)
+        scheduler = _instantiate(scheduler_options)(optimizer)
+
+    early_stopping = None
+    if "early_stopping" in regularization:
+        options = dict(regularization["early_stopping"])
+        options["monitor"] = _monitored_column(
+            options["monitor"], "regularization.early_stopping.monitor", data
+        )
+        early_stopping = EarlyStopping(**options)
+
+    return Experiment(
+        data=data,
+        model=model,
+        loss_fn=build_loss(cfg.loss.name, data.spec),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        plateau_monitor=plateau_monitor,
+        penalty=l1_penalty(regularization["l1"]["strength"]) if "l1" in regularization else None,
+        early_stopping=early_stopping,
+        device=device,
+        augment=build_augment(regularization["augment"], data.spec) if "augment" in regularization else None,
+    )
+
+
+def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = None) -> nn.Module:
+    """Instantiate `model_cfg` with the sizes from the data, then apply its weight initialisation."""
+    options = OmegaConf.to_container(model_cfg, resolve=True)
+    scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
+    if dropout is not None:
+        options["dropout"] = dropout
+    model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
+    initialize(model, scheme, std)
+    return model
+
+
+def _instantiate(config: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate, letting a user error raised by a builder through as itself."""
+    try:
+        return instantiate(config, _convert_="all", **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={name}, but this machine has no usable CUDA GPU: use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def _monitored_column(monitor: str, key: str, data: DataBundle) -> str:
+    """Check a monitored column exists for this data; with no validation split, watch training."""
+    split, _, metric = monitor.partition("_")
+    if metric not in metric_names(data.spec.task):
+        choices = ", ".join(f"val_{name}" for name in metric_names(data.spec.task))
+        raise ConfigError(f"{key}={monitor} is not a metric of {data.spec.task}: use one of {choices}")
+    if split == "val" and data.val is None:
+        return f"train_{metric}"
+    return monitor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def steps_per_epoch(data: DataBundle, trainer: DictConfig) -> int:
+    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
+    batches = data.train.num_batches(batch_size)
+    if trainer.max_batches_per_epoch is not None:
+        batches = min(batches, trainer.max_batches_per_epoch)
+    return batches
+
+
+def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
+    task = experiment.data.spec.task
+    autocast = autocast_for(trainer.get("precision", 32), experiment.device)
+    if task == "language_model":
+        # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
+        # a validation tail too short for one batch is refused now, not after the first epoch.
+        if experiment.data.val is not None:
+            experiment.data.val.num_batches(trainer.batch_size)
+        return (
+            partial(
+                lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state, autocast=autocast
+            ),
+            partial(lm_loop.evaluate, batch_size=trainer.batch_size, autocast=autocast),
+        )
+    return (
+        partial(train_one_epoch, task=task, autocast=autocast),
+        partial(evaluate, task=task, batch_size=trainer.eval_batch_size, autocast=autocast),
+    )
+
+
+def autocast_for(
+    precision: int | str, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """What the loops wrap each forward pass and loss in: bf16 autocast for `bf16`, nothing for 32."""
+    if str(precision) == "32":
+        return contextlib.nullcontext
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"trainer.precision=bf16, but the GPU {torch.cuda.get_device_name(device)} has no bfloat16: "
+            f"use trainer.precision=32"
+        )
+    return partial(torch.autocast, device.type, dtype=torch.bfloat16)
+
+
+def describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
+    spec = experiment.data.spec
+    num_parameters = sum(p.numel() for p in experiment.model.parameters())
+    model_name = type(experiment.model).__name__
+    sizes = " / ".join(f"{name} {size:,}" for name, size in spec.sizes.items())
+    outputs = {"classification": f"{spec.num_outputs} classes", "regression": "1 target"}.get(
+        spec.task, f"vocabulary of {spec.num_outputs} tokens"
+    )
+    log.info("data: %s, %s, input %s, %s; %s", spec.name, spec.task, tuple(spec.input_shape), outputs, sizes)
+    log.info("model: %s, %s parameters", model_name, f"{num_parameters:,}")
+    optimizer = experiment.optimizer
+    log.info(
+        "optimizer: %s, lr %g; loss: %s; device: %s",
+        type(optimizer).__name__,
+        optimizer.param_groups[0]["lr"],
+        resolve_loss_name(cfg.loss.name, spec),
+        experiment.device,
+    )
+    return {
+        "data": spec.to_dict(),
+        "model": model_name,
+        "num_parameters": num_parameters,
+        "loss": resolve_loss_name(cfg.loss.name, spec),
+        "optimizer": type(optimizer).__name__,
+        "device": str(experiment.device),
+    }

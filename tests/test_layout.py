@@ -1,0 +1,122 @@
+"""The package reads as the flow of a run: a folder per stage, small modules, no import cycles.
+
+cli -> train (build, loop) -> runs (run, fit, records) -> sweep -> look; data, models and diagnostics
+are used along the way. Every import counts here, also those inside functions and under TYPE_CHECKING:
+a cycle hidden in a function is still two modules that cannot be understood one without the other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nnexp"
+STAGES = ["cli", "data", "models", "train", "runs", "sweep", "diagnostics", "look"]
+MAX_LINES = 450
+RUN_MODULE_MAX_LINES = 300
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """{module: the package modules it imports}, `from pkg import sub` resolved to the submodule."""
+    graph: dict[str, set[str]] = {name: set() for name in sources}
+    for name, source in sources.items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names]
+                targets = [t if t in sources else node.module for t in targets]
+            else:
+                continue
+            graph[name] |= {target for target in targets if target in sources and target != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def package_sources() -> dict[str, str]:
+    return {module_name(path, PACKAGE): path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert cycles(import_graph(package_sources())) == []
+
+
+def test_a_cycle_through_a_third_module_is_found():
+    sources = {
+        "nnexp.train.fit": "from nnexp.runs import folder\n",
+        "nnexp.runs": "",
+        "nnexp.runs.folder": "def f():\n    from nnexp.look.plots import plot\n",
+        "nnexp.look.plots": "if TYPE_CHECKING:\n    import nnexp.train.fit\n",
+        "nnexp.look.report": "from nnexp.look.plots import plot\n",
+    }
+    assert cycles(import_graph(sources)) == [["nnexp.look.plots", "nnexp.runs.folder", "nnexp.train.fit"]]
+
+
+def test_the_top_level_holds_the_stage_folders_and_at_most_five_modules():
+    folders = sorted(path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file())
+    modules = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert folders == sorted(STAGES)
+    assert len(modules) <= 5, modules
+
+
+def test_each_folder_says_what_it_is_for_in_its_opening_docstring():
+    for stage in STAGES:
+        docstring = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text()))
+        assert docstring and len(docstring) > 40, stage
+
+
+def test_modules_stay_small_and_the_run_module_tells_only_the_story():
+    lengths = {
+        str(path.relative_to(PACKAGE)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")
+    }
+    assert {name: lines for name, lines in lengths.items() if lines > MAX_LINES} == {}
+    assert lengths["runs/run.py"] < RUN_MODULE_MAX_LINES
+
+
+def test_training_never_reaches_into_the_records_of_a_run():
+    """train/ builds and steps; writing files is runs/' job (and look/'s), so data flows one way."""
+    graph = import_graph(package_sources())
+    upward = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("nnexp.train")
+        for target in targets
+        if target.startswith(("nnexp.runs", "nnexp.sweep", "nnexp.look", "nnexp.cli"))
+    }
+    assert upward == set()
