@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def test_output_to_a_pipe_or_a_file_is_plain_lines_with_nothing_padded(tmp_path)
     result = run_nnexp("model.output_activation=softmax", "trainer.epochs=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [folder] = run_folders(tmp_path)
-    for name, text in [("stdout", result.stdout), ("stderr", result.stderr),
+    resumed = run_nnexp(f"resume={folder}", "trainer.epochs=2", "force=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    for name, text in [("stdout", result.stdout), ("stderr", result.stderr), ("resume", resumed.stdout),
                        ("nnexp.log", (folder / "nnexp.log").read_text())]:  # fmt: skip
         padded = [line for line in text.splitlines() if line != line.rstrip()]
         assert padded == [], f"{name}: {padded[:3]}"
@@ -192,6 +195,19 @@ def test_help_lists_the_groups_and_the_presets(tmp_path):
     for line in ["usage: nnexp", "model: ", "optim: ", "experiment: ", "digits_mlp", "fish_linreg"]:
         assert line in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_help_into_a_pipe_its_reader_has_closed_ends_quietly(tmp_path):
+    """`nnexp --help | head -1`: head exits before nnexp writes; no traceback about the broken pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        result = subprocess.run([*NNEXP, "--help"], cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0
+    assert result.stderr == ""
 
 
 def hydra_groups(loader, parent: str = "") -> dict[str, list[str]]:

@@ -99,7 +99,10 @@ def _report(error: UserError, multirun: bool) -> None:
 
 def main() -> None:
     if asks_for_help(sys.argv[1:]):
-        print(help_text(CONFIG_DIR))
+        try:
+            print(help_text(CONFIG_DIR), flush=True)
+        except BrokenPipeError:  # `nnexp --help | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return
     from hydra._internal.utils import get_args_parser
 

@@ -49,11 +49,11 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
 
 def log_into(run_dir: Path) -> None:
     """The console and the run's own log file, as a Hydra run has them."""
-    from rich.logging import RichHandler
+    from nnexp.runs.console import ConsoleLogHandler
 
     file_handler = logging.FileHandler(run_dir / "nnexp.log", mode="a")
     file_handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
-    console = RichHandler(show_time=False, show_level=False, show_path=False, markup=False)
+    console = ConsoleLogHandler(show_time=False, show_level=False, show_path=False, markup=False)
     logging.basicConfig(
         level=logging.INFO, format="%(message)s", handlers=[console, file_handler], force=True
     )
