@@ -60,6 +60,7 @@ def _job(cfg: DictConfig) -> float | None:
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
     """Run; turn a stop into its exit code and one line: 2 usage, 3 diverged, 130/143 signals."""
+    from nnexp.runs.folder import CHECKPOINT_FILE
     from nnexp.runs.run import run
     from nnexp.train.safeguards import TrainingInterrupted
 
@@ -70,7 +71,10 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         return None
     except TrainingInterrupted as interrupted:
         # A signal stops a whole sweep too, not just its current job.
-        sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
+        if (run_dir / CHECKPOINT_FILE).is_file():
+            sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
+        else:  # stopped before there was anything to resume (or an lr range test, which keeps none)
+            sys.stderr.write(f"nnexp: {interrupted}; the run folder is {run_dir}\n")
         sys.exit(interrupted.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write(f"nnexp: interrupted; the run folder is {run_dir}\n")

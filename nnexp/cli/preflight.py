@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnexp.cli.checks import check_config
 from nnexp.errors import ConfigError
 from nnexp.paths import CONFIG_DIR
+from nnexp.runs.folder import holds_a_run
 
 
 def preflight(overrides: list[str], multirun: bool = False) -> None:
@@ -144,6 +145,8 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
     # Read unresolved: resolving the pattern would claim a folder.
     raw = (cfg.hydra.sweep if multirun else cfg.hydra.run)._get_node("dir")._value()
     fixed = str(raw).removeprefix("${nnexp_new_dir:").split("${", 1)[0] or "."
+    if "${" not in str(raw):  # a folder named outright is used as it is: never one that holds runs
+        _refuse_a_folder_of_runs(Path(fixed), key)
     existing = Path(fixed).absolute()
     while not existing.exists():
         existing = existing.parent
@@ -159,6 +162,15 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
             f"cannot create run folders under {fixed}: {existing} is not writable ({error.strerror}); "
             f"run from a writable folder or set {key}=another/folder"
         ) from None
+
+
+def _refuse_a_folder_of_runs(folder: Path, key: str) -> None:
+    taken = holds_a_run(folder) or (folder.is_dir() and any(holds_a_run(child) for child in folder.iterdir()))
+    if taken:
+        raise ConfigError(
+            f"{key}={folder} holds a run already, and nnexp never writes over one: continue it with "
+            f"nnexp resume=RUN_FOLDER, or give a new folder"
+        )
 
 
 def _refuse_added_keys(parsed: list[Override], overrides: list[str]) -> None:

@@ -1,8 +1,10 @@
-"""The files of one run: metrics.csv (a row per epoch), summary.json, checkpoint.pt."""
+"""The files of one run: metrics.csv (a row per epoch), summary.json, checkpoint.pt, and the lock that
+keeps a second process from writing them while one does."""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
@@ -13,9 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from nnexp.errors import OutputError
+from nnexp.errors import OutputError, UserError
 from nnexp.paths import PACKAGE_DIR
 
 METRICS_FILE = "metrics.csv"
@@ -23,6 +23,16 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 VOCAB_FILE = "vocab.json"  # language models: the tokenizer and every token, in id order
 SAMPLES_FILE = "samples.txt"  # language models: generated text, a line per sample
+LOCK_FILE = ".nnexp.lock"  # held (flock) by the process writing the run; holds its pid
+
+
+class RunFolderBusy(UserError):
+    """Another process is writing this run folder (training it, or resuming it)."""
+
+
+def holds_a_run(path: Path) -> bool:
+    """Whether `path` is a run folder already (Hydra's record of a config, a summary or a checkpoint)."""
+    return any((Path(path) / name).exists() for name in (".hydra", SUMMARY_FILE, CHECKPOINT_FILE))
 
 
 class RunFolder:
@@ -42,6 +52,41 @@ class RunFolder:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT_FILE
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for this process, or refuse at once: two writers would interleave its rows.
+
+        The kernel releases an flock when its process ends, however it ends, so no lock outlives a crash.
+        """
+        with _writing(self.path / LOCK_FILE):
+            handle = (self.path / LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            by = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunFolderBusy(
+                f"{self.path} is being written by another nnexp process{by}: wait for it to end, or stop it "
+                f"and then resume"
+            ) from None
+        try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # releases the lock; the file stays, so no second process locks another inode
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """The summary as last written, or None when there is none or it cannot be read."""
+        try:
+            summary = json.loads(self.summary_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Append one epoch; flushed at once so an interrupted run keeps every finished epoch."""
@@ -82,6 +127,9 @@ class RunFolder:
         text = json.dumps(_json_safe(content), indent=2) + "\n"
         self._replace_atomically(self.path / name, text.encode())
 
+    def write_text(self, name: str | Path, text: str) -> None:
+        self._replace_atomically(self.path / name, text.encode())
+
     def append_line(self, name: str, line: str) -> None:
         with _writing(self.path / name), (self.path / name).open("a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
@@ -91,6 +139,8 @@ class RunFolder:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Written beside the old one and swapped in, so a crash mid-save keeps the previous file."""
+        import torch  # here, so that what only looks at run folders (preflight, reports) needs no torch
+
         temporary = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.tmp")
         with _writing(self.checkpoint_path):
             try:

@@ -1,19 +1,30 @@
 """`nnexp resume=RUN_FOLDER [key=value ...] [force=true]`: continue a stopped run in its own folder.
 
 The run's saved config is the config; a change on the command line is refused unless forced, since a
-resumed run that differs from its start is no longer the run its folder describes.
+resumed run that differs from its start is no longer the run its folder describes. Nothing in the
+folder changes until the checkpoint has been loaded into what the (changed) config builds: a refused
+resume leaves every file as it was.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nnexp.cli.checks import check_config
 from nnexp.errors import ConfigError
+from nnexp.runs.checkpoint import CheckpointError, load_checkpoint, restore_training_state
+from nnexp.runs.folder import RunFolder
+
+if TYPE_CHECKING:
+    from nnexp.train.build import Experiment
+
+log = logging.getLogger("nnexp")
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 
@@ -23,7 +34,7 @@ def is_resume(overrides: list[str]) -> bool:
 
 
 def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
-    """(run folder, the config to continue with) from `resume=...` and any other overrides."""
+    """(run folder, the config to continue with) from `resume=...` and any other overrides. Reads only."""
     options = dict(arg.split("=", 1) for arg in overrides if arg.startswith(("resume=", "force=")))
     changes = [arg for arg in overrides if not arg.startswith(("resume=", "force="))]
     run_dir = Path(options["resume"])
@@ -32,8 +43,12 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
         raise ConfigError(
             f"resume={run_dir}: not an nnexp run folder (no {SAVED_CONFIG}); give the run's folder"
         )
-    cfg = OmegaConf.load(saved)
+    try:
+        cfg = OmegaConf.load(saved)
+    except (OSError, ValueError, OmegaConfBaseException) as error:
+        raise ConfigError(f"resume={run_dir}: cannot read {saved}: {str(error).splitlines()[0]}") from None
     OmegaConf.set_struct(cfg, True)
+    _refuse_group_swaps(cfg, changes)
     try:
         changed = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
     except OmegaConfBaseException as error:
@@ -42,16 +57,95 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     if differences and options.get("force", "false").lower() != "true":
         listed = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in differences.items())
         raise ConfigError(f"resuming with a different config ({listed}): add force=true to resume anyway")
-    if differences:
-        OmegaConf.save(changed, saved)  # the folder keeps describing the run it holds
     return run_dir, changed
+
+
+def _refuse_group_swaps(cfg: DictConfig, changes: list[str]) -> None:
+    """`optim=sgd` names another option of a group; in a saved config it would replace a section with
+    a string. A resumed run keeps its model, data and optimiser: only their values may change."""
+    for change in changes:
+        key, _, value = change.partition("=")
+        if isinstance(OmegaConf.select(cfg, key.lstrip("+~")), DictConfig):
+            raise ConfigError(
+                f"cannot resume with {change}: a resumed run keeps its {key}; change its values "
+                f"({key}.KEY=VALUE with force=true), or start a new run with nnexp {change}"
+            )
+
+
+@dataclass
+class Resumed:
+    """What a stopped run left: its checkpoint and its summary as they were before this resume."""
+
+    checkpoint: dict[str, Any]
+    previous: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: RunFolder, cfg: DictConfig) -> Resumed:
+        check_config(cfg)  # a forced change is checked like any value, before anything is read or written
+        checkpoint = load_checkpoint(folder.checkpoint_path)
+        trained = int(checkpoint["epoch"])
+        if cfg.trainer.epochs < trained:
+            raise ConfigError(
+                f"trainer.epochs={cfg.trainer.epochs} is fewer than the {trained} epochs {folder.path} has "
+                f"trained: give trainer.epochs={trained} or more"
+            )
+        return cls(checkpoint, folder.read_summary() or {})
+
+    @property
+    def epoch(self) -> int:
+        return int(self.checkpoint["epoch"])
+
+    def is_finished(self, cfg: DictConfig) -> bool:
+        """Completed, and asked for nothing more: there is nothing to train and nothing to rewrite."""
+        unchanged = self.checkpoint.get("config") == OmegaConf.to_container(cfg, resolve=True)
+        return self.previous.get("status") == "completed" and unchanged
+
+    def restore(self, experiment: Experiment, cfg: DictConfig) -> tuple[int, list[dict[str, Any]]]:
+        """Load the training state into `experiment`; refuse in one line when it does not fit.
+
+        Then the optimiser settings the config changed (with force=true) replace the checkpoint's, so
+        `optim.lr=0.05` trains at 0.05 from here on.
+        """
+        try:
+            epoch, history = restore_training_state(experiment, self.checkpoint)
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(
+                f"the checkpoint does not fit what this config builds ({first[:200]}): a resumed run keeps "
+                f"its model and optimiser; resume without that change, or start a new run"
+            ) from None
+        saved = (self.checkpoint.get("config") or {}).get("optim") or {}
+        for key, value in OmegaConf.to_container(cfg.optim, resolve=True).items():
+            if key in saved and saved[key] != value:
+                _set_optimizer_option(experiment, key, value)
+                log.info("optim.%s: %s in the checkpoint, %s from here on", key, saved[key], value)
+        return epoch, history
+
+
+def _set_optimizer_option(experiment: Experiment, key: str, value: Any) -> None:
+    for group in experiment.optimizer.param_groups:
+        if key in group:
+            group[key] = tuple(value) if isinstance(group[key], tuple) else value
+            if key == "lr" and "initial_lr" in group:  # what a schedule counts from
+                group["initial_lr"] = value
+    scheduler = experiment.scheduler
+    if key == "lr" and scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [value] * len(scheduler.base_lrs)
+
+
+def save_config_if_changed(folder: RunFolder, cfg: DictConfig) -> None:
+    """The folder keeps describing the run it holds: a forced change is written into its config."""
+    saved = folder.path / SAVED_CONFIG
+    if OmegaConf.to_container(OmegaConf.load(saved)) != OmegaConf.to_container(cfg):
+        folder.write_text(SAVED_CONFIG, OmegaConf.to_yaml(cfg))
 
 
 def log_into(run_dir: Path) -> None:
     """The console and the run's own log file, as a Hydra run has them."""
     from nnexp.runs.console import ConsoleLogHandler
 
-    file_handler = logging.FileHandler(run_dir / "nnexp.log", mode="a")
+    # delay: the file is opened at the first record, so a refused resume does not touch it
+    file_handler = logging.FileHandler(run_dir / "nnexp.log", mode="a", delay=True)
     file_handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
     console = ConsoleLogHandler(show_time=False, show_level=False, show_path=False, markup=False)
     logging.basicConfig(

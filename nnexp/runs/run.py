@@ -28,11 +28,12 @@ from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError
 from nnexp.look.plots import plot_lr_find, plot_run
 from nnexp.models.summary import format_parameter_counts, parameter_counts
-from nnexp.runs.checkpoint import load_checkpoint, restore_training_state, training_state
+from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
+from nnexp.runs.resume import Resumed, save_config_if_changed
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.lr_finder import CSV_FILE, PLOT_FILE, LrFinderOptions, LrFinderResult, find_lr
@@ -56,56 +57,84 @@ class RunResult:
 def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: bool = False) -> RunResult:
     """Train and evaluate the experiment `cfg` describes, writing every record into `run_dir`.
 
-    With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh.
+    With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh. The folder is
+    locked while this process writes it: a second process on it is refused in one line.
     """
-    console = console or rich.get_console()  # the CLI sets its width for logs and pipes
     folder = RunFolder(run_dir)
-    checkpoint = load_checkpoint(folder.checkpoint_path) if resume else None
+    with folder.lock():
+        return _run(cfg, folder, console or rich.get_console(), Resumed.load(folder, cfg) if resume else None)
+
+
+def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed | None) -> RunResult:
     started = time.time()
     summary: dict[str, Any] = {
         "status": "running",
         "seed": cfg.get("seed"),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "started_at": _timestamp(started),
         "nnexp_version": nnexp_version(),
         "code_version": code_version(),
     }
-    if checkpoint is not None:
-        summary["resumed_from_epoch"] = checkpoint["epoch"]
-    folder.write_summary(summary)
-    experiment = None
-    loggers: list[Any] = []
-    try:
-        check_config(cfg)  # again: a sweep job's own values are first seen here
-        loggers = build_loggers(cfg, folder.path)
-        experiment = build(cfg)
-        experiment.loggers = loggers
-        summary.update(describe(experiment, cfg))
-        _record_parameters(experiment.model, folder)
-        initial_loss = start_diagnostics(experiment, cfg)
-        if initial_loss is not None:
-            summary["initial_loss"] = initial_loss
-        _record_diagnostics(summary, experiment)
-        if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
-            return _find_lr_and_record(cfg, experiment, folder, console, summary)
-        with StopOnSignal() as stop:
-            result = _train_and_record(cfg, experiment, folder, console, summary, stop, checkpoint)
-    except BaseException as error:
-        summary["status"] = _status_after(error)
-        summary["error"] = str(error) or type(error).__name__
-        _record_diagnostics(summary, experiment, getattr(error, "finding", None))
-        summary.setdefault("epochs_completed", folder.epochs_recorded())
-        if isinstance(error, TrainingInterrupted):
-            summary["resume_with"] = f"nnexp resume={folder.path}"
-        if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)):
-            log.error("run failed:\n%s", traceback.format_exc())
-        raise
-    finally:
-        summary["wall_time_s"] = round(time.time() - started, 3)
-        with contextlib.suppress(OutputError):  # a full disk is already being reported
-            folder.write_summary(summary)
-        finish_loggers(loggers, summary)
-        plot_run(folder.path)  # learning_curves.png
+    experiment, restored, earlier_wall_time = None, None, 0.0
+    if resumed is not None and resumed.is_finished(cfg):
+        # The console only: the run's own log stays as its training left it.
+        console.print(
+            f"{folder.path} completed all {resumed.epoch} epochs: nothing to resume", soft_wrap=True
+        )
+        metrics = resumed.previous.get("metrics", {}).get("final", {})
+        return RunResult(folder.path, "completed", metrics, resumed.previous)
+    # From here a first SIGINT/SIGTERM is noted and acted on at the next safe point, never half-way.
+    with StopOnSignal() as stop:
+        if resumed is not None:
+            # Nothing is written until the checkpoint is loaded into what this config builds.
+            experiment = build(cfg)
+            restored = resumed.restore(experiment, cfg)
+            stop.check()
+            save_config_if_changed(folder, cfg)
+            summary["started_at"] = resumed.previous.get("started_at", summary["started_at"])
+            summary["resumed_at"] = [*resumed.previous.get("resumed_at", []), _timestamp(started)]
+            summary["resumed_from_epoch"] = resumed.epoch
+            earlier_wall_time = resumed.previous.get("wall_time_s") or 0.0
+        folder.write_summary(summary)
+        loggers: list[Any] = []
+        try:
+            check_config(cfg)  # again: a sweep job's own values are first seen here
+            loggers = build_loggers(cfg, folder.path)
+            experiment = experiment or build(cfg)
+            experiment.loggers = loggers
+            summary.update(describe(experiment, cfg))
+            _record_parameters(experiment.model, folder)
+            initial_loss = start_diagnostics(experiment, cfg)
+            if initial_loss is not None:
+                summary["initial_loss"] = initial_loss
+            _record_diagnostics(summary, experiment)
+            if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
+                stop.at_once()
+                return _find_lr_and_record(cfg, experiment, folder, console, summary)
+            if restored is None:  # resumable from the start, even if stopped before the first batch
+                folder.save_checkpoint(training_state(experiment, 0, [], cfg))
+            stop.check()
+            result = _train_and_record(cfg, experiment, folder, console, summary, stop, restored)
+        except BaseException as error:
+            summary["status"] = _status_after(error)
+            summary["error"] = str(error) or type(error).__name__
+            _record_diagnostics(summary, experiment, getattr(error, "finding", None))
+            summary.setdefault("epochs_completed", folder.epochs_recorded())
+            if isinstance(error, TrainingInterrupted) and folder.checkpoint_path.is_file():
+                summary["resume_with"] = f"nnexp resume={folder.path}"
+            if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)):
+                log.error("run failed:\n%s", traceback.format_exc())
+            raise
+        finally:
+            summary["wall_time_s"] = round(earlier_wall_time + time.time() - started, 3)
+            with contextlib.suppress(OutputError):  # a full disk is already being reported
+                folder.write_summary(summary)
+            finish_loggers(loggers, summary)
+            plot_run(folder.path)  # learning_curves.png
     return result
+
+
+def _timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
 
 
 def _find_lr_and_record(
@@ -158,15 +187,12 @@ def _train_and_record(
     console: Console,
     summary: dict[str, Any],
     stop: StopOnSignal,
-    checkpoint: dict | None = None,
+    restored: tuple[int, list[dict[str, Any]]] | None = None,
 ) -> RunResult:
     if experiment.data.spec.task == "language_model":
         folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
-    if checkpoint is None:
-        start_epoch, history = 0, []
-        folder.save_checkpoint(training_state(experiment, 0, history, cfg))  # resumable from the start
-    else:
-        start_epoch, history = restore_training_state(experiment, checkpoint)
+    start_epoch, history = restored or (0, [])
+    if restored is not None:
         folder.keep_metrics_through(start_epoch)
         log.info("resuming after epoch %d of %d", start_epoch, cfg.trainer.epochs)
     if experiment.diagnostics is not None:

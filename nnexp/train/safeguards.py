@@ -52,8 +52,13 @@ class StopOnSignal:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    def at_once(self) -> None:
+        """From now on the first signal stops at once: for work with no batch boundary to wait for."""
+        self.check()
+        self._at_once = True
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None:
+        if self.requested is not None or getattr(self, "_at_once", False):
             raise TrainingInterrupted(signum)
         self.requested = signum
         log.warning(

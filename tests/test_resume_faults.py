@@ -1,0 +1,180 @@
+"""Nothing lost on resume: a refused resume, a second process or a folder named outright never changes a
+run's files; a forced change is the change training gets. Real CLI, real files, compared byte for byte."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import NNEXP, read_summary, run_folders, run_nnexp
+
+LOCK = ".nnexp.lock"  # created by the first writer and left in place; its content is a pid
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """Every file of a run folder with the sha256 of its bytes (the lock file aside)."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != LOCK
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A completed three-epoch run of the default experiment."""
+    root = tmp_path_factory.mktemp("trained")
+    result = run_nnexp("trainer.epochs=3", cwd=root)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(root)
+    return folder
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path) -> Path:
+    """A copy of the trained run in this test's own folder, to be resumed or damaged at will."""
+    copy = tmp_path / "outputs" / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (["trainer.epochs=-1", "force=true"], "trainer.epochs=-1 is not allowed"),
+        (["trainer.epochs=2", "force=true"], "trainer.epochs=2 is fewer than the 3 epochs"),
+        (["optim=sgd", "force=true"], "a resumed run keeps its optim"),
+        (["model.hidden=[32]", "force=true"], "the checkpoint does not fit what this config builds"),
+        (["optim.lrr=0.1", "force=true"], "cannot resume with optim.lrr=0.1"),
+        (["optim.lr=0.05"], "add force=true to resume anyway"),
+    ],
+)
+def test_a_refused_resume_says_why_in_one_line_and_changes_no_file(run_copy, tmp_path, change, said):
+    before = fingerprint(run_copy)
+    result = run_nnexp(f"resume={run_copy}", *change, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("nnexp: error: ") and said in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert fingerprint(run_copy) == before
+
+
+def test_resuming_a_completed_run_with_nothing_more_to_do_changes_nothing(run_copy, tmp_path):
+    before = fingerprint(run_copy)
+    result = run_nnexp(f"resume={run_copy}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "completed all 3 epochs: nothing to resume" in result.stdout
+    assert fingerprint(run_copy) == before
+
+
+def test_a_forced_learning_rate_is_the_one_training_uses(run_copy, tmp_path):
+    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "optim.lr=0.05", "force=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((run_copy / "metrics.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3", "4"]
+    assert float(rows[2]["lr"]) == 0.001 and float(rows[3]["lr"]) == 0.05
+    assert "lr: 0.05" in (run_copy / ".hydra" / "config.yaml").read_text()
+
+
+def test_a_resumed_run_keeps_its_start_and_adds_up_its_time(run_copy, tmp_path):
+    first = read_summary(run_copy)
+    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = read_summary(run_copy)
+    assert resumed["started_at"] == first["started_at"]
+    assert len(resumed["resumed_at"]) == 1 and resumed["resumed_from_epoch"] == 3
+    assert resumed["wall_time_s"] > first["wall_time_s"]
+    assert resumed["epochs_completed"] == 4 and resumed["status"] == "completed"
+
+
+def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(run_copy, tmp_path):
+    first = subprocess.Popen(
+        [*NNEXP, f"resume={run_copy}", "trainer.epochs=40", "force=true"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while read_summary(run_copy).get("resumed_from_epoch") is None:  # the first has the folder
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        second = run_nnexp(f"resume={run_copy}", "trainer.epochs=40", "force=true", cwd=tmp_path)
+        assert second.returncode == 2
+        assert f"is being written by another nnexp process (pid {first.pid})" in second.stderr
+    finally:
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    epochs = [row["epoch"] for row in csv.DictReader((run_copy / "metrics.csv").open())]
+    assert epochs == [str(epoch) for epoch in range(1, 41)]  # one row per epoch, none twice
+
+
+def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_path):
+    before = fingerprint(run_copy)
+    result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "holds a run already, and nnexp never writes over one" in result.stderr
+    assert fingerprint(run_copy) == before
+    assert sorted((tmp_path / "outputs").iterdir()) == [run_copy]  # and no other folder
+
+
+def test_a_sweep_folder_named_outright_that_holds_runs_is_refused(run_copy, tmp_path):
+    result = run_nnexp("-m", "trainer.epochs=1", f"hydra.sweep.dir={run_copy.parent}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"hydra.sweep.dir={run_copy.parent} holds a run already" in result.stderr
+
+
+def test_the_python_api_does_not_write_over_a_run(run_copy):
+    import nnexp
+    from nnexp.errors import ConfigError
+
+    before = fingerprint(run_copy)
+    with pytest.raises(ConfigError, match="holds a run already"):
+        nnexp.run(["trainer.epochs=1"], output_dir=run_copy)
+    assert fingerprint(run_copy) == before
+
+
+def start_and_signal_once_it_has_a_summary(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Start `nnexp ARGS hydra.run.dir=tmp_path/run` and send SIGTERM the moment summary.json appears."""
+    folder = tmp_path / "run"
+    process = subprocess.Popen(
+        [*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (folder / "summary.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_sigterm_from_the_moment_a_run_has_a_summary_leaves_it_resumable(tmp_path):
+    result = start_and_signal_once_it_has_a_summary(tmp_path, "trainer.epochs=30")
+    assert result.returncode == 143, result.stderr
+    folder = tmp_path / "run"
+    assert read_summary(folder)["status"] == "interrupted"
+    assert f"resume with: nnexp resume={folder}" in result.stderr
+    resumed = run_nnexp(f"resume={folder}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_summary(folder)["status"] == "completed" and read_summary(folder)["epochs_completed"] == 30
+    epochs = [row["epoch"] for row in csv.DictReader((folder / "metrics.csv").open())]
+    assert epochs == [str(epoch) for epoch in range(1, 31)]
+
+
+def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruption(tmp_path):
+    # 5,000 small steps that never reach a diverging lr: the test is still running when the signal comes.
+    lr_find = ["+lr_find=exponential", "lr_find.num_steps=5000", "lr_find.end_lr=1e-3"]
+    result = start_and_signal_once_it_has_a_summary(tmp_path, *lr_find)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().endswith(f"interrupted by SIGTERM; the run folder is {tmp_path / 'run'}")
+    summary = read_summary(tmp_path / "run")
+    assert summary["status"] == "interrupted" and "resume_with" not in summary
