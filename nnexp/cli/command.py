@@ -60,13 +60,18 @@ def _job(cfg: DictConfig) -> float | None:
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
     """Run; turn a stop into its exit code and one line: 2 usage, 3 diverged, 130/143 signals."""
-    from nnexp.runs.folder import CHECKPOINT_FILE
+    from nnexp.cli.hydra_hooks import release_claimed_dir
+    from nnexp.runs.folder import CHECKPOINT_FILE, METRICS_FILE
     from nnexp.runs.run import run
     from nnexp.train.safeguards import TrainingInterrupted
 
     try:
         return run(cfg, run_dir, resume=resume)
     except UserError as error:
+        if error.exit_code == 2 and not (multirun or resume or (run_dir / METRICS_FILE).exists()):
+            # A mistake found before the first epoch: say it, and leave no folder of a run that never was.
+            # (A sweep keeps the job's folder: its summary and the ledger record the failure.)
+            release_claimed_dir(run_dir)
         _report(error, multirun)
         return None
     except TrainingInterrupted as interrupted:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+_CLAIMED: dict[Path, list[Path]] = {}  # folder claimed by this process -> the parents it created
 
 
 def claim_new_dir(path: str) -> str:
@@ -13,6 +17,7 @@ def claim_new_dir(path: str) -> str:
     Hydra names run folders by the second, so two runs started together would share one folder.
     """
     base = Path(path)
+    created = [parent for parent in reversed(base.parents) if not parent.exists()]
     base.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(10_000):
         candidate = base if attempt == 0 else base.with_name(f"{base.name}_{attempt}")
@@ -20,8 +25,25 @@ def claim_new_dir(path: str) -> str:
             candidate.mkdir()
         except FileExistsError:
             continue
+        _CLAIMED[candidate.absolute()] = [parent.absolute() for parent in created]
         return str(candidate)
     raise RuntimeError(f"could not create a new folder beside {base}")
+
+
+def release_claimed_dir(path: str | Path) -> bool:
+    """Remove a folder this process claimed, with the parents it created that are now empty.
+
+    For a mistake found after Hydra claimed the run folder: the user is told, and nothing is left behind.
+    Returns False (and removes nothing) for a folder this process did not claim.
+    """
+    folder = Path(path).absolute()
+    if folder not in _CLAIMED:
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in reversed(_CLAIMED.pop(folder)):
+        with contextlib.suppress(OSError):  # not empty: another run lives there now
+            parent.rmdir()
+    return True
 
 
 def register_resolvers() -> None:
@@ -30,4 +52,4 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
 
 
-__all__ = ["claim_new_dir", "register_resolvers"]
+__all__ = ["claim_new_dir", "register_resolvers", "release_claimed_dir"]

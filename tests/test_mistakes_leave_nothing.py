@@ -1,0 +1,59 @@
+"""A mistake found once the run has started (in the data, the device, a value only the built objects can
+check) is one line and exit 2, and leaves no folder behind: `outputs/` looks as it did before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_folders, run_nnexp, write_fish_csv
+
+
+def write_mistake(tmp_path: Path, kind: str) -> list[str]:
+    """The command-line arguments of one mistake, with any file it needs written in its real format."""
+    if kind == "empty csv":
+        (tmp_path / "empty.csv").write_text("")
+        return ["data=csv", "data.path=empty.csv", "data.features=[a]", "data.target=b"]
+    if kind == "header only":
+        (tmp_path / "header.csv").write_text("a,b\n")
+        return ["data=csv", "data.path=header.csv", "data.features=[a]", "data.target=b"]
+    if kind == "missing file":
+        return ["data=fish", "data.path=no/such/Fish.csv"]
+    if kind == "a folder as the file":
+        (tmp_path / "folder.csv").mkdir()
+        return ["data=fish", "data.path=folder.csv"]
+    if kind == "unknown column":
+        write_fish_csv(tmp_path / "Fish.csv")
+        return ["data=fish", "data.path=Fish.csv", "data.features=[Heigth]"]
+    if kind == "no gpu":
+        return ["device=cuda"]
+    if kind == "lr range upside down":
+        return ["+lr_find=exponential", "lr_find.end_lr=1e-9"]
+    raise AssertionError(kind)
+
+
+MISTAKES = ["empty csv", "header only", "missing file", "a folder as the file", "unknown column", "no gpu",
+            "lr range upside down"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", MISTAKES)
+def test_a_mistake_found_after_the_run_started_leaves_no_folder(tmp_path, kind):
+    if kind == "no gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args = write_mistake(tmp_path, kind)
+    result = run_nnexp(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_folders_that_were_there_before_stay(tmp_path):
+    earlier = run_nnexp("trainer.epochs=1", cwd=tmp_path)
+    assert earlier.returncode == 0, earlier.stderr
+    before = sorted(path for path in (tmp_path / "outputs").rglob("*"))
+    result = run_nnexp(*write_mistake(tmp_path, "empty csv"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert sorted(path for path in (tmp_path / "outputs").rglob("*")) == before
+    assert len(run_folders(tmp_path)) == 1
