@@ -61,8 +61,8 @@ def test_fish_uses_the_lecture_split_and_normalises_on_training_rows(fish_csv):
 
 def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
     path = tmp_path / "bom.csv"
-    path.write_text("Species,Weight\nA,1\nB,2\nC,3\nD,5\nE,4\n", encoding="utf-8-sig")
-    data = load_csv(str(path), ["Weight"], "Weight", 2, 0, 0.0, False)
+    path.write_text("Weight,Height\n1,2\n2,3.5\n3,5\n5,9\n4,8\n", encoding="utf-8-sig")
+    data = load_csv(str(path), ["Weight"], "Height", 2, 0, 0.0, False)  # Weight is the first column
     assert len(data.train) == 3
 
 

@@ -27,6 +27,19 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
     if kind == "unknown column":
         write_fish_csv(tmp_path / "Fish.csv")
         return ["data=fish", "data.path=Fish.csv", "data.features=[Heigth]"]
+    if kind == "target also a feature":
+        write_fish_csv(tmp_path / "Fish.csv")
+        return ["data=fish", "data.path=Fish.csv", "data.features=[Height,Weight]"]
+    if kind == "a column named twice":
+        (tmp_path / "twice.csv").write_text("a,a,b\n" + "".join(f"{i},{-i},{2 * i}\n" for i in range(20)))
+        return ["data=csv", "data.path=twice.csv", "data.features=[a]", "data.target=b"]
+    if kind == "an empty cell":
+        rows = "".join(f"{i},{2 * i}\n" for i in range(20))
+        (tmp_path / "gap.csv").write_text("a,b\n" + rows + "3,\n")
+        return ["data=csv", "data.path=gap.csv", "data.features=[a]", "data.target=b"]
+    if kind == "one training row":
+        (tmp_path / "two.csv").write_text("a,b\n1,2\n3,4\n")
+        return ["data=csv", "data.path=two.csv", "data.features=[a]", "data.target=b"]
     if kind == "no gpu":
         return ["device=cuda"]
     if kind == "lr range upside down":
@@ -34,8 +47,19 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
     raise AssertionError(kind)
 
 
-MISTAKES = ["empty csv", "header only", "missing file", "a folder as the file", "unknown column", "no gpu",
-            "lr range upside down"]  # fmt: skip
+MISTAKES = {  # the mistake: what its one line says
+    "empty csv": "the file is empty",
+    "header only": "has a header but no rows",
+    "missing file": "no such file",
+    "a folder as the file": "no such file",
+    "unknown column": "column 'Heigth' is not in",
+    "target also a feature": "data.target='Weight' is also in data.features",
+    "a column named twice": "names column 'a' more than once",
+    "an empty cell": "column 'b' holds an empty cell at data row 21",
+    "one training row": "2 data rows leave 1 for training",
+    "no gpu": "no usable CUDA GPU",
+    "lr range upside down": "lr_find.end_lr=1e-09 is not allowed",
+}
 
 
 @pytest.mark.parametrize("kind", MISTAKES)
@@ -46,6 +70,7 @@ def test_a_mistake_found_after_the_run_started_leaves_no_folder(tmp_path, kind):
     result = run_nnexp(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
+    assert MISTAKES[kind] in result.stderr
     assert not (tmp_path / "outputs").exists()
 
 

@@ -22,6 +22,14 @@ def load_csv(
     normalize_features: bool = True,
 ) -> DataBundle:
     """Read `features` -> `target` from `path`; z-score both with statistics of the training rows."""
+    repeated = sorted({name for name in features if list(features).count(name) > 1})
+    if repeated:
+        raise DataError(f"data.features lists {repeated[0]!r} more than once: list each column once")
+    if target in features:
+        raise DataError(
+            f"data.target={target!r} is also in data.features: the model would read the answer it is "
+            f"asked for; drop {target!r} from data.features"
+        )
     table = read_numeric_columns(Path(path), [*features, target])
     x = torch.tensor(table[list(features)].to_numpy(), dtype=torch.float32)
     y = torch.tensor(table[[target]].to_numpy(), dtype=torch.float32)
@@ -31,6 +39,11 @@ def load_csv(
     except ValueError as error:
         raise DataError(f"data.test_size={test_size} does not fit {path}: {error}") from None
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
+    if len(train_rows) < 2:  # one row has no spread to normalise by and nothing to learn a slope from
+        raise DataError(
+            f"{path}: {len(table)} data rows leave {len(train_rows)} for training after the test and "
+            f"validation splits; use a file with more rows or a smaller data.test_size"
+        )
 
     details: dict[str, Any] = {
         "path": str(Path(path).resolve()),
@@ -85,6 +98,10 @@ def read_numeric_columns(path: Path, columns: list[str]):
         raise DataError(f"data.path={path}: not a readable CSV ({reason})") from None
     if table.empty:
         raise DataError(f"data.path={path}: the file has a header but no rows")
+    header = _header(path)
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:  # pandas would rename the second to "name.1" and train on whichever was asked for
+        raise DataError(f"{path}: the header names column {twice[0]!r} more than once; rename one of them")
     absent = [name for name in columns if name not in table.columns]
     if absent:
         raise DataError(
@@ -95,12 +112,22 @@ def read_numeric_columns(path: Path, columns: list[str]):
         bad = ~np.isfinite(numbers.to_numpy(dtype="float64"))
         if bad.any():
             row = int(bad.argmax())
+            cell = table[name][row]
+            held = "an empty cell" if pd.isna(cell) else f"{str(cell)!r}"
             raise DataError(
-                f"{path}: column {name!r} holds {table[name][row]!r} at data row {row + 1}, "
+                f"{path}: column {name!r} holds {held} at data row {row + 1}, "
                 f"not a finite number; fix the cell or drop the column"
             )
         table[name] = numbers.astype("float64")
     return table
+
+
+def _header(path: Path) -> list[str]:
+    """The column names as the file spells them (pandas renames repeated ones)."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
 
 
 def _moments(values: torch.Tensor, kind: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
