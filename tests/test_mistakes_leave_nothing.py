@@ -40,6 +40,12 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
     if kind == "one training row":
         (tmp_path / "two.csv").write_text("a,b\n1,2\n3,4\n")
         return ["data=csv", "data.path=two.csv", "data.features=[a]", "data.target=b"]
+    if kind == "a removed group":
+        return ["~optim"]
+    if kind == "a seed past 2**32":
+        return ["seed=99999999999999999999"]
+    if kind == "more validation images than images":
+        return ["data=fashion_mnist", "data.synthetic=true", "data.val_size=100000"]
     if kind == "no gpu":
         return ["device=cuda"]
     if kind == "lr range upside down":
@@ -57,6 +63,9 @@ MISTAKES = {  # the mistake: what its one line says
     "a column named twice": "names column 'a' more than once",
     "an empty cell": "column 'b' holds an empty cell at data row 21",
     "one training row": "2 data rows leave 1 for training",
+    "a removed group": "the config has no optim (was it removed with ~optim?)",
+    "a seed past 2**32": "use a whole number from 0 to 4294967295",
+    "more validation images than images": "data.val_size=100000 leaves no rows on one side of the split",
     "no gpu": "no usable CUDA GPU",
     "lr range upside down": "lr_find.end_lr=1e-09 is not allowed",
 }

@@ -68,7 +68,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], bool]:
 
 
 RULES = [
-    _rule("seed", _whole, "a whole number", 0),
+    _rule("seed", lambda v: _whole(v) and 0 <= v < 2**32, "a whole number from 0 to 4294967295", 0),
     _rule(
         "objective",  # what a sweeper optimises: a final metric, e.g. val_accuracy
         lambda v: v is None or (isinstance(v, str) and bool(re.fullmatch(r"(train|val|test)_[a-z_]+", v))),
@@ -294,6 +294,7 @@ _ABSENT = object()
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first problem in `cfg`; return quietly when it is sound."""
+    _check_sections(cfg)
     _check_nothing_missing(cfg)
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
@@ -327,6 +328,20 @@ def _check_targets(node: Any, path: str = "") -> None:
                 )
         else:
             _check_targets(child, f"{path}{key}.")
+
+
+REQUIRED_SECTIONS = ("data", "model", "loss", "optim", "trainer", "device")
+
+
+def _check_sections(cfg: DictConfig) -> None:
+    """`nnexp ~optim` composes; the run would then fail half-way, far from the cause."""
+    for name in REQUIRED_SECTIONS:
+        if not isinstance(cfg.get(name), DictConfig):
+            raise ConfigError(
+                f"the config has no {name} (was it removed with ~{name}?): every run needs one; "
+                f"pick it with {name}=OPTION (nnexp --help lists the options)",
+                key=name,
+            )
 
 
 def _check_nothing_missing(cfg: DictConfig) -> None:

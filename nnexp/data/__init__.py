@@ -101,7 +101,9 @@ class DataBundle:
         return DataBundle(self.spec, moved["train"], moved.get("val"), moved["test"])
 
 
-def shuffled_split(num_rows: int, test_size: float | int, seed: int) -> tuple[Any, Any]:
+def shuffled_split(
+    num_rows: int, test_size: float | int, seed: int, key: str = "data.test_size"
+) -> tuple[Any, Any]:
     """(train, test) row indices, identical to scikit-learn's `train_test_split(shuffle=True)`.
 
     Reproduced with NumPy so the lecture's splits hold without importing scikit-learn.
@@ -112,14 +114,21 @@ def shuffled_split(num_rows: int, test_size: float | int, seed: int) -> tuple[An
     if num_test is None:
         num_test = int(np.ceil(test_size * num_rows))
     if not 0 < num_test < num_rows:
-        raise ValueError(f"a test part of {test_size} leaves no rows to train on ({num_rows} rows)")
+        from nnexp.errors import DataError
+
+        raise DataError(
+            f"{key}={test_size} leaves no rows on one side of the split ({num_rows} rows in all): "
+            f"use a part of at least one row and fewer than {num_rows}"
+        )
     permutation = np.random.RandomState(seed).permutation(num_rows)
     return permutation[num_test:], permutation[:num_test]
 
 
-def carve_validation(train_rows: Any, val_fraction: float, seed: int) -> tuple[Any, Any | None]:
+def carve_validation(
+    train_rows: Any, val_fraction: float, seed: int, key: str = "data.val_fraction"
+) -> tuple[Any, Any | None]:
     """Split the training rows into (train, val); no validation part when the fraction is 0."""
     if val_fraction == 0:
         return train_rows, None
-    keep, held_out = shuffled_split(len(train_rows), val_fraction, seed)
+    keep, held_out = shuffled_split(len(train_rows), val_fraction, seed, key)
     return train_rows[keep], train_rows[held_out]

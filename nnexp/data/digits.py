@@ -22,7 +22,7 @@ def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scal
         images = images / PIXEL_MAX
     labels = torch.tensor(targets, dtype=torch.long)
 
-    train_rows, test_rows = shuffled_split(len(labels), test_fraction, split_seed)
+    train_rows, test_rows = shuffled_split(len(labels), test_fraction, split_seed, "data.test_fraction")
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
 
     def split(rows):

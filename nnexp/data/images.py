@@ -117,7 +117,9 @@ def load_images(
         tensors = read_cached(source, Path(root), download)
         details = {"synthetic": False, "files": str(folder / "raw"), "loader": f"torchvision {source.folder}"}
 
-    train_rows, val_rows = carve_validation(np.arange(len(tensors["train_labels"])), val_size, split_seed)
+    train_rows, val_rows = carve_validation(
+        np.arange(len(tensors["train_labels"])), val_size, split_seed, "data.val_size"
+    )
     train_images = tensors["train_images"][train_rows]
     if normalize:
         # Statistics of the training part only, so validation and test stay unseen.

@@ -34,10 +34,7 @@ def load_csv(
     x = torch.tensor(table[list(features)].to_numpy(), dtype=torch.float32)
     y = torch.tensor(table[[target]].to_numpy(), dtype=torch.float32)
 
-    try:
-        train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
-    except ValueError as error:
-        raise DataError(f"data.test_size={test_size} does not fit {path}: {error}") from None
+    train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
     if len(train_rows) < 2:  # one row has no spread to normalise by and nothing to learn a slope from
         raise DataError(
