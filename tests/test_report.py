@@ -169,3 +169,25 @@ def test_each_run_lists_the_codes_of_its_learner_diagnostics(sweep, capsys):
     assert main([str(sweep), "--group-by", "optim"]) == 0
     by_optim = {row["optim"]: row["diagnostics"] for row in read_csv(sweep / "report.csv")}
     assert by_optim == {"sgd": "stuck-loss, chance-level", "adam": ""}
+
+
+def test_damaged_files_of_one_run_are_named_and_do_not_hide_the_others(tmp_path, capsys):
+    fake_run(tmp_path / "0", ["optim=sgd"], 0.9)
+    truncated = fake_run(tmp_path / "1", ["optim=adam"], 0.95)
+    (truncated / "summary.json").write_text('{"status": "compl')  # cut off mid-write
+    listed = fake_run(tmp_path / "2", ["optim=rmsprop"], 0.8)
+    (listed / "summary.json").write_text("[1, 2]")  # JSON, but not a summary
+    garbled = fake_run(tmp_path / "3", ["optim=adagrad"], 0.85)
+    (garbled / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
+    (garbled / ".hydra" / "overrides.yaml").write_text("- optim=[unclosed\n  : :\n\t- x")
+    assert main([str(tmp_path), "--plot"]) == 0
+    err = capsys.readouterr().err
+    assert f"{truncated / 'summary.json'}: cannot be read" in err
+    assert f"{listed / 'summary.json'}: cannot be read (a JSON list, not an object)" in err
+    assert f"{garbled / '.hydra' / 'overrides.yaml'}: cannot be read" in err
+    assert f"{garbled / 'metrics.csv'}: cannot be read" in err
+    rows = {row["run"]: row for row in csv.DictReader((tmp_path / "report.csv").open())}
+    assert {run: row["status"] for run, row in rows.items()} == {
+        "0": "completed", "1": "damaged", "2": "damaged", "3": "completed"
+    }  # fmt: skip
+    assert (tmp_path / "report.png").read_bytes().startswith(PNG)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,11 +100,15 @@ def save_learning_curves(run_dir: Path) -> Path | None:
     return path
 
 
-def save_overlay(runs: list[tuple[str, Path]], path: Path) -> Path:
+def save_overlay(runs: list[tuple[str, Path]], path: Path, warn: Callable[[str], None] = log.warning) -> Path:
     """One PNG with the curves of many runs: a colour per run (its label), val solid, train dashed."""
-    frames = [
-        (label, read_metrics(run / "metrics.csv")) for label, run in runs if (run / "metrics.csv").is_file()
-    ]
+    frames = []
+    for label, run in runs:
+        if (run / "metrics.csv").is_file():
+            try:
+                frames.append((label, read_metrics(run / "metrics.csv")))
+            except (OSError, ValueError, csv.Error) as error:  # one damaged run does not hide the others
+                warn(f"{run / 'metrics.csv'}: cannot be read ({error}); left out of the plot")
     columns = sorted({column for _, frame in frames for column in frame})
     panels = curve_panels(columns)
     plt = _pyplot()
@@ -142,9 +147,6 @@ def plot_run(run_dir: Path) -> None:
         log.warning("could not plot the learning curves: %s", error)
 
 
-__all__ = ["CURVES_FILE", "plot_run", "save_learning_curves", "save_overlay"]
-
-
 def plot_lr_find(result: LrFinderResult, path: Path) -> None:
     """The loss against the lr (log scale), raw and smoothed, with the suggested lr marked."""
     plt = _pyplot()
@@ -171,3 +173,6 @@ def plot_lr_find(result: LrFinderResult, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+__all__ = ["CURVES_FILE", "plot_lr_find", "plot_run", "save_learning_curves", "save_overlay"]

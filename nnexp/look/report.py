@@ -29,6 +29,7 @@ from nnexp.train.metrics import HIGHER_IS_BETTER
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
 INFO_COLUMNS = ("status", "epochs", "wall_s")
 DIAGNOSTICS_COLUMN = "diagnostics"
+PROBLEM = "_problem"  # why a run's files could not be read; said on stderr, not a column of the table
 HEADLINE_METRICS = ("accuracy", "mse", "perplexity")  # the one value of a baseline a row has room for
 BASELINE_COLUMN = "baseline"  # the strongest baseline's name; its value is in baseline_<split>_<metric>
 
@@ -61,8 +62,19 @@ def read_overrides(run: Path) -> dict[str, str]:
 
 
 def run_record(run: Path) -> dict[str, Any]:
+    """The run's row; a summary.json that cannot be read makes a `damaged` row that says why."""
     summary_path = run / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    try:
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        return _record_of(summary)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        return {"status": "damaged", PROBLEM: f"{summary_path}: cannot be read ({reason})"}
+
+
+def _record_of(summary: Any) -> dict[str, Any]:
+    if not isinstance(summary, dict):
+        raise TypeError(f"a JSON {type(summary).__name__}, not an object")
     record: dict[str, Any] = {
         "status": summary.get("status", "failed"),  # no summary: the job failed before its run began
         "epochs": summary.get("epochs_completed"),
@@ -98,7 +110,13 @@ def strongest_baseline(baselines: list[dict[str, Any]]) -> dict[str, Any]:
 def collect(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
     """The table (one row per run, indexed by run folder) and the names of the differing overrides."""
     runs = find_runs(paths)
-    overrides = {run: read_overrides(run) for run in runs}
+    overrides, unreadable = {}, {}
+    for run in runs:
+        try:
+            overrides[run] = read_overrides(run)
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            overrides[run] = {}
+            unreadable[run] = f"{run / '.hydra' / 'overrides.yaml'}: cannot be read ({_first_line(error)})"
     keys = list(dict.fromkeys(key for run in runs for key in overrides[run]))
     differing = [key for key in keys if len({overrides[run].get(key, "") for run in runs}) > 1]
     if len(runs) == 1:
@@ -106,9 +124,11 @@ def collect(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
     common = Path(os.path.commonpath(runs)) if runs else Path()
     rows = []
     for run in runs:
-        row = {"run": str(run.relative_to(common)) if run != common else run.name}
+        row: dict[str, Any] = {"run": str(run.relative_to(common)) if run != common else run.name}
         row.update({key: overrides[run].get(key, "") for key in differing})
         row.update(run_record(run))
+        if run in unreadable:
+            row[PROBLEM] = unreadable[run]
         row["_path"] = str(run)
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -239,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     if table.empty:
         sys.stderr.write(f"nnexp-report: error: no run folders under {' '.join(map(str, args.paths))}\n")
         return 2
+    for problem in table.get(PROBLEM, pd.Series(dtype=object)).dropna():
+        sys.stderr.write(f"nnexp-report: warning: {problem}; the run is listed as it could be read\n")
     metrics = metric_columns(table, differing)
     sort = args.sort or default_sort(metrics)
     if args.sort and args.sort not in table:
@@ -279,9 +301,16 @@ def main(argv: list[str] | None = None) -> int:
 
         plot_path = Path(args.plot) if args.plot else base / "report.png"
         labels = [_label(row, differing) for _, row in table.iterrows()]
-        save_overlay(list(zip(labels, (Path(p) for p in table["_path"]), strict=True)), plot_path)
+        runs = list(zip(labels, (Path(p) for p in table["_path"]), strict=True))
+        save_overlay(
+            runs, plot_path, warn=lambda problem: sys.stderr.write(f"nnexp-report: warning: {problem}\n")
+        )
         console.print(f"plot: {plot_path}")
     return 0
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _label(row: pd.Series, differing: list[str]) -> str:
