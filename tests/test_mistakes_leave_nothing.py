@@ -3,6 +3,7 @@ check) is one line and exit 2, and leaves no folder behind: `outputs/` looks as 
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,13 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
         return ["seed=99999999999999999999"]
     if kind == "more validation images than images":
         return ["data=fashion_mnist", "data.synthetic=true", "data.val_size=100000"]
+    if kind == "a gzipped text":
+        with gzip.open(tmp_path / "book.txt.gz", "wt") as handle:
+            handle.write("the time machine " * 2000)
+        return ["experiment=time_machine_rnn", "data.path=book.txt.gz"]
+    if kind == "binary bytes as the text":
+        (tmp_path / "bytes.txt").write_bytes(bytes(range(256)) * 200)
+        return ["experiment=time_machine_rnn", "data.path=bytes.txt"]
     if kind == "no gpu":
         return ["device=cuda"]
     if kind == "lr range upside down":
@@ -66,6 +74,8 @@ MISTAKES = {  # the mistake: what its one line says
     "a removed group": "the config has no optim (was it removed with ~optim?)",
     "a seed past 2**32": "use a whole number from 0 to 4294967295",
     "more validation images than images": "data.val_size=100000 leaves no rows on one side of the split",
+    "a gzipped text": "data.path=book.txt.gz is a gzip file: decompress it",
+    "binary bytes as the text": "characters are not UTF-8 text",
     "no gpu": "no usable CUDA GPU",
     "lr range upside down": "lr_find.end_lr=1e-09 is not allowed",
 }

@@ -175,6 +175,28 @@ class TextBundle(DataBundle):
         return {"tokenizer": dataclasses.asdict(self.tokenizer), "tokens": self.vocab.tokens}
 
 
+COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ": "xz"}
+
+
+def read_text(source: Path) -> str:
+    """The file as text; a compressed or binary file is refused, not trained on as replacement characters.
+
+    A few bytes that are not UTF-8 (a Latin-1 accent) are replaced: the tokenizer turns them into spaces.
+    """
+    raw = source.read_bytes()
+    for magic, kind in COMPRESSED.items():
+        if raw.startswith(magic):
+            raise DataError(f"data.path={source} is a {kind} file: decompress it, then give the text file")
+    text = raw.decode("utf-8", errors="replace")
+    unreadable = text.count("\ufffd") + text.count("\x00")
+    if unreadable > max(10, len(text) // 100):
+        raise DataError(
+            f"data.path={source}: {unreadable:,} of its {len(text):,} characters are not UTF-8 text; "
+            f"give a plain text file (convert it with iconv -t UTF-8)"
+        )
+    return text
+
+
 def load_text(
     path: str | None,
     root: str,
@@ -198,7 +220,7 @@ def load_text(
         source = Path(path)
         if not source.is_file():
             raise DataError(f"data.path={path}: no such file; point data.path at a text file")
-    text = source.read_text(encoding="utf-8", errors="replace")
+    text = read_text(source)
 
     tokenizer = Tokenizer(token, replace, lowercase)
     tokens = tokenizer.tokenize(text)
