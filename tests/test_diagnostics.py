@@ -148,6 +148,16 @@ def test_a_non_finite_loss_is_recorded_as_a_diagnostic(tmp_path):
     assert codes_of(folder)[-1] == "non-finite-loss"
 
 
+def test_a_finite_loss_far_above_what_guessing_scores_stops_the_run_as_diverged(tmp_path):
+    result = run_nnexp("optim=sgd", "optim.lr=1e6", "trainer.epochs=3", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    [folder] = run_folders(tmp_path)
+    summary = read_summary(folder)
+    assert summary["status"] == "diverged" and summary["epochs_completed"] == 0
+    finding = finding_of(folder, "exploded-loss")
+    assert "the 2.303 that guessing scores" in finding["message"] and "optim.lr" in finding["hint"]
+
+
 def test_a_language_model_that_does_not_learn_is_at_chance(tmp_path, text_path):
     # The preset's 10,000 tokens make 8 batches an epoch: 13 epochs pass the 100 steps chance-level waits for.
     lm = ["experiment=time_machine_rnn", f"data.path={text_path}", "optim.lr=1e-6", "trainer.epochs=13"]

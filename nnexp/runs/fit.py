@@ -16,12 +16,14 @@ import torch
 from omegaconf import DictConfig
 from rich.console import Console
 
+from nnexp.diagnostics.training import Chance
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
 from nnexp.train import lm_loop
 from nnexp.train.augment import augmented
 from nnexp.train.build import Experiment, loops_for, steps_per_epoch
+from nnexp.train.losses import resolve_loss_name
 from nnexp.train.metrics import metric_names
 from nnexp.train.safeguards import DivergenceGuard, StopOnSignal
 
@@ -48,7 +50,9 @@ def fit(
     names = metric_names(task)
     history = list(history or [])
     train_epoch, evaluate_split = loops_for(experiment, trainer)
-    divergence = DivergenceGuard(experiment.optimizer, experiment.device)
+    chance = Chance.of(data, resolve_loss_name(cfg.loss.name, data.spec))
+    known = (chance.metric, chance.loss) if chance.loss is not None else None
+    divergence = DivergenceGuard(experiment.optimizer, experiment.device, chance=known)
     diagnostics = experiment.diagnostics
     generation = cfg.get("generation") if task == "language_model" else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
@@ -79,7 +83,7 @@ def fit(
                 on_batch=after_batch,
             )
             train_seconds = time.perf_counter() - epoch_started
-            divergence.after_epoch(train_metrics["loss"])
+            divergence.after_epoch(train_metrics)
             tokens = train_metrics.pop("tokens", None)  # a language model counts the tokens it trained on
 
             row: dict[str, Any] = {"epoch": epoch}

@@ -78,11 +78,20 @@ class DivergenceGuard:
     named there is the step at which it was noticed.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, cuda_every: int = 50) -> None:
+    EXPLODED_FACTOR = 1000.0  # an epoch's loss this many times what guessing scores has blown up
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        cuda_every: int = 50,
+        chance: tuple[str, float] | None = None,
+    ) -> None:
         self.optimizer = optimizer
         self.every = cuda_every if device.type == "cuda" else 1
         self.epoch = 0
         self.step = 0
+        self.chance = chance  # (metric, value): what guessing scores on the training split, when known
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch, self.step = epoch, 0
@@ -92,9 +101,23 @@ class DivergenceGuard:
         if self.step % self.every == 0 and not torch.isfinite(loss).item():
             self._stop(loss.item())
 
-    def after_epoch(self, train_loss: float) -> None:
-        if not math.isfinite(train_loss):
-            self._stop(train_loss)
+    def after_epoch(self, train_metrics: dict[str, float]) -> None:
+        if not math.isfinite(train_metrics["loss"]):
+            self._stop(train_metrics["loss"])
+        if self.chance is None:
+            return
+        metric, guess = self.chance
+        value = train_metrics.get(metric, math.nan)
+        if guess > 0 and value > self.EXPLODED_FACTOR * guess:
+            # Finite, but no model: a run that went on would be recorded as completed with garbage in it.
+            lr = self.optimizer.param_groups[0]["lr"]
+            raise Finding(
+                "exploded-loss",
+                f"the training {metric} reached {value:.3g} at epoch {self.epoch}, {value / guess:.2g} times "
+                f"the {guess:.4g} that guessing scores (lr={lr:g})",
+                "lower the learning rate (optim.lr), or clip gradients (trainer.clip_grad_norm=1)",
+                self.epoch,
+            ).refuse(Diverged)
 
     def _stop(self, value: float) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
