@@ -54,6 +54,18 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
     if kind == "binary bytes as the text":
         (tmp_path / "bytes.txt").write_bytes(bytes(range(256)) * 200)
         return ["experiment=time_machine_rnn", "data.path=bytes.txt"]
+    if kind == "semicolons":
+        (tmp_path / "semi.csv").write_text("a;b\n" + "".join(f"{i};{2 * i}\n" for i in range(20)))
+        return ["data=csv", "data.path=semi.csv", "data.features=[a]", "data.target=b"]
+    if kind == "utf-16":
+        rows = "a,b\n" + "".join(f"{i},{2 * i}\n" for i in range(20))
+        (tmp_path / "wide.csv").write_bytes(
+            rows.encode("utf-16")
+        )  # with its byte-order mark, as Excel writes
+        return ["data=csv", "data.path=wide.csv", "data.features=[a]", "data.target=b"]
+    if kind == "an accent unquoted":
+        write_fish_csv(tmp_path / "pêche.csv")
+        return ["data=fish", "data.path=pêche.csv"]
     if kind == "no gpu":
         return ["device=cuda"]
     if kind == "lr range upside down":
@@ -76,6 +88,9 @@ MISTAKES = {  # the mistake: what its one line says
     "more validation images than images": "data.val_size=100000 leaves no rows on one side of the split",
     "a gzipped text": "data.path=book.txt.gz is a gzip file: decompress it",
     "binary bytes as the text": "characters are not UTF-8 text",
+    "semicolons": "the columns are separated by ';', not commas",
+    "utf-16": "not UTF-8 text",
+    "an accent unquoted": """write it as 'data.path="pêche.csv"'""",
     "no gpu": "no usable CUDA GPU",
     "lr range upside down": "lr_find.end_lr=1e-09 is not allowed",
 }
@@ -91,6 +106,12 @@ def test_a_mistake_found_after_the_run_started_leaves_no_folder(tmp_path, kind):
     assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
     assert MISTAKES[kind] in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_quoted_path_with_an_accent_is_read(tmp_path):
+    write_fish_csv(tmp_path / "pêche.csv")
+    result = run_nnexp("data=fish", 'data.path="pêche.csv"', "model=linear", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_folders_that_were_there_before_stay(tmp_path):

@@ -41,6 +41,17 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as error:
+        unquoted = [
+            arg
+            for arg in overrides
+            if not arg.isascii() and "=" in arg and arg.split("=", 1)[1][:1] not in "'\""
+        ]
+        if unquoted:  # Hydra's grammar takes letters beyond ASCII only inside quotes
+            key, _, value = unquoted[0].partition("=")
+            raise ConfigError(
+                f"cannot read {unquoted[0]}: a value with letters beyond ASCII must be quoted; "
+                f"write it as '{key}=\"{value}\"'"
+            ) from None
         raise ConfigError(f"cannot read the command line: {_first_line(error)}") from None
     _refuse_added_keys(parsed, overrides)
     swept = {override.key_or_group for override in parsed if override.is_sweep_override()}

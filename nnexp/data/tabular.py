@@ -90,7 +90,12 @@ def read_numeric_columns(path: Path, columns: list[str]):
         raise DataError(
             f"data.path={path}: the file is empty; point data.path at a CSV with a header row"
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise DataError(
+            f"data.path={path}: not UTF-8 text (a spreadsheet's UTF-16 or Latin-1 export?); save it as a "
+            f"UTF-8 CSV, e.g. iconv -f UTF-16 -t UTF-8"
+        ) from None
+    except pd.errors.ParserError as error:
         reason = str(error).splitlines()[0]
         raise DataError(f"data.path={path}: not a readable CSV ({reason})") from None
     if table.empty:
@@ -100,6 +105,13 @@ def read_numeric_columns(path: Path, columns: list[str]):
     if twice:  # pandas would rename the second to "name.1" and train on whichever was asked for
         raise DataError(f"{path}: the header names column {twice[0]!r} more than once; rename one of them")
     absent = [name for name in columns if name not in table.columns]
+    if absent and len(table.columns) == 1:
+        separator = next((mark for mark in (";", "\t", "|") if mark in str(table.columns[0])), None)
+        if separator is not None:
+            raise DataError(
+                f"data.path={path}: the columns are separated by {separator!r}, not commas; "
+                f"save the file as comma-separated CSV"
+            )
     if absent:
         raise DataError(
             f"column {absent[0]!r} is not in {path}: choose from {', '.join(map(str, table.columns))}"
