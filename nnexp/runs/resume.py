@@ -18,7 +18,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nnexp.cli.checks import check_config
 from nnexp.errors import ConfigError
-from nnexp.runs.checkpoint import CheckpointError, load_checkpoint, restore_training_state
 from nnexp.runs.folder import RunFolder
 
 if TYPE_CHECKING:
@@ -81,6 +80,8 @@ class Resumed:
 
     @classmethod
     def load(cls, folder: RunFolder, cfg: DictConfig) -> Resumed:
+        from nnexp.runs.checkpoint import load_checkpoint  # torch: not for `nnexp --cfg job`
+
         check_config(cfg)  # a forced change is checked like any value, before anything is read or written
         checkpoint = load_checkpoint(folder.checkpoint_path)
         trained = int(checkpoint["epoch"])
@@ -106,6 +107,8 @@ class Resumed:
         Then the optimiser settings the config changed (with force=true) replace the checkpoint's, so
         `optim.lr=0.05` trains at 0.05 from here on.
         """
+        from nnexp.runs.checkpoint import CheckpointError, restore_training_state
+
         try:
             epoch, history = restore_training_state(experiment, self.checkpoint)
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
