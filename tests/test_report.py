@@ -191,3 +191,12 @@ def test_damaged_files_of_one_run_are_named_and_do_not_hide_the_others(tmp_path,
         "0": "completed", "1": "damaged", "2": "damaged", "3": "completed"
     }  # fmt: skip
     assert (tmp_path / "report.png").read_bytes().startswith(PNG)
+
+
+def test_a_folder_whose_only_run_is_damaged_is_still_reported(tmp_path, capsys):
+    damaged = fake_run(tmp_path / "0", ["optim=sgd"], 0.9)
+    (damaged / "summary.json").write_text('{"status": 5, "metrics": "x"}')  # JSON of the wrong shape
+    assert main([str(tmp_path)]) == 0
+    assert "summary.json: cannot be read" in capsys.readouterr().err
+    [row] = csv.DictReader((tmp_path / "report.csv").open())
+    assert row["status"] == "damaged"

@@ -15,15 +15,13 @@ import pytest
 
 from conftest import NNEXP, read_summary, run_folders, run_nnexp
 
-LOCK = ".nnexp.lock"  # created by the first writer and left in place; its content is a pid
-
 
 def fingerprint(folder: Path) -> dict[str, str]:
-    """Every file of a run folder with the sha256 of its bytes (the lock file aside)."""
+    """Every file of a run folder with the sha256 of its bytes."""
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != LOCK
+        if path.is_file()
     }
 
 
@@ -51,9 +49,10 @@ def run_copy(trained, tmp_path) -> Path:
         (["trainer.epochs=-1", "force=true"], "trainer.epochs=-1 is not allowed"),
         (["trainer.epochs=2", "force=true"], "trainer.epochs=2 is fewer than the 3 epochs"),
         (["optim=sgd", "force=true"], "a resumed run keeps its optim"),
-        (["model.hidden=[32]", "force=true"], "the checkpoint does not fit what this config builds"),
+        (["model.hidden=[32]", "trainer.epochs=4", "force=true"], "the checkpoint does not fit what this"),
         (["optim.lrr=0.1", "force=true"], "cannot resume with optim.lrr=0.1"),
         (["optim.lr=0.05"], "add force=true to resume anyway"),
+        (["data.val_fraction=0.5", "force=true"], "completed all 3 epochs: a resume trains more of them"),
     ],
 )
 def test_a_refused_resume_says_why_in_one_line_and_changes_no_file(run_copy, tmp_path, change, said):
@@ -109,7 +108,7 @@ def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(r
             time.sleep(0.1)
         second = run_nnexp(f"resume={run_copy}", "trainer.epochs=40", "force=true", cwd=tmp_path)
         assert second.returncode == 2
-        assert f"is being written by another nnexp process (pid {first.pid})" in second.stderr
+        assert f"{run_copy} is being written by another nnexp process" in second.stderr
     finally:
         assert first.wait(timeout=300) == 0, first.stderr.read()
     epochs = [row["epoch"] for row in csv.DictReader((run_copy / "metrics.csv").open())]
@@ -178,3 +177,37 @@ def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruptio
     assert result.stderr.strip().endswith(f"interrupted by SIGTERM; the run folder is {tmp_path / 'run'}")
     summary = read_summary(tmp_path / "run")
     assert summary["status"] == "interrupted" and "resume_with" not in summary
+
+
+def test_a_resume_refuses_a_damaged_summary_instead_of_replacing_it(run_copy, tmp_path):
+    (run_copy / "summary.json").write_text('{"status": "comp')  # cut off mid-write
+    before = fingerprint(run_copy)
+    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{run_copy / 'summary.json'} is damaged" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert fingerprint(run_copy) == before
+
+
+def test_a_run_folder_inside_another_run_is_refused(run_copy, tmp_path):
+    before = fingerprint(run_copy)
+    result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy / '.hydra' / 'x'}", cwd=tmp_path)
+    assert result.returncode == 2 and f"lies inside the run {run_copy}" in result.stderr
+    assert fingerprint(run_copy) == before
+
+
+def test_a_signal_while_nnexp_starts_leaves_nothing_and_no_traceback(tmp_path):
+    """Hydra has claimed the run folder; torch is still being imported: nothing to save, nothing kept."""
+    process = subprocess.Popen([*NNEXP, "trainer.epochs=50"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "outputs").glob("*/*/.hydra")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    if "before the run began" in stderr:  # the usual case: the signal came before the first summary
+        assert stderr == "nnexp: interrupted by SIGINT before the run began; nothing was kept\n"
+        assert not (tmp_path / "outputs").exists()
+    else:  # the run had begun: it stopped cleanly and can be resumed
+        assert "resume with: nnexp resume=" in stderr and "Traceback" not in stderr

@@ -107,6 +107,8 @@ def _report(error: UserError, multirun: bool) -> None:
 
 
 def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_before_the_run)  # the run installs its own (a clean stop) once it starts
     if asks_for_help(sys.argv[1:]):
         try:
             print(help_text(CONFIG_DIR), flush=True)
@@ -139,6 +141,19 @@ def main() -> None:
         except UserError as error:
             exit_with(error)
     _hydra_main()
+
+
+def _stop_before_the_run(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM while nnexp starts (imports, composing, claiming the folder): there is nothing to
+    save yet. Remove the folder claimed for the run, say so in one line, and exit with the signal's code.
+    No exception is raised: one raised inside an import or Hydra's set-up surfaces as a stranger error."""
+    from nnexp.cli.hydra_hooks import release_unstarted_dirs
+
+    released = release_unstarted_dirs()
+    said = f"nnexp: interrupted by {signal.Signals(signum).name}"
+    said += " before the run began; nothing was kept\n" if released else "\n"
+    os.write(2, said.encode())
+    os._exit(128 + signum)
 
 
 def _unwrap_piped_console() -> None:

@@ -46,10 +46,18 @@ def release_claimed_dir(path: str | Path) -> bool:
     return True
 
 
+def release_unstarted_dirs() -> list[Path]:
+    """Release every folder this process claimed in which no run has written its summary yet."""
+    unstarted = [folder for folder in _CLAIMED if not any(folder.rglob("summary.json"))]
+    for folder in unstarted:
+        release_claimed_dir(folder)
+    return unstarted
+
+
 def register_resolvers() -> None:
     # use_cache: Hydra resolves the run folder more than once and copies this cache to sweep jobs.
     if not OmegaConf.has_resolver("nnexp_new_dir"):
         OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
 
 
-__all__ = ["claim_new_dir", "register_resolvers", "release_claimed_dir"]
+__all__ = ["claim_new_dir", "register_resolvers", "release_claimed_dir", "release_unstarted_dirs"]

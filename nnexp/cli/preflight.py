@@ -176,6 +176,12 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
 
 
 def _refuse_a_folder_of_runs(folder: Path, key: str) -> None:
+    inside = [parent for parent in folder.absolute().parents if holds_a_run(parent)]
+    if inside:
+        raise ConfigError(
+            f"{key}={folder} lies inside the run {inside[0]}, and nnexp never writes into one: "
+            f"give a folder of its own"
+        )
     taken = holds_a_run(folder) or (folder.is_dir() and any(holds_a_run(child) for child in folder.iterdir()))
     if taken:
         raise ConfigError(

@@ -69,7 +69,8 @@ def run_record(run: Path) -> dict[str, Any]:
         return _record_of(summary)
     except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
         reason = (str(error).splitlines() or [type(error).__name__])[0]
-        return {"status": "damaged", PROBLEM: f"{summary_path}: cannot be read ({reason})"}
+        problem = f"{summary_path}: cannot be read ({reason})"
+        return {"status": "damaged", "epochs": None, "wall_s": None, DIAGNOSTICS_COLUMN: "", PROBLEM: problem}
 
 
 def _record_of(summary: Any) -> dict[str, Any]:

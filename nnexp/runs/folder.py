@@ -23,7 +23,6 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 VOCAB_FILE = "vocab.json"  # language models: the tokenizer and every token, in id order
 SAMPLES_FILE = "samples.txt"  # language models: generated text, a line per sample
-LOCK_FILE = ".nnexp.lock"  # held (flock) by the process writing the run; holds its pid
 
 
 class RunFolderBusy(UserError):
@@ -57,28 +56,25 @@ class RunFolder:
     def lock(self) -> Iterator[None]:
         """Hold the folder for this process, or refuse at once: two writers would interleave its rows.
 
-        The kernel releases an flock when its process ends, however it ends, so no lock outlives a crash.
+        The lock is on the folder itself (flock on its descriptor), so taking it writes nothing, and
+        the kernel releases it when the process ends, however it ends.
         """
-        with _writing(self.path / LOCK_FILE):
-            handle = (self.path / LOCK_FILE).open("a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except OSError as error:
+            raise OutputError(f"cannot open {self.path}: {error.strerror}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
-            by = f" (pid {holder})" if holder.isdigit() else ""
+            os.close(descriptor)
             raise RunFolderBusy(
-                f"{self.path} is being written by another nnexp process{by}: wait for it to end, or stop it "
+                f"{self.path} is being written by another nnexp process: wait for it to end, or stop it "
                 f"and then resume"
             ) from None
         try:
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
             yield
         finally:
-            handle.close()  # releases the lock; the file stays, so no second process locks another inode
+            os.close(descriptor)  # releases the lock
 
     def read_summary(self) -> dict[str, Any] | None:
         """The summary as last written, or None when there is none or it cannot be read."""

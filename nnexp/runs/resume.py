@@ -90,7 +90,20 @@ class Resumed:
                 f"trainer.epochs={cfg.trainer.epochs} is fewer than the {trained} epochs {folder.path} has "
                 f"trained: give trainer.epochs={trained} or more"
             )
-        return cls(checkpoint, folder.read_summary() or {})
+        previous = folder.read_summary()
+        if previous is None and folder.summary_path.exists():
+            raise ConfigError(
+                f"{folder.summary_path} is damaged, and a resume continues what it records (when the run "
+                f"started, how long it took): restore it, or move it away to resume without that"
+            )
+        resumed = cls(checkpoint, previous or {})
+        completed = resumed.previous.get("status") == "completed" and trained >= cfg.trainer.epochs
+        if completed and not resumed.is_finished(cfg):
+            raise ConfigError(
+                f"{folder.path} completed all {trained} epochs: a resume trains more of them "
+                f"(trainer.epochs={trained + 10} force=true); for other changes start a new run"
+            )
+        return resumed
 
     @property
     def epoch(self) -> int:
