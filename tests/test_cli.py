@@ -208,6 +208,20 @@ def test_help_into_a_pipe_its_reader_has_closed_ends_quietly(tmp_path):
     assert result.stderr == ""
 
 
+def test_a_run_whose_reader_closes_the_pipe_trains_on_and_completes(tmp_path):
+    """`nnexp | head -2`: the console goes quiet, the run does not fail; nnexp.log has every line."""
+    process = subprocess.Popen([*NNEXP, "trainer.epochs=5"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout.readline().startswith("data: digits")
+    process.stdout.close()  # as head does after its lines
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 0, stderr
+    assert stderr == ""
+    [folder] = run_folders(tmp_path)
+    assert read_summary(folder)["status"] == "completed"
+    assert "epoch 5/5" in (folder / "nnexp.log").read_text()
+
+
 def hydra_groups(loader, parent: str = "") -> dict[str, list[str]]:
     """What Hydra's own --help lists: every group but hydra/..., with its options."""
     from hydra.core.object_type import ObjectType

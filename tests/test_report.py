@@ -200,3 +200,12 @@ def test_a_folder_whose_only_run_is_damaged_is_still_reported(tmp_path, capsys):
     assert "summary.json: cannot be read" in capsys.readouterr().err
     [row] = csv.DictReader((tmp_path / "report.csv").open())
     assert row["status"] == "damaged"
+
+
+def test_the_report_in_a_pipe_has_no_line_padded_with_spaces(tmp_path, capsys):
+    fake_run(tmp_path / "0", ["optim=sgd"], 0.9)
+    fake_run(tmp_path / "1", ["optim=adam"], 0.95)
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs, sorted by" in out
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []

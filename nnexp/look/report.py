@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from nnexp.runs.console import PlainLines
 from nnexp.train.metrics import HIGHER_IS_BETTER
 
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
@@ -251,7 +252,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 400)  # piped: never wrap a cell
+    # Piped: never wrap a cell, and no line padded with spaces.
+    console = Console() if sys.stdout.isatty() else Console(width=400, file=PlainLines(sys.stdout))
     try:
         table, differing = collect(args.paths)
     except FileNotFoundError as error:

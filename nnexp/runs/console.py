@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
+import os
 import time
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,7 +48,11 @@ class ConsoleLogHandler(RichHandler):
 
 
 class PlainLines(io.TextIOBase):
-    """A text stream that passes each line on without its trailing spaces (rich pads tables' titles)."""
+    """A text stream that passes each line on without its trailing spaces (rich pads tables' titles).
+
+    When its reader goes away (`nnexp | head`), the rest is dropped and the run goes on: what the
+    console would have said is in the run's nnexp.log, and a closed pipe is no reason to lose a run.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
@@ -55,14 +61,23 @@ class PlainLines(io.TextIOBase):
     def write(self, text: str) -> int:
         *lines, self._pending = (self._pending + text).split("\n")
         if lines:
-            self.stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+            self._guarded(self.stream.write, "".join(line.rstrip(" ") + "\n" for line in lines))
         return len(text)
 
     def flush(self) -> None:
         if self._pending:  # a line cut short by a flush goes out as it is: more of it may follow
-            self.stream.write(self._pending)
+            self._guarded(self.stream.write, self._pending)
             self._pending = ""
-        self.stream.flush()
+        self._guarded(self.stream.flush)
+
+    def _guarded(self, action: Any, *args: Any) -> None:
+        try:
+            action(*args)
+            self.stream.flush()
+        except BrokenPipeError:
+            # Point the descriptor at /dev/null, so the interpreter's last flush at exit fails no more.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
     def isatty(self) -> bool:
         return False
