@@ -31,6 +31,11 @@ class DataError(UserError):
     """Input data that is missing, unreadable or does not match the config."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none): for one-line reports."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def exit_with(error: UserError) -> NoReturn:
     """Print the one-line message and leave with the error's exit code; the trace on request."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":

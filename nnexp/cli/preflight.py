@@ -27,7 +27,7 @@ from hydra.errors import (
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp.cli.checks import check_config
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, first_line
 from nnexp.paths import CONFIG_DIR
 from nnexp.runs.folder import holds_a_run
 
@@ -52,7 +52,7 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
                 f"cannot read {unquoted[0]}: a value with letters beyond ASCII must be quoted; "
                 f"write it as '{key}=\"{value}\"'"
             ) from None
-        raise ConfigError(f"cannot read the command line: {_first_line(error)}") from None
+        raise ConfigError(f"cannot read the command line: {first_line(error)}") from None
     _refuse_added_keys(parsed, overrides)
     swept = {override.key_or_group for override in parsed if override.is_sweep_override()}
     for number, point in enumerate(_points_to_check(parsed) if multirun else [overrides]):
@@ -111,7 +111,7 @@ def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
     except ConfigCompositionException as error:
         key = _key_in(str(error))
         if key is None:
-            raise ConfigError(_first_line(error)) from None
+            raise ConfigError(first_line(error)) from None
         if key in _groups() and "No match in the defaults list" in str(error):
             line = next(line for line in point if line.split("=", 1)[0] == key)
             raise ConfigError(f"{key} is not in the default config: add it with a +, as +{line}") from None
@@ -213,7 +213,7 @@ def _missing_option_message(error: MissingConfigException) -> str:
     group, _, option = missing.rpartition("/")
     options = sorted(error.options or [])
     if not group or not options:
-        return _first_line(error)
+        return first_line(error)
     hint = difflib.get_close_matches(option, options, n=1)
     suggestion = f" (did you mean {group}={hint[0]}?)" if hint else ""
     plugin = "; other launchers and sweepers come with their Hydra plugins" if "hydra" in group else ""
@@ -265,7 +265,3 @@ def _walk(node: object, prefix: str, keys: list[str]) -> None:
 def _key_in(message: str) -> str | None:
     match = re.search(r"(?:override|at|key) '([^']+)'", message)
     return match.group(1) if match else None
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

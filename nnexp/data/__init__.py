@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import torch
 
+from nnexp.errors import DataError
+
 Task = Literal["classification", "regression", "language_model"]
 
 
@@ -114,8 +116,6 @@ def shuffled_split(
     if num_test is None:
         num_test = int(np.ceil(test_size * num_rows))
     if not 0 < num_test < num_rows:
-        from nnexp.errors import DataError
-
         raise DataError(
             f"{key}={test_size} leaves no rows on one side of the split ({num_rows} rows in all): "
             f"use a part of at least one row and fewer than {num_rows}"

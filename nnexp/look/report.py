@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from nnexp.errors import first_line
 from nnexp.runs.console import PlainLines
 from nnexp.train.metrics import HIGHER_IS_BETTER
 
@@ -69,8 +70,7 @@ def run_record(run: Path) -> dict[str, Any]:
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         return _record_of(summary)
     except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        problem = f"{summary_path}: cannot be read ({reason})"
+        problem = f"{summary_path}: cannot be read ({first_line(error)})"
         return {"status": "damaged", "epochs": None, "wall_s": None, DIAGNOSTICS_COLUMN: "", PROBLEM: problem}
 
 
@@ -118,7 +118,7 @@ def collect(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
             overrides[run] = read_overrides(run)
         except (OSError, ValueError, yaml.YAMLError) as error:
             overrides[run] = {}
-            unreadable[run] = f"{run / '.hydra' / 'overrides.yaml'}: cannot be read ({_first_line(error)})"
+            unreadable[run] = f"{run / '.hydra' / 'overrides.yaml'}: cannot be read ({first_line(error)})"
     keys = list(dict.fromkeys(key for run in runs for key in overrides[run]))
     differing = [key for key in keys if len({overrides[run].get(key, "") for run in runs}) > 1]
     if len(runs) == 1:
@@ -310,10 +310,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         console.print(f"plot: {plot_path}")
     return 0
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _label(row: pd.Series, differing: list[str]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.errors import UserError
+from nnexp.errors import UserError, first_line
 
 
 class CheckpointError(UserError):
@@ -69,14 +69,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             raise CheckpointError(
                 f"checkpoint {path} holds code, not only tensors and numbers: refusing to load it"
             ) from None
-        raise CheckpointError(f"corrupt checkpoint {path}: {_first_line(error)}") from None
+        raise CheckpointError(f"corrupt checkpoint {path}: {first_line(error)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"corrupt checkpoint {path}: {_first_line(error)}") from None
+        raise CheckpointError(f"corrupt checkpoint {path}: {first_line(error)}") from None
 
 
 def _as_tuples(value: Any) -> Any:
     return tuple(_as_tuples(item) for item in value) if isinstance(value, (list, tuple)) else value
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -50,10 +50,13 @@ def fit(
     names = metric_names(task)
     history = list(history or [])
     train_epoch, evaluate_split = loops_for(experiment, trainer)
-    chance = Chance.of(data, resolve_loss_name(cfg.loss.name, data.spec))
+    diagnostics = experiment.diagnostics
+    # What guessing scores (the diagnostics computed it already): a loss far above it has exploded.
+    chance = (
+        diagnostics.chance if diagnostics else Chance.of(data, resolve_loss_name(cfg.loss.name, data.spec))
+    )
     known = (chance.metric, chance.loss) if chance.loss is not None else None
     divergence = DivergenceGuard(experiment.optimizer, experiment.device, chance=known)
-    diagnostics = experiment.diagnostics
     generation = cfg.get("generation") if task == "language_model" else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)

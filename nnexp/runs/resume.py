@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nnexp.cli.checks import check_config
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class Resumed:
 
     checkpoint: dict[str, Any]
     previous: dict[str, Any]
+    unchanged: bool  # the config is the one the checkpoint was trained with
 
     @classmethod
     def load(cls, folder: RunFolder, cfg: DictConfig) -> Resumed:
@@ -96,9 +97,9 @@ class Resumed:
                 f"{folder.summary_path} is damaged, and a resume continues what it records (when the run "
                 f"started, how long it took): restore it, or move it away to resume without that"
             )
-        resumed = cls(checkpoint, previous or {})
-        completed = resumed.previous.get("status") == "completed" and trained >= cfg.trainer.epochs
-        if completed and not resumed.is_finished(cfg):
+        unchanged = checkpoint.get("config") == OmegaConf.to_container(cfg, resolve=True)
+        resumed = cls(checkpoint, previous or {}, unchanged)
+        if resumed.completed and trained >= cfg.trainer.epochs and not unchanged:
             raise ConfigError(
                 f"{folder.path} completed all {trained} epochs: a resume trains more of them "
                 f"(trainer.epochs={trained + 10} force=true); for other changes start a new run"
@@ -109,10 +110,14 @@ class Resumed:
     def epoch(self) -> int:
         return int(self.checkpoint["epoch"])
 
-    def is_finished(self, cfg: DictConfig) -> bool:
+    @property
+    def completed(self) -> bool:
+        return self.previous.get("status") == "completed"
+
+    @property
+    def is_finished(self) -> bool:
         """Completed, and asked for nothing more: there is nothing to train and nothing to rewrite."""
-        unchanged = self.checkpoint.get("config") == OmegaConf.to_container(cfg, resolve=True)
-        return self.previous.get("status") == "completed" and unchanged
+        return self.completed and self.unchanged
 
     def restore(self, experiment: Experiment, cfg: DictConfig) -> tuple[int, list[dict[str, Any]]]:
         """Load the training state into `experiment`; refuse in one line when it does not fit.
@@ -125,10 +130,9 @@ class Resumed:
         try:
             epoch, history = restore_training_state(experiment, self.checkpoint)
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise CheckpointError(
-                f"the checkpoint does not fit what this config builds ({first[:200]}): a resumed run keeps "
-                f"its model and optimiser; resume without that change, or start a new run"
+                f"the checkpoint does not fit what this config builds ({first_line(error)[:200]}): a resumed "
+                f"run keeps its model and optimiser; resume without that change, or start a new run"
             ) from None
         saved = (self.checkpoint.get("config") or {}).get("optim") or {}
         for key, value in OmegaConf.to_container(cfg.optim, resolve=True).items():

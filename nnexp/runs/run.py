@@ -75,7 +75,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         "code_version": code_version(),
     }
     experiment, restored, earlier_wall_time = None, None, 0.0
-    if resumed is not None and resumed.is_finished(cfg):
+    if resumed is not None and resumed.is_finished:
         # The console only: the run's own log stays as its training left it.
         console.print(
             f"{folder.path} completed all {resumed.epoch} epochs: nothing to resume", soft_wrap=True
