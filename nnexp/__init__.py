@@ -1,11 +1,14 @@
 """nnexp: a command-line experiment runner for neural networks, driven by Hydra configs."""
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("nnexp")  # pyproject.toml is the one place the version is written
-except PackageNotFoundError:  # imported from a checkout that was never installed
-    __version__ = "0+unknown"
+def __getattr__(name: str) -> str:
+    # Looked up when asked for: importlib.metadata would slow every `nnexp` start (and widen the moment
+    # before it can answer a Ctrl-C in one line).
+    if name != "__version__":
+        raise AttributeError(f"module 'nnexp' has no attribute {name!r}")
+    from nnexp.runs.folder import nnexp_version
+
+    return nnexp_version()
 
 
 def run(overrides=(), output_dir=None):

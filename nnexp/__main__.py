@@ -1,3 +1,3 @@
-from nnexp.cli.command import main
+from nnexp.cli.entry import main
 
 main()

@@ -52,7 +52,7 @@ def test_import_nnexp_and_the_help_import_neither_torch_nor_matplotlib():
         "import sys, nnexp\n"
         "assert 'torch' not in sys.modules, 'import nnexp pulled in torch'\n"
         "sys.argv = ['nnexp', '--help']\n"
-        "from nnexp.cli.command import main\n"
+        "from nnexp.cli.entry import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = [name for name in ('torch', 'matplotlib', 'pandas') if name in sys.modules]\n"
         "assert not heavy, heavy\n"

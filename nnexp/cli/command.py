@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnexp.cli.hydra_hooks import release_claimed_dir
 from nnexp.cli.usage import asks_for_help, help_text
 from nnexp.errors import UserError, exit_with
 from nnexp.paths import CONFIG_DIR
@@ -37,7 +38,7 @@ def _job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nnexp.sweep.ledger import objective_value
+    from nnexp.sweep.ledger import objective_value, record_stopped_job
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -46,6 +47,7 @@ def _job(cfg: DictConfig) -> float | None:
         stop_when_orphaned(int(os.environ[SWEEP_PID_ENV]))
         if sweep_is_gone():  # a job queued to this worker before its sweep was stopped
             _record_not_started(Path(hydra_cfg.runtime.output_dir))
+            record_stopped_job(Path(hydra_cfg.runtime.output_dir))
             sys.exit(128 + signal.SIGTERM)
     result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
     failed_objective = math.nan if cfg.get("objective") else None  # Optuna counts NaN as a failed trial
@@ -60,9 +62,9 @@ def _job(cfg: DictConfig) -> float | None:
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
     """Run; turn a stop into its exit code and one line: 2 usage, 3 diverged, 130/143 signals."""
-    from nnexp.cli.hydra_hooks import release_claimed_dir
     from nnexp.runs.folder import CHECKPOINT_FILE, METRICS_FILE
     from nnexp.runs.run import run
+    from nnexp.sweep.ledger import record_stopped_job
     from nnexp.train.safeguards import TrainingInterrupted
 
     try:
@@ -75,7 +77,9 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         _report(error, multirun)
         return None
     except TrainingInterrupted as interrupted:
-        # A signal stops a whole sweep too, not just its current job.
+        # A signal stops a whole sweep too, not just its current job; the ledger still gets its line.
+        if multirun:
+            record_stopped_job(run_dir)
         if (run_dir / CHECKPOINT_FILE).is_file():
             sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
         else:  # stopped before there was anything to resume (or an lr range test, which keeps none)
@@ -107,8 +111,6 @@ def _report(error: UserError, multirun: bool) -> None:
 
 
 def main() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _stop_before_the_run)  # the run installs its own (a clean stop) once it starts
     if asks_for_help(sys.argv[1:]):
         try:
             print(help_text(CONFIG_DIR), flush=True)
@@ -141,19 +143,6 @@ def main() -> None:
         except UserError as error:
             exit_with(error)
     _hydra_main()
-
-
-def _stop_before_the_run(signum: int, frame: Any) -> None:
-    """SIGINT/SIGTERM while nnexp starts (imports, composing, claiming the folder): there is nothing to
-    save yet. Remove the folder claimed for the run, say so in one line, and exit with the signal's code.
-    No exception is raised: one raised inside an import or Hydra's set-up surfaces as a stranger error."""
-    from nnexp.cli.hydra_hooks import release_unstarted_dirs
-
-    released = release_unstarted_dirs()
-    said = f"nnexp: interrupted by {signal.Signals(signum).name}"
-    said += " before the run began; nothing was kept\n" if released else "\n"
-    os.write(2, said.encode())
-    os._exit(128 + signum)
 
 
 def _unwrap_piped_console() -> None:

@@ -1,4 +1,5 @@
-"""What nnexp adds to Hydra: run folders that never collide."""
+"""What nnexp adds to Hydra: run folders that never collide, and that a mistake or a signal at start-up
+removes again. (Standard library only at the top: `nnexp` imports this before anything else.)"""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 _CLAIMED: dict[Path, list[Path]] = {}  # folder claimed by this process -> the parents it created
+_FOUND: dict[Path, set[str]] = {}  # a claimed folder that existed already -> the names it held then
 
 
 def claim_new_dir(path: str) -> str:
@@ -30,6 +30,15 @@ def claim_new_dir(path: str) -> str:
     raise RuntimeError(f"could not create a new folder beside {base}")
 
 
+def claim_named_dir(path: str | Path) -> None:
+    """A run folder named outright (hydra.run.dir=...) is this run's: a mistake or a signal before the run
+    began removes it as it removes a claimed one, or, if it was there before, what nnexp wrote into it."""
+    folder = Path(path).absolute()
+    _CLAIMED[folder] = [parent for parent in reversed(folder.parents) if not parent.exists()]
+    if folder.is_dir():  # an empty folder, or one of the user's files: only what nnexp adds goes
+        _FOUND[folder] = {entry.name for entry in folder.iterdir()}
+
+
 def release_claimed_dir(path: str | Path) -> bool:
     """Remove a folder this process claimed, with the parents it created that are now empty.
 
@@ -39,7 +48,17 @@ def release_claimed_dir(path: str | Path) -> bool:
     folder = Path(path).absolute()
     if folder not in _CLAIMED:
         return False
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder in _FOUND:
+        kept = _FOUND.pop(folder)
+        for entry in folder.iterdir():
+            if entry.name in kept:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
     for parent in reversed(_CLAIMED.pop(folder)):
         with contextlib.suppress(OSError):  # not empty: another run lives there now
             parent.rmdir()
@@ -55,9 +74,19 @@ def release_unstarted_dirs() -> list[Path]:
 
 
 def register_resolvers() -> None:
+    from omegaconf import (
+        OmegaConf,  # here, not above: the signal handler of a starting nnexp imports this module
+    )
+
     # use_cache: Hydra resolves the run folder more than once and copies this cache to sweep jobs.
     if not OmegaConf.has_resolver("nnexp_new_dir"):
         OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
 
 
-__all__ = ["claim_new_dir", "register_resolvers", "release_claimed_dir", "release_unstarted_dirs"]
+__all__ = [
+    "claim_named_dir",
+    "claim_new_dir",
+    "register_resolvers",
+    "release_claimed_dir",
+    "release_unstarted_dirs",
+]

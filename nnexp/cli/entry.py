@@ -1,0 +1,35 @@
+"""The `nnexp` console script's first step: Ctrl-C and SIGTERM are answered from the first instant.
+
+Python's own answer to a Ctrl-C while modules load is a KeyboardInterrupt traceback. The handlers go in
+before anything else is imported; the command itself (and Hydra, and torch) load after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+
+def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop_before_the_run)  # the run installs its own (a clean stop) once it starts
+    from nnexp.cli.command import main as command
+
+    command()
+
+
+def stop_before_the_run(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM while nnexp starts (imports, composing, claiming the folder): there is nothing to
+    save yet. Remove the folder claimed for the run, say so in one line, and exit with the signal's code.
+
+    No exception is raised: one raised inside an import or Hydra's set-up surfaces as a stranger error.
+    Nothing is imported either: a module interrupted half-way through its import cannot be imported again.
+    """
+    hooks = sys.modules.get("nnexp.cli.hydra_hooks")  # not loaded yet: no folder was claimed
+    released = hooks.release_unstarted_dirs() if hooks is not None else []
+    said = f"nnexp: interrupted by {signal.Signals(signum).name}"
+    said += " before the run began; nothing was kept\n" if released else "\n"
+    os.write(2, said.encode())
+    os._exit(128 + signum)
