@@ -122,3 +122,20 @@ def test_the_folders_that_were_there_before_stay(tmp_path):
     assert result.returncode == 2
     assert sorted(path for path in (tmp_path / "outputs").rglob("*")) == before
     assert len(run_folders(tmp_path)) == 1
+
+
+def test_a_run_folder_named_outright_is_removed_with_the_parents_the_mistake_made(tmp_path):
+    args = write_mistake(tmp_path, "an empty cell")
+    result = run_nnexp(*args, "hydra.run.dir=mine/new/run", cwd=tmp_path)
+    assert result.returncode == 2 and "holds an empty cell" in result.stderr
+    assert not (tmp_path / "mine").exists()
+
+
+def test_a_folder_of_the_users_named_as_the_run_folder_keeps_its_files_and_gains_none(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "plan.txt").write_text("try a smaller learning rate\n")
+    result = run_nnexp(*write_mistake(tmp_path, "an empty cell"), "hydra.run.dir=notes", cwd=tmp_path)
+    assert result.returncode == 2
+    assert [path.name for path in folder.iterdir()] == ["plan.txt"]
+    assert (folder / "plan.txt").read_text() == "try a smaller learning rate\n"

@@ -27,6 +27,7 @@ from hydra.errors import (
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp.cli.checks import check_config
+from nnexp.cli.hydra_hooks import claim_named_dir
 from nnexp.errors import ConfigError, first_line
 from nnexp.paths import CONFIG_DIR
 from nnexp.runs.folder import holds_a_run
@@ -158,6 +159,8 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
     fixed = str(raw).removeprefix("${nnexp_new_dir:").split("${", 1)[0] or "."
     if "${" not in str(raw):  # a folder named outright is used as it is: never one that holds runs
         _refuse_a_folder_of_runs(Path(fixed), key)
+        if not multirun:
+            claim_named_dir(fixed)
     existing = Path(fixed).absolute()
     while not existing.exists():
         existing = existing.parent

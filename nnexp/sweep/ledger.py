@@ -36,17 +36,20 @@ def sweep_root(run_dir: Path, subdir: str) -> Path:
     return root
 
 
-def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, Any]:
-    """Overrides, status and final metrics of one job, from its summary.json when it wrote one."""
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    failed = job_return.status != JobStatus.COMPLETED
-    status = summary.get("status", "failed" if failed else "completed")
-    if failed and status in ("completed", "running"):
-        status = "failed"  # the run finished, and the task function failed after it
-    entry: dict[str, Any] = {
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):  # none yet, or damaged: the ledger still gets its line
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _entry(
+    overrides: list[str], status: str, summary: dict[str, Any], run_dir: Path, root: Path
+) -> dict[str, Any]:
+    return {
         "job": HydraConfig.get().job.num,
-        "overrides": list(job_return.overrides or []),
+        "overrides": overrides,
         "status": status,
         "run_dir": str(run_dir.relative_to(root)) if run_dir.is_relative_to(root) else str(run_dir),
         "metrics": summary.get("metrics", {}).get("final", {}),
@@ -54,6 +57,16 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
         "wall_time_s": summary.get("wall_time_s"),
         "diagnostics": [finding["code"] for finding in summary.get("diagnostics", [])],
     }
+
+
+def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, Any]:
+    """Overrides, status and final metrics of one job, from its summary.json when it wrote one."""
+    summary = _read_summary(run_dir)
+    failed = job_return.status != JobStatus.COMPLETED
+    status = summary.get("status", "failed" if failed else "completed")
+    if failed and status in ("completed", "running"):
+        status = "failed"  # the run finished, and the task function failed after it
+    entry = _entry(list(job_return.overrides or []), status, summary, run_dir, root)
     try:
         returned = job_return.return_value  # re-raises a failed job's exception
     except Exception as error:
@@ -64,6 +77,18 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
         elif returned is not None:
             entry["objective"] = returned
     return entry
+
+
+def record_stopped_job(run_dir: Path) -> None:
+    """Append the line of a sweep job that a signal stopped: it exits at once, and Hydra's job-end
+    callback, which writes the line of every other job, never runs for it."""
+    hydra_cfg = HydraConfig.get()
+    root = sweep_root(run_dir, hydra_cfg.sweep.subdir)
+    summary = _read_summary(run_dir)
+    status = summary.get("status", "interrupted")
+    entry = _entry(list(hydra_cfg.overrides.task), status, summary, run_dir, root)
+    entry["error"] = summary.get("error", "stopped by a signal")
+    append_line(root / LEDGER_FILE, entry)
 
 
 def append_line(path: Path, entry: dict[str, Any]) -> None:
@@ -123,4 +148,4 @@ def objective_value(cfg: DictConfig, final_metrics: dict[str, float]) -> float |
     return float(final_metrics[column])
 
 
-__all__ = ["LEDGER_FILE", "SweepLedger", "objective_value", "read_ledger", "sweep_root"]
+__all__ = ["LEDGER_FILE", "SweepLedger", "objective_value", "read_ledger", "record_stopped_job", "sweep_root"]
