@@ -24,6 +24,9 @@ MISTAKES = [
     (["trainer.epochs=-1"], "trainer.epochs=-1 is not allowed"),
     (["optim.lr=0"], "optim.lr=0 is not allowed"),
     (["data=csv"], "data.features, data.path, data.target are required"),
+    (["logger=[csv,tensorbord]"], "logger=tensorbord is not an option (did you mean logger=tensorboard?)"),
+    (["regularization=[l2,l2]"], "regularization lists l2 twice: name each option once"),
+    (["trainer.epochs=1e12"], "trainer.epochs=1000000000000.0 is not allowed: use a whole number"),
 ]
 
 

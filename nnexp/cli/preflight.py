@@ -128,7 +128,11 @@ def _refuse_values_naming_no_option(point: list[str]) -> None:
         group = override.key_or_group
         if group not in groups or override.is_delete() or override.is_sweep_override():
             continue
-        if not isinstance(override.value(), (str, list, dict)):
+        value = override.value()
+        if isinstance(value, list) and len(set(map(str, value))) < len(value):
+            twice = next(str(item) for item in value if list(map(str, value)).count(str(item)) > 1)
+            raise ConfigError(f"{group} lists {twice} twice: name each option once")
+        if not isinstance(value, (str, list, dict)):
             value = override.input_line.split("=", 1)[1]
             raise ConfigError(f"{group}={value} does not name an option of {group}: {_how_to_choose(group)}")
 
@@ -215,8 +219,17 @@ def _missing_option_message(error: MissingConfigException) -> str:
     missing = error.missing_cfg_file or ""
     group, _, option = missing.rpartition("/")
     options = sorted(error.options or [])
+    unloadable = re.search(r"Could not load '([\w/]+)/([^'/]+)'", str(error))
+    if unloadable and not options:  # one of a list of options (logger=[csv,foo]): Hydra names no choices
+        return _not_an_option(*unloadable.groups())
     if not group or not options:
         return first_line(error)
+    return _not_an_option(group, option, options)
+
+
+def _not_an_option(group: str, option: str, options: list[str] | None = None) -> str:
+    if options is None:
+        options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
     hint = difflib.get_close_matches(option, options, n=1)
     suggestion = f" (did you mean {group}={hint[0]}?)" if hint else ""
     plugin = "; other launchers and sweepers come with their Hydra plugins" if "hydra" in group else ""
