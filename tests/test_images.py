@@ -112,6 +112,15 @@ def test_missing_files_are_one_line_error_naming_the_files(tmp_path: Path) -> No
     assert "train-images-idx3-ubyte.gz" in lines[0] and "FashionMNIST/raw" in lines[0]
 
 
+def test_a_failed_download_is_one_line_and_leaves_no_empty_folders(tmp_path: Path, monkeypatch) -> None:
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # a port nothing listens on
+    with pytest.raises(DataError, match=r"the download failed"):
+        load(tmp_path / "data" / "here", "mnist", download=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_synthetic_data_has_real_shapes_and_is_marked(tmp_path: Path) -> None:
     bundle = load(tmp_path / "nowhere", "mnist", synthetic=True, synthetic_sizes=[300, 50], val_size=0.2)
     assert bundle.spec.details["synthetic"] is True

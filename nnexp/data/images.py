@@ -184,12 +184,16 @@ def _read_with_torchvision(
     from torchvision import datasets  # here, not at the top: importing torchvision takes seconds
 
     dataset_class = getattr(datasets, source.folder)
+    made = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # torchvision makes them
     try:
         # torchvision prints every download attempt; a failure is reported below as one line.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             train = dataset_class(str(root), train=True, download=download)
             test = dataset_class(str(root), train=False, download=download)
     except (RuntimeError, OSError, ValueError, AssertionError) as error:
+        for folder in made:  # a refused run leaves no empty data folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         if _stamp(raw) is None:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DataError(_missing_files(source, raw, f"the download failed: {reason}")) from None
