@@ -209,3 +209,33 @@ def test_the_report_in_a_pipe_has_no_line_padded_with_spaces(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 runs, sorted by" in out
     assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+def test_a_report_on_one_run_folder_writes_nothing_into_it(tmp_path, capsys):
+    run = fake_run(tmp_path / "run", ["seed=0"], 0.9)
+    before = sorted(path.name for path in run.iterdir())
+    assert main([str(run)]) == 0
+    assert "table: not written" in capsys.readouterr().out
+    assert main([str(run), "--plot"]) == 2
+    assert "name the file, as --plot FILE" in capsys.readouterr().err
+    assert sorted(path.name for path in run.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "said"),
+    [
+        ("--csv", "no/such/folder/runs.csv", "does not exist; create it first"),
+        ("--plot", "no/such/folder/curves.png", "does not exist; create it first"),
+        ("--csv", "outputs/multirun/2026-01-01/10-00-00/0/metrics.csv", "never writes into one"),
+        ("--plot", ".", "is a folder; name a file"),
+    ],
+)
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_is(sweep, tmp_path, capsys, option,
+                                                                         target, said):  # fmt: skip
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    csv_elsewhere = ["--csv", str(tmp_path / "report.csv")] if option == "--plot" else []
+    assert main([str(sweep), *csv_elsewhere, option, str(tmp_path / target)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.splitlines()) == 1
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert not (tmp_path / "no").exists()

@@ -127,7 +127,6 @@ def save_overlay(runs: list[tuple[str, Path]], path: Path, warn: Callable[[str],
     if panels:
         axes[0][-1].legend(fontsize=8, loc="best")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

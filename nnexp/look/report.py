@@ -26,6 +26,7 @@ from rich.table import Table
 
 from nnexp.errors import first_line
 from nnexp.runs.console import PlainLines
+from nnexp.runs.folder import holds_a_run
 from nnexp.train.metrics import HIGHER_IS_BETTER
 
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
@@ -272,7 +273,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     base = args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent
-    csv_path = args.csv or base / "report.csv"
+    # Beside the runs by default; never inside a run (a report on one run folder writes only where told).
+    into_a_run = holds_a_run(base)
+    csv_path = args.csv or (None if into_a_run else base / "report.csv")
+    plot_path = None
+    if args.plot is not None:
+        plot_path = Path(args.plot) if args.plot else (None if into_a_run else base / "report.png")
+        if plot_path is None:
+            return _refuse(f"--plot: {base} is a run folder, and nnexp-report never writes into one; "
+                           f"name the file, as --plot FILE")  # fmt: skip
+    for option, path in (("--csv", csv_path), ("--plot", plot_path)):
+        problem = _unwritable(path)
+        if problem:
+            return _refuse(f"{option} {path}: {problem}")
 
     if args.group_by is not None:
         by = [key for key in args.group_by.split(",") if key] or [key for key in differing if key != "seed"]
@@ -288,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(
             rich_table(grouped, columns, f"{len(table)} runs in {len(grouped)} groups, mean ± std", True)
         )
-        grouped.drop(columns=["_all"], errors="ignore").to_csv(csv_path, index=False)
+        if csv_path is not None:
+            grouped.drop(columns=["_all"], errors="ignore").to_csv(csv_path, index=False)
     else:
         table = sort_table(table, sort)
         columns = ["run", *differing, *INFO_COLUMNS, *with_baseline_name(metrics, table), DIAGNOSTICS_COLUMN]
@@ -296,13 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         if not table[DIAGNOSTICS_COLUMN].any():  # shown when a run has some; the CSV always has the column
             shown.remove(DIAGNOSTICS_COLUMN)
         console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
-        table[columns].to_csv(csv_path, index=False)
-    console.print(f"table: {csv_path}")
+        if csv_path is not None:
+            table[columns].to_csv(csv_path, index=False)
+    written = csv_path or "not written (a run folder: --csv FILE writes it)"
+    console.print(f"table: {written}")
 
-    if args.plot is not None:
+    if plot_path is not None:
         from nnexp.look.plots import save_overlay
 
-        plot_path = Path(args.plot) if args.plot else base / "report.png"
         labels = [_label(row, differing) for _, row in table.iterrows()]
         runs = list(zip(labels, (Path(p) for p in table["_path"]), strict=True))
         save_overlay(
@@ -310,6 +325,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         console.print(f"plot: {plot_path}")
     return 0
+
+
+def _refuse(problem: str) -> int:
+    sys.stderr.write(f"nnexp-report: error: {problem}\n")
+    return 2
+
+
+def _unwritable(path: Path | None) -> str | None:
+    """Why `path` cannot be written, checked before anything is: a mistake writes no file at all."""
+    if path is None:
+        return None
+    path = Path(path)
+    folder = path.absolute().parent
+    run = next((parent for parent in (folder, *folder.parents) if holds_a_run(parent)), None)
+    if run is not None:
+        return f"lies in the run folder {run}, and nnexp-report never writes into one; choose another file"
+    if path.is_dir():
+        return "is a folder; name a file"
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist; create it first or choose another"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable; choose another"
+    return None
 
 
 def _label(row: pd.Series, differing: list[str]) -> str:
