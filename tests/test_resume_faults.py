@@ -92,6 +92,24 @@ def test_a_resumed_run_keeps_its_start_and_adds_up_its_time(run_copy, tmp_path):
     assert resumed["epochs_completed"] == 4 and resumed["status"] == "completed"
 
 
+@pytest.mark.parametrize("damage", ["deleted", "random bytes", "rows cut off", "a row repeated"])
+def test_a_resume_rebuilds_a_damaged_metrics_file_from_the_checkpoint(run_copy, tmp_path, damage):
+    metrics = run_copy / "metrics.csv"
+    recorded = metrics.read_text().splitlines()
+    if damage == "deleted":
+        metrics.unlink()
+    elif damage == "random bytes":
+        metrics.write_bytes(bytes(range(256)) * 4)
+    elif damage == "rows cut off":
+        metrics.write_text("\n".join(recorded[:2]) + "\n")
+    else:
+        metrics.write_text("\n".join([*recorded, recorded[-1]]) + "\n")
+    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = metrics.read_text().splitlines()
+    assert resumed[: len(recorded)] == recorded and len(resumed) == len(recorded) + 1
+
+
 def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(run_copy, tmp_path):
     first = subprocess.Popen(
         [*NNEXP, f"resume={run_copy}", "trainer.epochs=40", "force=true"],

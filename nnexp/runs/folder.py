@@ -104,20 +104,22 @@ class RunFolder:
         with self.metrics_path.open(newline="") as handle:
             return sum(1 for _ in csv.DictReader(handle))
 
-    def keep_metrics_through(self, epoch: int) -> None:
-        """On resume: drop rows after the checkpoint's epoch, then append after them."""
-        if not self.metrics_path.is_file():
+    def restore_metrics(self, history: list[dict[str, Any]]) -> None:
+        """On resume: metrics.csv becomes the checkpoint's epochs, written as they were first written.
+
+        Rows after the checkpoint (an epoch that ended after its last save) go, so none is repeated; a
+        metrics.csv deleted or damaged since is rebuilt, so the resumed run's record is whole.
+        """
+        self._metric_columns = None
+        if not history:
+            self.metrics_path.unlink(missing_ok=True)
             return
-        with self.metrics_path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            rows = [row for row in reader if int(row["epoch"]) <= epoch]
-        self._metric_columns = columns or None
+        columns = list(history[0])
         with _writing(self.metrics_path), self.metrics_path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
-            if columns:
-                writer.writeheader()
-                writer.writerows(rows)
+            writer.writeheader()
+            writer.writerows({key: _csv_value(row.get(key)) for key in columns} for row in history)
+        self._metric_columns = columns
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         text = json.dumps(_json_safe(content), indent=2) + "\n"

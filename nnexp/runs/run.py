@@ -193,7 +193,7 @@ def _train_and_record(
         folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
     start_epoch, history = restored or (0, [])
     if restored is not None:
-        folder.keep_metrics_through(start_epoch)
+        folder.restore_metrics(history)
         log.info("resuming after epoch %d of %d", start_epoch, cfg.trainer.epochs)
     if experiment.diagnostics is not None:
         experiment.diagnostics.replay(history)
