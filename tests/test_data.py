@@ -110,3 +110,13 @@ def test_tensor_split_applies_its_transform_per_batch():
     split = TensorSplit(torch.full((4, 1), 255, dtype=torch.uint8), torch.zeros(4), lambda x: x.float() / 255)
     inputs, _ = next(split.batches(2))
     assert inputs.dtype == torch.float32 and torch.all(inputs == 1.0)
+
+
+def test_a_column_too_large_for_32_bit_numbers_is_named(tmp_path):
+    rows = "".join(f"{(i + 1) * 1e300},{i}\n" for i in range(30))
+    (tmp_path / "huge.csv").write_text("x,y\n" + rows)
+    options = dict(features=["x"], target="y", test_size=5, split_seed=0, val_fraction=0.0)
+    normalised = load_csv(str(tmp_path / "huge.csv"), normalize_target=True, **options)
+    assert torch.isfinite(normalised.train.inputs).all()  # normalised in 64 bits first: fine
+    with pytest.raises(DataError, match=r"column 'x' holds values too large .* \(up to 3e\+301\)"):
+        load_csv(str(tmp_path / "huge.csv"), normalize_target=True, normalize_features=False, **options)

@@ -130,8 +130,10 @@ def test_a_damaged_checkpoint_is_refused_by_name_never_a_fresh_start(tmp_path):
     assert result.returncode == 2
     assert f"corrupt checkpoint {checkpoint}" in result.stderr
     assert (folder / "metrics.csv").read_text() == before
-    checkpoint.write_bytes(b"")
-    assert "corrupt checkpoint" in run_nnexp(f"resume={folder}", cwd=tmp_path).stderr
+    for damage in (b"", bytes(range(256)) * 8):  # empty; random bytes (no longer a zip archive)
+        checkpoint.write_bytes(damage)
+        result = run_nnexp(f"resume={folder}", cwd=tmp_path)
+        assert result.returncode == 2 and "corrupt checkpoint" in result.stderr
 
 
 class RunsCode:

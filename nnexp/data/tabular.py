@@ -31,8 +31,9 @@ def load_csv(
             f"asked for; drop {target!r} from data.features"
         )
     table = read_numeric_columns(Path(path), [*features, target])
-    x = torch.tensor(table[list(features)].to_numpy(), dtype=torch.float32)
-    y = torch.tensor(table[[target]].to_numpy(), dtype=torch.float32)
+    # Read and normalised in 64 bits, trained on in 32: a column too large for those is named below.
+    x = torch.tensor(table[list(features)].to_numpy(), dtype=torch.float64)
+    y = torch.tensor(table[[target]].to_numpy(), dtype=torch.float64)
 
     train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
@@ -56,6 +57,7 @@ def load_csv(
         y_mean, y_std = _moments(y[train_rows], "target", [target])
         y = (y - y_mean) / y_std
         details["target_scale"] = {"mean": y_mean.item(), "std": y_std.item()}
+    x, y = _as_float32(x, list(features), path), _as_float32(y, [target], path)
 
     def split(rows):
         return None if rows is None else TensorSplit(x[rows], y[rows])
@@ -137,6 +139,18 @@ def _header(path: Path) -> list[str]:
 
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def _as_float32(values: torch.Tensor, names: list[str], path: str) -> torch.Tensor:
+    narrowed = values.float()
+    overflowing = (~torch.isfinite(narrowed).all(dim=0)).nonzero().flatten().tolist()
+    if overflowing:
+        column = overflowing[0]
+        raise DataError(
+            f"{path}: column {names[column]!r} holds values too large for the model's 32-bit numbers "
+            f"(up to {values[:, column].abs().max().item():.3g}); rescale the column, e.g. to thousands"
+        )
+    return narrowed
 
 
 def _moments(values: torch.Tensor, kind: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

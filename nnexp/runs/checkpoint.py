@@ -62,10 +62,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """torch.load with weights_only=True: a pickle that would run code is refused, never executed."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: this run cannot be resumed")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is not read at all
+        raise CheckpointError(f"corrupt checkpoint {path}: it is not a file torch.save wrote")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
+        if "global" in str(error).lower():  # a class or function to import and call: code
             raise CheckpointError(
                 f"checkpoint {path} holds code, not only tensors and numbers: refusing to load it"
             ) from None
