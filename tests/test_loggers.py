@@ -82,3 +82,13 @@ def test_the_default_is_metrics_csv_alone(tmp_path):
     cfg = compose([])
     assert list(cfg.logger) == ["csv"]
     assert build_loggers(cfg, tmp_path) == []
+
+
+def test_an_unreachable_tracking_server_is_one_line_before_anything_is_kept(tmp_path):
+    pytest.importorskip("mlflow")
+    from conftest import run_nnexp
+
+    result = run_nnexp("logger=[csv,mlflow]", "logger.mlflow.tracking_uri=http://127.0.0.1:9", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "the MLflow server does not answer" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == []  # no run folder, no mlruns/

@@ -87,3 +87,33 @@ def test_ctrl_c_from_nnexp_s_first_line_on_is_one_line_and_its_exit_code(tmp_pat
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.startswith("nnexp: interrupted by SIGINT") and len(stderr.splitlines()) == 1
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers: a tracking server that hangs."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_sigterm_while_a_logger_waits_for_its_server_stops_at_once(tmp_path, silent_server):
+    pytest.importorskip("mlflow")
+    args = ["logger=[csv,mlflow]", f"logger.mlflow.tracking_uri={silent_server}", "trainer.epochs=1"]
+    process = subprocess.Popen([*NNEXP, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "outputs").rglob("summary.json")):  # the run has begun: MLflow is asked
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)  # not MLflow's minutes of retries
+    assert process.returncode == 143 and len(stderr.splitlines()) == 1, stderr
+    (folder,) = run_folders(tmp_path)
+    assert read_summary(folder)["status"] == "interrupted"
+    assert_resume_accepts_or_refuses_in_one_line(folder, tmp_path)

@@ -61,7 +61,10 @@ def restore_training_state(experiment: Any, state: dict) -> tuple[int, list[dict
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
     """torch.load with weights_only=True: a pickle that would run code is refused, never executed."""
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: this run cannot be resumed")
+        raise CheckpointError(
+            f"no checkpoint at {path}: the run stopped before training began, so there is nothing to resume; "
+            f"start it again with the overrides in {path.parent / '.hydra' / 'overrides.yaml'}"
+        )
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is not read at all
         raise CheckpointError(f"corrupt checkpoint {path}: it is not a file torch.save wrote")
     try:

@@ -7,10 +7,13 @@ and metrics.csv show the same numbers. The packages are optional extras, importe
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +73,21 @@ class MlflowLogger:
         import mlflow
 
         store = Path(options.get("store") or "mlruns").resolve()
-        store.mkdir(parents=True, exist_ok=True)
-        self.tracking_uri = options.get("tracking_uri") or f"sqlite:///{store / 'mlflow.db'}"
+        remote = options.get("tracking_uri")
+        if not remote:
+            store.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = remote or f"sqlite:///{store / 'mlflow.db'}"
         self.client = mlflow.MlflowClient(self.tracking_uri)
         name = options.get("experiment_name") or "nnexp"
-        experiment = self.client.get_experiment_by_name(name)
+        try:
+            with _asking_once():
+                experiment = self.client.get_experiment_by_name(name)
+        except mlflow.exceptions.MlflowException as error:
+            raise ConfigError(
+                f"logger.mlflow.tracking_uri={self.tracking_uri}: the MLflow server does not answer "
+                f"({str(error).splitlines()[0][:160]}); start it, correct the address, or leave mlflow out "
+                f"of logger"
+            ) from None
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
@@ -104,6 +117,21 @@ class MlflowLogger:
         )
         status = summary.get("status")
         self.client.set_terminated(self.run_id, "FINISHED" if status == "completed" else "FAILED")
+
+
+@contextlib.contextmanager
+def _asking_once() -> Iterator[None]:
+    """MLflow retries an unreachable server for minutes (seven tries, doubling waits): before the run,
+    one try of 10 s says at once whether the server is there. Metrics rows keep MLflow's retries."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    before = {key: os.environ.get(key) for key in quick}
+    os.environ.update({key: value for key, value in quick.items() if before[key] is None})
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 def _flat_params(cfg: DictConfig) -> dict[str, Any]:

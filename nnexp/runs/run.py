@@ -82,8 +82,10 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         )
         metrics = resumed.previous.get("metrics", {}).get("final", {})
         return RunResult(folder.path, "completed", metrics, resumed.previous)
-    # From here a first SIGINT/SIGTERM is noted and acted on at the next safe point, never half-way.
+    # From here a SIGINT/SIGTERM stops the run: at once while it is being set up (every write is atomic),
+    # and once training starts at the next batch boundary, never half-way through a step.
     with StopOnSignal() as stop:
+        stop.at_once()
         if resumed is not None:
             # Nothing is written until the checkpoint is loaded into what this config builds.
             experiment = build(cfg)
@@ -98,8 +100,8 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         loggers: list[Any] = []
         try:
             check_config(cfg)  # again: a sweep job's own values are first seen here
+            experiment = experiment or build(cfg)  # a mistake in the data is found before any logger starts
             loggers = build_loggers(cfg, folder.path)
-            experiment = experiment or build(cfg)
             experiment.loggers = loggers
             summary.update(describe(experiment, cfg))
             _record_parameters(experiment.model, folder)
@@ -112,7 +114,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
                 return _find_lr_and_record(cfg, experiment, folder, console, summary)
             if restored is None:  # resumable from the start, even if stopped before the first batch
                 folder.save_checkpoint(training_state(experiment, 0, [], cfg))
-            stop.check()
+            stop.between_batches()
             result = _train_and_record(cfg, experiment, folder, console, summary, stop, restored)
         except BaseException as error:
             summary["status"] = _status_after(error)

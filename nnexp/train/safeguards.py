@@ -17,8 +17,11 @@ from nnexp.errors import UserError
 log = logging.getLogger("nnexp")
 
 
-class TrainingInterrupted(Exception):
-    """Raised at a batch boundary after the first SIGINT / SIGTERM; exit code 128 + signal number."""
+class TrainingInterrupted(BaseException):
+    """Raised at a batch boundary after the first SIGINT / SIGTERM; exit code 128 + signal number.
+
+    A BaseException, as KeyboardInterrupt is: a library's `except Exception` (MLflow wraps whatever
+    its request raised) must not swallow a stop."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -53,9 +56,15 @@ class StopOnSignal:
             signal.signal(signum, handler)
 
     def at_once(self) -> None:
-        """From now on the first signal stops at once: for work with no batch boundary to wait for."""
+        """From now on the first signal stops at once: for work with no batch boundary to wait for
+        (building the run, reaching a logger's server, a learning-rate range test)."""
         self.check()
         self._at_once = True
+
+    def between_batches(self) -> None:
+        """From now on the first signal is acted on at the next batch boundary (training)."""
+        self.check()
+        self._at_once = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None or getattr(self, "_at_once", False):
