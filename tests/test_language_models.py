@@ -267,6 +267,25 @@ def test_nnexp_generate_continues_a_prefix_from_a_finished_run(preset_run, tmp_p
 
 
 @pytest.mark.parametrize(
+    ("damaged", "content"),
+    [
+        ("vocab.json", b'{"tokens": ["a", '),  # cut off mid-write
+        ("vocab.json", b"[1, 2, 3]\n"),  # JSON, but not a vocabulary
+        ("vocab.json", b"\xff\xfe\x00garbage"),  # not text
+        ("checkpoint.pt", bytes(range(256)) * 8),  # not an archive torch.save wrote
+    ],
+)
+def test_nnexp_generate_names_a_damaged_run_file_in_one_line(preset_run, tmp_path, damaged, content):
+    folder, _ = preset_run("time_machine_gru")
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy)
+    (copy / damaged).write_bytes(content)
+    result = subprocess.run([*GENERATE, str(copy)], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert damaged in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
     "content", [b"<!DOCTYPE html><html><body>Access Denied</body></html>\n", b"The Time Tra"]
 )
 def test_a_corrupted_or_html_file_at_the_default_path_is_refused_with_the_checksum(content, tmp_path):

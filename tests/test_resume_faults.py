@@ -158,15 +158,15 @@ def test_the_python_api_does_not_write_over_a_run(run_copy):
     assert fingerprint(run_copy) == before
 
 
-def start_and_signal_once_it_has_a_summary(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Start `nnexp ARGS hydra.run.dir=tmp_path/run` and send SIGTERM the moment summary.json appears."""
+def start_and_signal_once_it_has(tmp_path: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Start `nnexp ARGS hydra.run.dir=tmp_path/run`; send SIGTERM the moment the file `name` appears."""
     folder = tmp_path / "run"
     process = subprocess.Popen(
         [*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not (folder / "summary.json").exists():
+    while not (folder / name).exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
@@ -174,8 +174,16 @@ def start_and_signal_once_it_has_a_summary(tmp_path: Path, *args: str) -> subpro
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def test_sigterm_from_the_moment_a_run_has_a_summary_leaves_it_resumable(tmp_path):
-    result = start_and_signal_once_it_has_a_summary(tmp_path, "trainer.epochs=30")
+def test_sigterm_while_a_run_is_set_up_keeps_nothing(tmp_path):
+    """The summary is written first, then the data and model are built: a stop then is at once."""
+    result = start_and_signal_once_it_has(tmp_path, "summary.json", "trainer.epochs=30")
+    assert result.returncode == 143, result.stderr
+    assert result.stderr == "nnexp: interrupted by SIGTERM before the run began; nothing was kept\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_from_the_first_checkpoint_on_leaves_a_run_to_resume_exactly(tmp_path):
+    result = start_and_signal_once_it_has(tmp_path, "checkpoint.pt", "trainer.epochs=30")
     assert result.returncode == 143, result.stderr
     folder = tmp_path / "run"
     assert read_summary(folder)["status"] == "interrupted"
@@ -190,7 +198,7 @@ def test_sigterm_from_the_moment_a_run_has_a_summary_leaves_it_resumable(tmp_pat
 def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruption(tmp_path):
     # 5,000 small steps that never reach a diverging lr: the test is still running when the signal comes.
     lr_find = ["+lr_find=exponential", "lr_find.num_steps=5000", "lr_find.end_lr=1e-3"]
-    result = start_and_signal_once_it_has_a_summary(tmp_path, *lr_find)
+    result = start_and_signal_once_it_has(tmp_path, "summary.json", *lr_find)
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().endswith(f"interrupted by SIGTERM; the run folder is {tmp_path / 'run'}")
     summary = read_summary(tmp_path / "run")

@@ -82,6 +82,10 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
             record_stopped_job(run_dir)
         if (run_dir / CHECKPOINT_FILE).is_file():
             sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
+        elif not (multirun or resume or cfg.get("lr_find")) and release_claimed_dir(run_dir):
+            # Stopped while it was set up: as before the folder existed, nothing is kept. So a stopped
+            # run leaves either nothing or a run to resume.
+            sys.stderr.write(f"nnexp: {interrupted} before the run began; nothing was kept\n")
         else:  # stopped before there was anything to resume (or an lr range test, which keeps none)
             sys.stderr.write(f"nnexp: {interrupted}; the run folder is {run_dir}\n")
         sys.exit(interrupted.exit_code)

@@ -27,8 +27,12 @@ def stop_before_the_run(signum: int, frame: Any) -> None:
     No exception is raised: one raised inside an import or Hydra's set-up surfaces as a stranger error.
     Nothing is imported either: a module interrupted half-way through its import cannot be imported again.
     """
-    hooks = sys.modules.get("nnexp.cli.hydra_hooks")  # not loaded yet: no folder was claimed
-    released = hooks.release_unstarted_dirs() if hooks is not None else []
+    # Not loaded yet, or loading now (no function yet): no folder was claimed.
+    release = getattr(sys.modules.get("nnexp.cli.hydra_hooks"), "release_unstarted_dirs", None)
+    try:
+        released = release() if release is not None else []
+    except OSError:  # a folder already gone: exit all the same
+        released = []
     said = f"nnexp: interrupted by {signal.Signals(signum).name}"
     said += " before the run began; nothing was kept\n" if released else "\n"
     os.write(2, said.encode())

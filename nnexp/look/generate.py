@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nnexp.errors import DataError, UserError, exit_with
+from nnexp.errors import DataError, UserError, exit_with, first_line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +38,7 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
 
     from nnexp.data import DataSpec
     from nnexp.data.text import Tokenizer, Vocab
+    from nnexp.runs.checkpoint import load_checkpoint
     from nnexp.runs.folder import CHECKPOINT_FILE, VOCAB_FILE
     from nnexp.train.build import build_model
     from nnexp.train.lm_loop import generate
@@ -49,16 +50,28 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
                 f"{needed} does not exist: give the folder of a finished language-model run "
                 f"(one with {CHECKPOINT_FILE} and {VOCAB_FILE})"
             )
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    record = json.loads(vocab_path.read_text(encoding="utf-8"))
-    spec_fields = dict(checkpoint["data_spec"])
-    spec = DataSpec(**{**spec_fields, "input_shape": tuple(spec_fields["input_shape"])})
-    model = build_model(OmegaConf.create(checkpoint["config"]["model"]), spec)
-    model.load_state_dict(checkpoint["model"])
+    checkpoint = load_checkpoint(checkpoint_path)
+    try:
+        record = json.loads(vocab_path.read_text(encoding="utf-8"))
+        vocab, tokenizer = Vocab(record["tokens"]), Tokenizer(**record["tokenizer"])
+    except (ValueError, KeyError, TypeError) as error:  # cut off, not JSON, or not a vocabulary
+        raise DataError(
+            f"{vocab_path} is damaged ({type(error).__name__}: {first_line(error)}); it is written when a "
+            f"language-model run starts: run the experiment again"
+        ) from None
+    try:
+        spec_fields = dict(checkpoint["data_spec"])
+        spec = DataSpec(**{**spec_fields, "input_shape": tuple(spec_fields["input_shape"])})
+        model = build_model(OmegaConf.create(checkpoint["config"]["model"]), spec)
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise DataError(
+            f"{checkpoint_path} is not a language-model checkpoint nnexp wrote ({first_line(error)})"
+        ) from None
     return generate(
         model,
-        Vocab(record["tokens"]),
-        Tokenizer(**record["tokenizer"]),
+        vocab,
+        tokenizer,
         prefix,
         num_tokens,
         temperature,
