@@ -156,3 +156,14 @@ def test_the_ledger_reads_back_in_job_order_whatever_order_jobs_ended(tmp_path):
         append_line(tmp_path / LEDGER_FILE, {"job": job, "status": "completed"})
     assert [entry["job"] for entry in read_ledger(tmp_path / LEDGER_FILE)] == [0, 1, 2]
     assert len((tmp_path / LEDGER_FILE).read_text().splitlines()) == 3
+
+
+def test_a_damaged_ledger_line_is_named_and_the_others_still_read(tmp_path, caplog):
+    from nnexp.sweep.ledger import append_line
+
+    append_line(tmp_path / LEDGER_FILE, {"job": 1, "status": "completed"})
+    with (tmp_path / LEDGER_FILE).open("a") as ledger:
+        ledger.write('{"job": 0, "status": "compl\n[1, 2]\n')  # a line cut off; a line that is no entry
+    append_line(tmp_path / LEDGER_FILE, {"job": 2, "status": "failed"})
+    assert [entry["job"] for entry in read_ledger(tmp_path / LEDGER_FILE)] == [1, 2]
+    assert "line 2 is damaged" in caplog.text

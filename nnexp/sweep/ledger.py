@@ -101,9 +101,17 @@ def append_line(path: Path, entry: dict[str, Any]) -> None:
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
-    """The ledger's entries in job order."""
-    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return sorted(entries, key=lambda entry: entry.get("job", 0))
+    """The ledger's entries in job order; a damaged line is named in a warning and left out."""
+    entries = []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), start=1):
+        try:
+            entry = json.loads(line) if line.strip() else None
+        except ValueError:
+            entry = None
+            log.warning("%s: line %d is damaged and left out: %.60s", path, number, line)
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return sorted(entries, key=lambda entry: entry.get("job", 0) if isinstance(entry.get("job"), int) else 0)
 
 
 class SweepLedger(Callback):
