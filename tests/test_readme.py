@@ -51,3 +51,11 @@ def test_every_nnexp_command_in_the_readme_composes(tmp_path, command):
     else:
         result = run_nnexp(*args, "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_test_the_promises_name_exists():
+    section = README.split("## What nnexp promises", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(tests/\w+\.py)::(\w+)`", section)
+    assert len(named) >= 30  # the table is really there
+    missing = [f"{file}::{name}" for file, name in named if f"def {name}(" not in (ROOT / file).read_text()]
+    assert missing == []
