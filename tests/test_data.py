@@ -120,3 +120,15 @@ def test_a_column_too_large_for_32_bit_numbers_is_named(tmp_path):
     assert torch.isfinite(normalised.train.inputs).all()  # normalised in 64 bits first: fine
     with pytest.raises(DataError, match=r"column 'x' holds values too large .* \(up to 3e\+301\)"):
         load_csv(str(tmp_path / "huge.csv"), normalize_target=True, normalize_features=False, **options)
+
+
+def test_test_rows_that_copy_training_rows_are_counted_and_warned_about(tmp_path, caplog):
+    rows = [f"{i},{2 * i}" for i in range(40)]
+    (tmp_path / "twice.csv").write_text("x,y\n" + "\n".join(rows + rows) + "\n")  # every row twice
+    options = dict(features=["x"], target="y", test_size=20, split_seed=0, val_fraction=0.0)
+    bundle = load_csv(str(tmp_path / "twice.csv"), normalize_target=True, **options)
+    copies = bundle.spec.details["held_out_rows_also_in_training"]
+    assert 0 < copies <= 20 and "exact copies of training rows" in caplog.text
+    (tmp_path / "once.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
+    once = load_csv(str(tmp_path / "once.csv"), normalize_target=True, **options)
+    assert "held_out_rows_also_in_training" not in once.spec.details

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import torch
 
 from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
 from nnexp.errors import DataError
+
+log = logging.getLogger("nnexp")
 
 
 def load_csv(
@@ -49,6 +52,13 @@ def load_csv(
         "target": target,
         "normalization": "none: the columns as they are in the file",
     }
+    copies = _held_out_copies(table[[*features, target]], train_rows, [test_rows, val_rows])
+    if copies:
+        details["held_out_rows_also_in_training"] = copies
+        log.warning(
+            "data: %d held-out row(s) of %s are exact copies of training rows: their scores overstate "
+            "what the model learned; drop the duplicate rows from the file", copies, path
+        )  # fmt: skip
     if normalize_features:
         x_mean, x_std = _moments(x[train_rows], "feature", features)
         x = (x - x_mean) / x_std
@@ -139,6 +149,17 @@ def _header(path: Path) -> list[str]:
 
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def _held_out_copies(table: Any, train_rows: Any, held_out: list[Any]) -> int:
+    """How many test and validation rows repeat a training row exactly (features and target): a leak."""
+    seen = set(table.iloc[list(train_rows)].itertuples(index=False))
+    return sum(
+        row in seen
+        for rows in held_out
+        if rows is not None
+        for row in table.iloc[list(rows)].itertuples(index=False)
+    )
 
 
 def _as_float32(values: torch.Tensor, names: list[str], path: str) -> torch.Tensor:
