@@ -77,6 +77,23 @@ def test_training_epochs_reduce_the_loss():
     assert after["mse"] == pytest.approx(after["loss"], rel=1e-5)
 
 
+def test_evaluation_reads_at_most_max_batches_of_a_split():
+    seen: list[int] = []
+
+    class Counting(nn.Linear):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            seen.append(len(inputs))
+            return super().forward(inputs)
+
+    split = TensorSplit(torch.randn(1000, 3), torch.randint(0, 2, (1000,)))
+    loss = nn.CrossEntropyLoss()
+    evaluate(Counting(3, 2), split, loss, task="classification", batch_size=10, max_batches=3)
+    assert seen == [10, 10, 10]
+    seen.clear()
+    evaluate(Counting(3, 2), split, loss, task="classification", batch_size=10)
+    assert sum(seen) == 1000
+
+
 def test_gradient_clipping_bounds_the_step_to_the_given_norm():
     def one_full_batch_step(clip: float | None) -> float:
         split, model = regression_problem(), nn.Linear(2, 1)

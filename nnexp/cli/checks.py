@@ -90,6 +90,12 @@ RULES = [
         "null or a whole number >= 1",
         5,
     ),
+    _rule(
+        "trainer.max_eval_batches",
+        lambda v: v is None or (_whole(v) and v >= 1),
+        "null or a whole number >= 1",
+        3,
+    ),
     _rule("trainer.stuck_epochs", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 5),
     _rule("trainer.stuck_tolerance", lambda v: _number(v) and v >= 0, "a finite number >= 0", 1e-4),
     _rule("trainer.stop_when_stuck", lambda v: isinstance(v, bool), "true or false", "true"),

@@ -162,6 +162,7 @@ def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[...
     """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
     task = experiment.data.spec.task
     autocast = autocast_for(trainer.get("precision", 32), experiment.device)
+    max_eval = trainer.get("max_eval_batches")  # smoke runs: a few batches of each split
     if task == "language_model":
         # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
         # a validation tail too short for one batch is refused now, not after the first epoch.
@@ -171,11 +172,13 @@ def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[...
             partial(
                 lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state, autocast=autocast
             ),
-            partial(lm_loop.evaluate, batch_size=trainer.batch_size, autocast=autocast),
+            partial(lm_loop.evaluate, batch_size=trainer.batch_size, autocast=autocast, max_batches=max_eval),
         )
     return (
         partial(train_one_epoch, task=task, autocast=autocast),
-        partial(evaluate, task=task, batch_size=trainer.eval_batch_size, autocast=autocast),
+        partial(
+            evaluate, task=task, batch_size=trainer.eval_batch_size, autocast=autocast, max_batches=max_eval
+        ),
     )
 
 

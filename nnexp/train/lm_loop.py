@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -26,6 +27,7 @@ def train_one_epoch(
     clip_grad_norm: float | None = None,
     on_batch: Callable[[torch.Tensor], None] | None = None,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    max_batches: int | None = None,
 ) -> dict[str, float]:
     """One pass over `batches` of (B, T) token ids; returns loss, perplexity and the tokens seen.
 
@@ -60,13 +62,14 @@ def evaluate(
     loss_fn: LossFn,
     batch_size: int,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    max_batches: int | None = None,
 ) -> dict[str, float]:
     """Loss and perplexity over `split` read in order from its start, carrying the state as in training."""
     model.eval()
     device = next(model.parameters()).device
     totals = MetricAccumulator("language_model", device)
     state: State | None = None
-    for inputs, targets in split.batches(batch_size):
+    for inputs, targets in itertools.islice(split.batches(batch_size), max_batches):
         with autocast():
             logits, state = model(inputs, state if split.carries_state else None)
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

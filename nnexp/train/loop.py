@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -25,6 +26,7 @@ def train_one_epoch(
     clip_grad_norm: float | None = None,
     on_batch: Callable[[torch.Tensor], None] | None = None,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    max_batches: int | None = None,
 ) -> dict[str, float]:
     """One pass over `batches`; returns the running means of the batch metrics.
 
@@ -57,11 +59,12 @@ def evaluate(
     task: Task,
     batch_size: int,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    max_batches: int | None = None,
 ) -> dict[str, float]:
     model.eval()
     device = next(model.parameters()).device
     totals = MetricAccumulator(task, device)
-    for inputs, targets in split.batches(batch_size):
+    for inputs, targets in itertools.islice(split.batches(batch_size), max_batches):
         with autocast():
             outputs = model(inputs)
             loss = loss_fn(outputs, targets)
