@@ -110,6 +110,20 @@ def test_a_resume_rebuilds_a_damaged_metrics_file_from_the_checkpoint(run_copy, 
     assert resumed[: len(recorded)] == recorded and len(resumed) == len(recorded) + 1
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"- 1\n", b"trainer: 5\n", b"{{{\n", b"data: [1]\nmodel: 2\n", bytes(range(128, 256))],
+    ids=["empty", "a list", "a section missing", "not YAML", "sections not mappings", "not text"],
+)
+def test_a_damaged_saved_config_is_refused_in_one_line_and_changes_no_file(run_copy, tmp_path, content):
+    (run_copy / ".hydra" / "config.yaml").write_bytes(content)
+    before = fingerprint(run_copy)
+    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("nnexp: error: resume=") and len(result.stderr.splitlines()) == 1
+    assert fingerprint(run_copy) == before
+
+
 def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(run_copy, tmp_path):
     first = subprocess.Popen(
         [*NNEXP, f"resume={run_copy}", "trainer.epochs=40", "force=true"],

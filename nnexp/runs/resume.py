@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nnexp.cli.checks import check_config
+from nnexp.cli.checks import REQUIRED_SECTIONS, check_config
 from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder
 
@@ -44,8 +45,15 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
         )
     try:
         cfg = OmegaConf.load(saved)
-    except (OSError, ValueError, OmegaConfBaseException) as error:
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as error:
         raise ConfigError(f"resume={run_dir}: cannot read {saved}: {str(error).splitlines()[0]}") from None
+    missing = [name for name in REQUIRED_SECTIONS if not isinstance(cfg, DictConfig) or name not in cfg]
+    if missing or any(not isinstance(cfg[name], DictConfig) for name in REQUIRED_SECTIONS):
+        what = f"it has no {missing[0]} section" if missing else "its sections are not the ones nnexp writes"
+        raise ConfigError(
+            f"resume={run_dir}: {saved} is damaged ({what}), so what the run was cannot be told; "
+            f"restore the file, or start a new run"
+        )
     OmegaConf.set_struct(cfg, True)
     _refuse_group_swaps(cfg, changes)
     try:
