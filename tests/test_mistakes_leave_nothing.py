@@ -68,6 +68,8 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
         return ["data=fish", "data.path=pêche.csv"]
     if kind == "no gpu":
         return ["device=cuda"]
+    if kind == "a model too big for any memory":
+        return ["model.hidden=[1000000000000]"]  # 256 TB of weights
     if kind == "lr range upside down":
         return ["+lr_find=exponential", "lr_find.end_lr=1e-9"]
     raise AssertionError(kind)
@@ -93,6 +95,7 @@ MISTAKES = {  # the mistake: what its one line says
     "an accent unquoted": """write it as 'data.path="pêche.csv"'""",
     "no gpu": "no usable CUDA GPU",
     "lr range upside down": "lr_find.end_lr=1e-09 is not allowed",
+    "a model too big for any memory": "the model does not fit in this machine's memory",
 }
 
 

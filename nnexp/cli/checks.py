@@ -7,6 +7,7 @@ value never reaches the training loop. Imports nothing heavy: it runs on every c
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], bool]:
     return lambda value: value in choices
 
 
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
 RULES = [
     _rule("seed", lambda v: _whole(v) and 0 <= v < 2**32, "a whole number from 0 to 4294967295", 0),
     _rule(
@@ -114,7 +117,12 @@ RULES = [
     # Speed: each off by default (README "Speed").
     _rule("trainer.precision", lambda v: str(v) in PRECISIONS, "32 or bf16", "bf16"),
     _rule("trainer.compile", lambda v: isinstance(v, bool), "true or false", "true"),
-    _rule("trainer.threads", lambda v: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1", 1),
+    _rule(
+        "trainer.threads",  # far past the cores only slows a run, and 100,000 crashes torch's thread pool
+        lambda v: v is None or (_whole(v) and 1 <= v <= MAX_THREADS),
+        f"null or a whole number from 1 to {MAX_THREADS} (4 per CPU core here)",
+        1,
+    ),
     _rule("optim.lr", lambda v: _number(v) and v > 0, "a finite number > 0", 0.01),
     _rule("optim.momentum", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.9),
     _rule("optim.dampening", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]", 0.0),

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nnexp.data import DataBundle, DataSpec
-from nnexp.errors import ConfigError, UserError
+from nnexp.errors import ConfigError, UserError, first_line
 from nnexp.models.init import initialize
 from nnexp.train import lm_loop
 from nnexp.train.augment import RandomAffine, build_augment
@@ -109,7 +109,16 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
     scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
     if dropout is not None:
         options["dropout"] = dropout
-    model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
+    try:
+        model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, MemoryError) or "can't allocate memory" in str(cause):
+            raise ConfigError(
+                f"the model does not fit in this machine's memory ({first_line(cause)}); "
+                f"make it smaller (model.hidden, model.channels, ...)"
+            ) from None
+        raise
     initialize(model, scheme, std)
     return model
 
