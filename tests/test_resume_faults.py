@@ -147,6 +147,49 @@ def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(r
     assert epochs == [str(epoch) for epoch in range(1, 41)]  # one row per epoch, none twice
 
 
+@pytest.mark.parametrize("multirun", [False, True], ids=["run folder", "sweep folder"])
+def test_a_folder_named_outright_by_two_processes_at_once_is_written_by_the_first_only(tmp_path, multirun):
+    key, sweep = ("hydra.sweep.dir", ["-m", "seed=1,2"]) if multirun else ("hydra.run.dir", ["seed=1"])
+    folder = tmp_path / "shared"
+    first = subprocess.Popen([*NNEXP, *sweep, "trainer.epochs=40", f"{key}={folder}"], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(folder.rglob("metrics.csv")):
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        time.sleep(0.05)
+    second = run_nnexp(*[arg.replace("1", "7") for arg in sweep], "trainer.epochs=1", f"{key}={folder}",
+                       cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 2 and len(second.stderr.splitlines()) == 1, second.stderr
+    assert "holds a run already" in second.stderr or "being written by another" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=120)
+    seeds = {read_summary(summary.parent)["seed"] for summary in folder.rglob("summary.json")}
+    assert seeds <= {1, 2} and seeds, seeds  # nothing of the second process's is there
+    overrides = [path.read_text() for path in folder.rglob("overrides.yaml")]
+    assert overrides and not any("seed=7" in text for text in overrides)
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run folder", "sweep folder"])
+def test_a_named_folder_another_process_holds_is_refused_before_anything_is_written(tmp_path, multirun):
+    """The moment before the first process has written anything: only the lock tells the folder is taken."""
+    import fcntl
+    import os
+
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    descriptor = os.open(folder, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the nnexp that named it first holds it
+    try:
+        args = ["-m", "seed=1,2", f"hydra.sweep.dir={folder}"] if multirun else [f"hydra.run.dir={folder}"]
+        result = run_nnexp(*args, "trainer.epochs=1", cwd=tmp_path)
+    finally:
+        os.close(descriptor)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"nnexp: error: {folder} is being written by another nnexp process")
+    assert len(result.stderr.splitlines()) == 1
+    assert list(folder.iterdir()) == []
+
+
 def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_path):
     before = fingerprint(run_copy)
     result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy}", cwd=tmp_path)

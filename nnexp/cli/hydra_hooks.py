@@ -31,12 +31,25 @@ def claim_new_dir(path: str) -> str:
 
 
 def claim_named_dir(path: str | Path) -> None:
-    """A run folder named outright (hydra.run.dir=...) is this run's: a mistake or a signal before the run
-    began removes it as it removes a claimed one, or, if it was there before, what nnexp wrote into it."""
+    """A folder named outright (hydra.run.dir=..., hydra.sweep.dir=...) becomes this process's: created if
+    need be and locked before Hydra writes into it, so a second process naming it is refused. A mistake or
+    a signal before the run began removes it as it removes a claimed one, or, if it was there before,
+    only what nnexp wrote into it."""
+    from nnexp.runs.folder import RunFolderBusy, hold_for_this_process, holds_a_run
+
     folder = Path(path).absolute()
-    _CLAIMED[folder] = [parent for parent in reversed(folder.parents) if not parent.exists()]
-    if folder.is_dir():  # an empty folder, or one of the user's files: only what nnexp adds goes
-        _FOUND[folder] = {entry.name for entry in folder.iterdir()}
+    created = [parent for parent in (*reversed(folder.parents), folder) if not parent.exists()]
+    found = {entry.name for entry in folder.iterdir()} if folder.is_dir() else None
+    folder.mkdir(parents=True, exist_ok=True)
+    hold_for_this_process(folder)
+    if holds_a_run(folder) or any(holds_a_run(child) for child in folder.iterdir() if child.is_dir()):
+        # Another process finished a run here between the preflight's look and the lock.
+        raise RunFolderBusy(
+            f"{folder} holds a run already, and nnexp never writes over one: give a new folder"
+        )
+    _CLAIMED[folder] = [parent for parent in created if parent != folder]
+    if found is not None:  # an empty folder, or one of the user's files: only what nnexp adds goes
+        _FOUND[folder] = found
 
 
 def release_claimed_dir(path: str | Path) -> bool:

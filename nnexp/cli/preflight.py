@@ -56,16 +56,19 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
         raise ConfigError(f"cannot read the command line: {first_line(error)}") from None
     _refuse_added_keys(parsed, overrides)
     swept = {override.key_or_group for override in parsed if override.is_sweep_override()}
+    named: Path | None = None
     for number, point in enumerate(_points_to_check(parsed) if multirun else [overrides]):
         cfg = _compose(point, overrides)
         if number == 0:
-            _check_output_root(cfg, multirun)
+            named = _check_output_root(cfg, multirun)
         cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         try:
             check_config(cfg)
         except ConfigError as error:
             if not (multirun and error.key in swept):
                 raise
+    if named is not None:  # every check passed: now the folder is made this process's
+        claim_named_dir(named)
 
 
 def _points_to_check(parsed: list[Override]) -> Iterator[list[str]]:
@@ -155,16 +158,15 @@ def _default_groups() -> set[str]:
     return {group.removeprefix("override ") for group in chosen}
 
 
-def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
-    """Run folders will be created under the fixed start of hydra.run.dir: it must be a writable folder."""
+def _check_output_root(cfg: DictConfig, multirun: bool) -> Path | None:
+    """Run folders will be created under the fixed start of hydra.run.dir: it must be a writable folder.
+    Returns the folder when it is named outright (no pattern), to be claimed once every check passed."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     # Read unresolved: resolving the pattern would claim a folder.
     raw = (cfg.hydra.sweep if multirun else cfg.hydra.run)._get_node("dir")._value()
     fixed = str(raw).removeprefix("${nnexp_new_dir:").split("${", 1)[0] or "."
     if "${" not in str(raw):  # a folder named outright is used as it is: never one that holds runs
         _refuse_a_folder_of_runs(Path(fixed), key)
-        if not multirun:
-            claim_named_dir(fixed)
     existing = Path(fixed).absolute()
     while not existing.exists():
         existing = existing.parent
@@ -180,6 +182,7 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> None:
             f"cannot create run folders under {fixed}: {existing} is not writable ({error.strerror}); "
             f"run from a writable folder or set {key}=another/folder"
         ) from None
+    return Path(fixed) if "${" not in str(raw) else None
 
 
 def _refuse_a_folder_of_runs(folder: Path, key: str) -> None:

@@ -29,6 +29,36 @@ class RunFolderBusy(UserError):
     """Another process is writing this run folder (training it, or resuming it)."""
 
 
+_HELD: dict[Path, int] = {}  # folders this process holds for its whole life -> the locked descriptor
+
+
+def hold_for_this_process(path: Path) -> None:
+    """Lock `path` (an existing folder) until this process ends, or raise RunFolderBusy.
+
+    For a folder named outright on the command line: held before Hydra writes into it, so a second
+    process naming it at the same moment is refused before it can write anything there.
+    """
+    folder = Path(path).absolute()
+    if folder not in _HELD:
+        _HELD[folder] = _lock_or_refuse(folder)
+
+
+def _lock_or_refuse(path: Path) -> int:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError as error:
+        raise OutputError(f"cannot open {path}: {error.strerror}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise RunFolderBusy(
+            f"{path} is being written by another nnexp process: wait for it to end, or stop it "
+            f"and then resume"
+        ) from None
+    return descriptor
+
+
 def holds_a_run(path: Path) -> bool:
     """Whether `path` is a run folder already (Hydra's record of a config, a summary or a checkpoint)."""
     return any((Path(path) / name).exists() for name in (".hydra", SUMMARY_FILE, CHECKPOINT_FILE))
@@ -57,20 +87,13 @@ class RunFolder:
         """Hold the folder for this process, or refuse at once: two writers would interleave its rows.
 
         The lock is on the folder itself (flock on its descriptor), so taking it writes nothing, and
-        the kernel releases it when the process ends, however it ends.
+        the kernel releases it when the process ends, however it ends. A folder this process holds
+        already (one named outright, held from before Hydra wrote into it) is simply used.
         """
-        try:
-            descriptor = os.open(self.path, os.O_RDONLY)
-        except OSError as error:
-            raise OutputError(f"cannot open {self.path}: {error.strerror}") from None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise RunFolderBusy(
-                f"{self.path} is being written by another nnexp process: wait for it to end, or stop it "
-                f"and then resume"
-            ) from None
+        if self.path.absolute() in _HELD:
+            yield
+            return
+        descriptor = _lock_or_refuse(self.path)
         try:
             yield
         finally:
