@@ -61,7 +61,15 @@ def test_targets_outside_nnexp_and_torch_are_refused():
 
 @pytest.mark.parametrize(
     "args",
-    [["optim.lrr=0.1"], ["+epochz=3"], ["model=cnnn"], ["model._target_=os.system"], ["trainer.epochs=-1"]],
+    [
+        ["optim.lrr=0.1"],
+        ["+epochz=3"],
+        ["model=cnnn"],
+        ["model._target_=os.system"],
+        ["trainer.epochs=-1"],
+        ["trainer.epochs=1", "-m", "seed=1,2"],  # a flag after the overrides
+        ["--bogus"],
+    ],
 )
 def test_the_cli_exits_2_with_one_line_and_no_run_folder(tmp_path, args):
     result = run_nnexp(*args, cwd=tmp_path)

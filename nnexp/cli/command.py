@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from nnexp.cli.hydra_hooks import release_claimed_dir
 from nnexp.cli.usage import asks_for_help, help_text
-from nnexp.errors import UserError, exit_with
+from nnexp.errors import ConfigError, UserError, exit_with
 from nnexp.paths import CONFIG_DIR
 from nnexp.sweep.workers import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 
@@ -127,7 +127,9 @@ def main() -> None:
     from nnexp.runs.resume import is_resume, log_into, resume_config
 
     register_resolvers()
-    args = get_args_parser().parse_args()
+    parser = get_args_parser()
+    parser.error = _one_line_usage_error  # argparse would print its whole usage first
+    args = parser.parse_args()
     if is_resume(args.overrides):
         try:
             run_dir, cfg = resume_config(args.overrides)
@@ -147,6 +149,14 @@ def main() -> None:
         except UserError as error:
             exit_with(error)
     _hydra_main()
+
+
+def _one_line_usage_error(message: str) -> None:
+    exit_with(
+        ConfigError(
+            f"{message}; flags such as -m go before the overrides (nnexp -m key=a,b), nnexp --help lists them"
+        )
+    )
 
 
 def _unwrap_piped_console() -> None:

@@ -175,8 +175,10 @@ def _as_float32(values: torch.Tensor, names: list[str], path: str) -> torch.Tens
 
 
 def _moments(values: torch.Tensor, kind: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    # Population std (ddof 0), as scikit-learn's StandardScaler in the lecture notebooks.
-    mean, std = values.mean(dim=0), values.std(dim=0, correction=0)
+    # Population std (ddof 0), as scikit-learn's StandardScaler in the lecture notebooks. Computed on the
+    # columns divided by their largest magnitude: squares of values near 1e300 would overflow to inf.
+    scale = values.abs().amax(dim=0).clamp_min(torch.finfo(values.dtype).tiny)
+    mean, std = (values / scale).mean(dim=0) * scale, (values / scale).std(dim=0, correction=0) * scale
     constant = (std == 0).nonzero().flatten().tolist()
     if constant:
         raise DataError(
