@@ -46,17 +46,18 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     """
     from nnexp.cli.hydra_hooks import claim_new_dir
     from nnexp.errors import ConfigError
-    from nnexp.runs.folder import holds_a_run
+    from nnexp.runs.folder import run_above, run_at_or_below
     from nnexp.runs.run import run as run_config
 
     overrides = list(overrides)
     cfg = compose(overrides)
     if output_dir is None:
         output_dir = claim_new_dir(time.strftime("outputs/%Y-%m-%d/%H-%M-%S"))
-    elif holds_a_run(Path(output_dir)):
+    elif run_above(Path(output_dir)) or run_at_or_below(Path(output_dir)):
+        taken = run_above(Path(output_dir)) or run_at_or_below(Path(output_dir))
         raise ConfigError(
-            f"output_dir={output_dir} holds a run already, and nnexp never writes over one: "
-            f"give a new folder (or none, for a new one under outputs/)"
+            f"output_dir={output_dir} is or holds or lies inside the run {taken}, and nnexp never writes "
+            f"over or into one: give a new folder (or none, for a new one under outputs/)"
         )
     run_dir = Path(output_dir)
     # The same records as a CLI run, so nnexp-report and nnexp-generate read this folder too.

@@ -160,7 +160,7 @@ def test_a_folder_named_outright_by_two_processes_at_once_is_written_by_the_firs
     second = run_nnexp(*[arg.replace("1", "7") for arg in sweep], "trainer.epochs=1", f"{key}={folder}",
                        cwd=tmp_path)  # fmt: skip
     assert second.returncode == 2 and len(second.stderr.splitlines()) == 1, second.stderr
-    assert "holds a run already" in second.stderr or "being written by another" in second.stderr
+    assert any(said in second.stderr for said in ("holds a run", "holds runs", "being written by another"))
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=120)
     seeds = {read_summary(summary.parent)["seed"] for summary in folder.rglob("summary.json")}
@@ -194,7 +194,7 @@ def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_p
     before = fingerprint(run_copy)
     result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy}", cwd=tmp_path)
     assert result.returncode == 2
-    assert "holds a run already, and nnexp never writes over one" in result.stderr
+    assert "holds a run already, and nnexp never writes over" in result.stderr
     assert fingerprint(run_copy) == before
     assert sorted((tmp_path / "outputs").iterdir()) == [run_copy]  # and no other folder
 
@@ -202,7 +202,34 @@ def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_p
 def test_a_sweep_folder_named_outright_that_holds_runs_is_refused(run_copy, tmp_path):
     result = run_nnexp("-m", "trainer.epochs=1", f"hydra.sweep.dir={run_copy.parent}", cwd=tmp_path)
     assert result.returncode == 2
-    assert f"hydra.sweep.dir={run_copy.parent} holds a run already" in result.stderr
+    assert f"hydra.sweep.dir={run_copy.parent} holds runs already" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_folder_named_outright_with_runs_deep_inside_is_refused(run_copy, tmp_path, key):
+    """outputs/ itself, say, whose runs are two levels down: a run written there would hold them."""
+    args = ["-m", "seed=1"] if key == "hydra.sweep.dir" else []
+    result = run_nnexp(*args, "trainer.epochs=1", f"{key}={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2 and f"holds runs already (e.g. {run_copy})" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"]
+
+
+def test_new_run_folders_are_never_made_inside_a_run(run_copy, tmp_path):
+    result = run_nnexp("trainer.epochs=1", cwd=run_copy)  # its pattern would make run_copy/outputs/DATE/TIME
+    assert result.returncode == 2 and f"inside the run {run_copy}" in result.stderr
+    assert not (run_copy / "outputs").exists()
+
+
+@pytest.mark.parametrize("where", ["inside", "above"])
+def test_the_python_api_does_not_write_into_or_over_runs(run_copy, where):
+    import nnexp
+    from nnexp.errors import ConfigError
+
+    before = fingerprint(run_copy)
+    output_dir = run_copy / "inner" if where == "inside" else run_copy.parent.parent
+    with pytest.raises(ConfigError, match=f"is or holds or lies inside the run {run_copy}"):
+        nnexp.run(["trainer.epochs=1"], output_dir=output_dir)
+    assert fingerprint(run_copy) == before and not (run_copy / "inner").exists()
 
 
 def test_the_python_api_does_not_write_over_a_run(run_copy):
@@ -210,7 +237,7 @@ def test_the_python_api_does_not_write_over_a_run(run_copy):
     from nnexp.errors import ConfigError
 
     before = fingerprint(run_copy)
-    with pytest.raises(ConfigError, match="holds a run already"):
+    with pytest.raises(ConfigError, match="is or holds or lies inside the run"):
         nnexp.run(["trainer.epochs=1"], output_dir=run_copy)
     assert fingerprint(run_copy) == before
 

@@ -30,7 +30,7 @@ from nnexp.cli.checks import check_config
 from nnexp.cli.hydra_hooks import claim_named_dir
 from nnexp.errors import ConfigError, first_line
 from nnexp.paths import CONFIG_DIR
-from nnexp.runs.folder import holds_a_run
+from nnexp.runs.folder import run_above, run_at_or_below
 
 
 def preflight(overrides: list[str], multirun: bool = False) -> None:
@@ -167,6 +167,11 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> Path | None:
     fixed = str(raw).removeprefix("${nnexp_new_dir:").split("${", 1)[0] or "."
     if "${" not in str(raw):  # a folder named outright is used as it is: never one that holds runs
         _refuse_a_folder_of_runs(Path(fixed), key)
+    elif (around := run_above(Path(fixed) / "new")) is not None:  # a pattern's folders would land in a run
+        raise ConfigError(
+            f"{key}: its folders would be made under {fixed}, inside the run {around}; "
+            f"move that run away or set {key}=another/folder"
+        )
     existing = Path(fixed).absolute()
     while not existing.exists():
         existing = existing.parent
@@ -186,16 +191,17 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> Path | None:
 
 
 def _refuse_a_folder_of_runs(folder: Path, key: str) -> None:
-    inside = [parent for parent in folder.absolute().parents if holds_a_run(parent)]
-    if inside:
+    inside = run_above(folder)
+    if inside is not None:
         raise ConfigError(
-            f"{key}={folder} lies inside the run {inside[0]}, and nnexp never writes into one: "
+            f"{key}={folder} lies inside the run {inside}, and nnexp never writes into one: "
             f"give a folder of its own"
         )
-    taken = holds_a_run(folder) or (folder.is_dir() and any(holds_a_run(child) for child in folder.iterdir()))
-    if taken:
+    taken = run_at_or_below(folder)
+    if taken is not None:
+        held = "holds a run already" if taken == folder else f"holds runs already (e.g. {taken})"
         raise ConfigError(
-            f"{key}={folder} holds a run already, and nnexp never writes over one: continue it with "
+            f"{key}={folder} {held}, and nnexp never writes over or among them: continue one with "
             f"nnexp resume=RUN_FOLDER, or give a new folder"
         )
 

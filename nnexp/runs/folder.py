@@ -64,6 +64,25 @@ def holds_a_run(path: Path) -> bool:
     return any((Path(path) / name).exists() for name in (".hydra", SUMMARY_FILE, CHECKPOINT_FILE))
 
 
+def run_above(path: Path) -> Path | None:
+    """The run folder that `path` would lie inside, if any (nnexp never writes into a run)."""
+    return next((parent for parent in Path(path).absolute().parents if holds_a_run(parent)), None)
+
+
+def run_at_or_below(path: Path) -> Path | None:
+    """`path` itself if it holds a run, else the first run folder anywhere below it, else None."""
+    path = Path(path)
+    if holds_a_run(path):
+        return path
+    if not path.is_dir():
+        return None
+    for name in (SUMMARY_FILE, ".hydra", CHECKPOINT_FILE):
+        found = next(path.rglob(name), None)
+        if found is not None:
+            return found.parent
+    return None
+
+
 class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
