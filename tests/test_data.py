@@ -75,6 +75,12 @@ def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
         (FISH_HEADER + "\nBream,1,2,3,4,5,6\n", ["Heigth"], "column 'Heigth' is not in"),
         (FISH_HEADER + "\nBream,1,2,3,4,abc,6\nBream,1,2,3,4,5,6\n", ["Height"], "holds 'abc' at data row 1"),
         (FISH_HEADER + "\nBream,1,2,3,4,,6\nBream,1,2,3,4,5,6\n", ["Height"], "at data row 1, not a finite"),
+        (FISH_HEADER + "\nBream,1,2,3,4,5,6\nBream,1,2,3,4,nan,6\n", ["Height"], "holds 'nan' at data row 2"),
+        (
+            FISH_HEADER + "\nBream,1,2,3,4,5,6\nBream,1,2,3,4,,6\n",
+            ["Height"],
+            "holds an empty cell at data row 2",
+        ),
     ],
 )
 def test_bad_csv_input_is_one_clear_data_error(tmp_path, content, columns, message):

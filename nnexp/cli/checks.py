@@ -124,7 +124,7 @@ RULES = [
         1,
     ),
     _rule("optim.lr", lambda v: _number(v) and v > 0, "a finite number > 0", 0.01),
-    _rule("optim.momentum", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.9),
+    _rule("optim.momentum", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)", 0.9),
     _rule("optim.dampening", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]", 0.0),
     _rule("optim.weight_decay", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.0),
     _rule("optim.eps", lambda v: _number(v) and v > 0, "a finite number > 0", 1e-8),

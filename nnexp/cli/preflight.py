@@ -113,6 +113,12 @@ def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
     except MissingConfigException as error:
         raise ConfigError(_missing_option_message(error)) from None
     except ConfigCompositionException as error:
+        if str(error).startswith("Ambiguous value for argument"):  # a,b without -m
+            line = str(error).split("'", 2)[1] if "'" in str(error) else "key=a,b"
+            raise ConfigError(
+                f"{line} gives several values: to run each, sweep with -m (nnexp -m {line}); "
+                f"for one list value, write it in brackets"
+            ) from None
         key = _key_in(str(error))
         if key is None:
             raise ConfigError(first_line(error)) from None
@@ -213,8 +219,21 @@ def _refuse_added_keys(parsed: list[Override], overrides: list[str]) -> None:
         key = override.key_or_group
         if override.is_add() and key not in known_groups:
             raise ConfigError(_unknown_key_message(key, overrides))
+        # ++key sets a key that some option has (a preset's data.synthetic); a top-level one no option has
+        # is a typo that would land in the config unread.
+        if (
+            override.is_force_add()
+            and "." not in key
+            and key not in known_groups
+            and key not in _top_level_keys()
+        ):
+            raise ConfigError(_unknown_key_message(key, overrides))
         if override.is_delete() and key not in known_groups:
             raise ConfigError(f"~{key} would remove a key nnexp reads: set a value instead, e.g. {key}=...")
+
+
+def _top_level_keys() -> set[str]:
+    return set(OmegaConf.load(CONFIG_DIR / "config.yaml")) - {"defaults"}
 
 
 def _groups() -> set[str]:
@@ -241,7 +260,9 @@ def _not_an_option(group: str, option: str, options: list[str] | None = None) ->
         options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
     hint = difflib.get_close_matches(option, options, n=1)
     suggestion = f" (did you mean {group}={hint[0]}?)" if hint else ""
-    plugin = "; other launchers and sweepers come with their Hydra plugins" if "hydra" in group else ""
+    plugin = ""
+    if "hydra" in group:  # joblib, submitit and optuna come with nnexp's sweep extra
+        plugin = "; the parallel, slurm and optuna ones need pip install -e '.[sweep]'"
     return f"{group}={option} is not an option{suggestion}: choose one of {', '.join(options)}{plugin}"
 
 

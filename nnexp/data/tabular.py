@@ -97,7 +97,8 @@ def read_numeric_columns(path: Path, columns: list[str]):
         raise DataError(f"data.path={path}: no such file; point data.path at your CSV file")
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
-        table = pd.read_csv(path, encoding="utf-8-sig")
+        # Only a blank cell is missing: "nan" or "NA" written in a cell is named as written.
+        table = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data.path={path}: the file is empty; point data.path at a CSV with a header row"

@@ -62,8 +62,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """torch.load with weights_only=True: a pickle that would run code is refused, never executed."""
     if not path.is_file():
         raise CheckpointError(
-            f"no checkpoint at {path}: the run stopped before training began, so there is nothing to resume; "
-            f"start it again with the overrides in {path.parent / '.hydra' / 'overrides.yaml'}"
+            f"no checkpoint at {path}, so there is nothing to resume from (the run stopped before training "
+            f"began, or the file was removed); start it again with the overrides in "
+            f"{path.parent / '.hydra' / 'overrides.yaml'}"
         )
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is not read at all
         raise CheckpointError(f"corrupt checkpoint {path}: it is not a file torch.save wrote")

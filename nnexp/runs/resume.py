@@ -59,7 +59,10 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     try:
         changed = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
     except OmegaConfBaseException as error:
-        raise ConfigError(f"cannot resume with {' '.join(changes)}: {str(error).splitlines()[0]}") from None
+        reason = str(error).splitlines()[0]
+        if "not in struct" in reason and getattr(error, "full_key", None):
+            reason = f"the run's config has no key {error.full_key} (a typo?); its keys are in {saved}"
+        raise ConfigError(f"cannot resume with {' '.join(changes)}: {reason}") from None
     differences = _differences(cfg, changed)
     if differences and options.get("force", "false").lower() != "true":
         listed = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in differences.items())
