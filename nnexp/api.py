@@ -9,6 +9,7 @@ API, exactly as `nnexp OVERRIDES...` would, trains in this process and returns t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,8 +45,8 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     unless `output_dir` names one. A sweep preset (`experiment=compare_*`) runs its base point only:
     run sweeps with the `nnexp -m` command.
     """
-    from nnexp.cli.hydra_hooks import claim_new_dir
-    from nnexp.errors import ConfigError
+    from nnexp.cli.hydra_hooks import claim_named_dir, claim_new_dir, release_claimed_dir
+    from nnexp.errors import ConfigError, UserError
     from nnexp.runs.folder import run_above, run_at_or_below
     from nnexp.runs.run import run as run_config
 
@@ -53,12 +54,15 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     cfg = compose(overrides)
     if output_dir is None:
         output_dir = claim_new_dir(time.strftime("outputs/%Y-%m-%d/%H-%M-%S"))
-    elif run_above(Path(output_dir)) or run_at_or_below(Path(output_dir)):
+    else:
+        output_dir = os.path.abspath(output_dir)  # 'a/../run' names run: checked as what it names
         taken = run_above(Path(output_dir)) or run_at_or_below(Path(output_dir))
-        raise ConfigError(
-            f"output_dir={output_dir} is or holds or lies inside the run {taken}, and nnexp never writes "
-            f"over or into one: give a new folder (or none, for a new one under outputs/)"
-        )
+        if taken:
+            raise ConfigError(
+                f"output_dir={output_dir} is or holds or lies inside the run {taken}, and nnexp never writes "
+                f"over or into one: give a new folder (or none, for a new one under outputs/)"
+            )
+        claim_named_dir(output_dir)
     run_dir = Path(output_dir)
     # The same records as a CLI run, so nnexp-report and nnexp-generate read this folder too.
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
@@ -73,6 +77,10 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     logger.setLevel(logging.INFO)
     try:
         return run_config(cfg, run_dir)
+    except UserError as error:
+        if error.exit_code == 2 and not (run_dir / "metrics.csv").exists():
+            release_claimed_dir(run_dir)  # as on the command line: a mistake leaves no folder
+        raise
     finally:
         logger.removeHandler(log_file)
         logger.setLevel(previous_level)

@@ -228,10 +228,13 @@ def test_a_report_on_one_run_folder_writes_nothing_into_it(tmp_path, capsys):
         ("--plot", "no/such/folder/curves.png", "does not exist; create it first"),
         ("--csv", "outputs/multirun/2026-01-01/10-00-00/0/metrics.csv", "never writes into one"),
         ("--plot", ".", "is a folder; name a file"),
+        ("--csv", "outputs/multirun/2026-01-01/10-00-00/ledger.jsonl", "a file nnexp keeps for its runs"),
+        ("--csv", "link.csv", "never writes into one"),  # a link to a run's metrics.csv
     ],
 )
 def test_an_output_file_that_cannot_be_written_is_refused_before_any_is(sweep, tmp_path, capsys, option,
                                                                          target, said):  # fmt: skip
+    (tmp_path / "link.csv").symlink_to(sweep / "0" / "metrics.csv")
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     csv_elsewhere = ["--csv", str(tmp_path / "report.csv")] if option == "--plot" else []
     assert main([str(sweep), *csv_elsewhere, option, str(tmp_path / target)]) == 2

@@ -124,6 +124,65 @@ def test_a_damaged_saved_config_is_refused_in_one_line_and_changes_no_file(run_c
     assert fingerprint(run_copy) == before
 
 
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("checkpoint.pt", "an empty state"),
+        ("checkpoint.pt", "a bare tensor"),
+        ("summary.json", '{"status": 5, "started_at": 7, "wall_time_s": "x", "resumed_at": "no"}'),
+    ],
+)
+def test_a_run_file_of_the_wrong_shape_is_refused_in_one_line_and_changes_no_file(run_copy, tmp_path, name,
+                                                                                   damage):  # fmt: skip
+    import torch
+
+    if name == "checkpoint.pt":
+        torch.save({} if damage == "an empty state" else torch.zeros(3), run_copy / name)
+    else:
+        (run_copy / name).write_text(damage)
+    before = fingerprint(run_copy)
+    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert name in result.stderr and fingerprint(run_copy) == before
+
+
+@pytest.mark.parametrize(
+    ("subdir", "key"),
+    [("../base", "hydra.sweep.subdir"), ("same", "hydra.sweep.subdir"), (None, "hydra.run.dir")],
+)
+def test_a_folder_that_climbs_out_with_dots_or_one_shared_by_every_job_is_refused(run_copy, tmp_path, subdir,
+                                                                                   key):  # fmt: skip
+    if key == "hydra.run.dir":
+        args = [f"hydra.run.dir={tmp_path}/nowhere/../outputs/run"]
+    else:
+        args = ["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.sweep.subdir={subdir}"]
+    before = fingerprint(run_copy)
+    result = run_nnexp(*args, "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(f"nnexp: error: {key}="), result.stderr
+    assert fingerprint(run_copy) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"]
+
+
+def test_the_python_api_reads_dots_in_a_path_as_the_folder_they_name(run_copy, tmp_path):
+    import nnexp
+    from nnexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is or holds or lies inside the run"):
+        nnexp.run(["trainer.epochs=1"], output_dir=tmp_path / "nowhere" / ".." / "outputs" / "run")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_mistake_through_the_python_api_leaves_no_folder(tmp_path):
+    import nnexp
+    from nnexp.errors import DataError
+
+    (tmp_path / "empty.csv").write_text("")
+    overrides = ["data=csv", f"data.path={tmp_path / 'empty.csv'}", "data.features=[a]", "data.target=b"]
+    with pytest.raises(DataError, match="the file is empty"):
+        nnexp.run(overrides, output_dir=tmp_path / "mine")
+    assert not (tmp_path / "mine").exists()
+
+
 def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(run_copy, tmp_path):
     first = subprocess.Popen(
         [*NNEXP, f"resume={run_copy}", "trainer.epochs=40", "force=true"],

@@ -157,7 +157,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(tmp
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     folder = RunFolder(tmp_path)
-    folder.save_checkpoint({"epoch": 1, "weight": torch.ones(3)})
+    folder.save_checkpoint({"epoch": 1, "model": {"weight": torch.ones(3)}, "history": []})
 
     def crash_mid_write(state, handle, *args, **kwargs):
         handle.write(b"half a checkpoint")
@@ -165,7 +165,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
     monkeypatch.setattr(torch, "save", crash_mid_write)
     with pytest.raises(OutputError, match=f"cannot write {folder.checkpoint_path}: No space left on device"):
-        folder.save_checkpoint({"epoch": 2, "weight": torch.zeros(3)})
+        folder.save_checkpoint({"epoch": 2, "model": {"weight": torch.zeros(3)}, "history": []})
     assert load_checkpoint(folder.checkpoint_path)["epoch"] == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]
 

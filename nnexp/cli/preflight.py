@@ -171,6 +171,15 @@ def _check_output_root(cfg: DictConfig, multirun: bool) -> Path | None:
     # Read unresolved: resolving the pattern would claim a folder.
     raw = (cfg.hydra.sweep if multirun else cfg.hydra.run)._get_node("dir")._value()
     fixed = str(raw).removeprefix("${nnexp_new_dir:").split("${", 1)[0] or "."
+    if ".." in Path(fixed).parts:  # Hydra would make the folders the '..' climbs out of
+        raise ConfigError(f"{key}={fixed}: write the folder without '..', as {os.path.relpath(fixed)}")
+    if multirun:
+        subdir = str(cfg.hydra.sweep._get_node("subdir")._value())
+        if "${" not in subdir or ".." in Path(subdir).parts:
+            raise ConfigError(
+                f"hydra.sweep.subdir={subdir} would give every job the same folder, or one outside the "
+                f"sweep: keep ${{hydra.job.num}} in it (e.g. hydra.sweep.subdir=job_${{hydra.job.num}})"
+            )
     if "${" not in str(raw):  # a folder named outright is used as it is: never one that holds runs
         _refuse_a_folder_of_runs(Path(fixed), key)
     elif (around := run_above(Path(fixed) / "new")) is not None:  # a pattern's folders would land in a run

@@ -337,10 +337,12 @@ def _unwritable(path: Path | None) -> str | None:
     if path is None:
         return None
     path = Path(path)
-    folder = path.absolute().parent
+    folder = path.resolve().parent  # through a link: where the bytes would land
     run = next((parent for parent in (folder, *folder.parents) if holds_a_run(parent)), None)
     if run is not None:
         return f"lies in the run folder {run}, and nnexp-report never writes into one; choose another file"
+    if path.resolve().name in ("ledger.jsonl", "multirun.yaml", "summary.json", "metrics.csv"):
+        return "is a file nnexp keeps for its runs; choose another name"
     if path.is_dir():
         return "is a folder; name a file"
     if not folder.is_dir():
@@ -356,7 +358,10 @@ def _label(row: pd.Series, differing: list[str]) -> str:
 
 
 def console_main() -> None:
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except OSError as error:  # a full disk, a device that refuses the write
+        sys.exit(_refuse(f"cannot write {error.filename or 'the output'}: {error.strerror or error}"))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is not read at all
         raise CheckpointError(f"corrupt checkpoint {path}: it is not a file torch.save wrote")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "global" in str(error).lower():  # a class or function to import and call: code
             raise CheckpointError(
@@ -78,6 +78,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"corrupt checkpoint {path}: {first_line(error)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise CheckpointError(f"corrupt checkpoint {path}: {first_line(error)}") from None
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("model"), dict)
+        and isinstance(state.get("epoch"), int)
+        and isinstance(state.get("history"), list)
+    ):
+        raise CheckpointError(f"corrupt checkpoint {path}: it is not a training state nnexp wrote")
+    return state
 
 
 def _as_tuples(value: Any) -> Any:

@@ -103,6 +103,8 @@ class Resumed:
                 f"trained: give trainer.epochs={trained} or more"
             )
         previous = folder.read_summary()
+        if previous is not None and not _summary_is_sound(previous):
+            previous = None
         if previous is None and folder.summary_path.exists():
             raise ConfigError(
                 f"{folder.summary_path} is damaged, and a resume continues what it records (when the run "
@@ -151,6 +153,12 @@ class Resumed:
                 _set_optimizer_option(experiment, key, value)
                 log.info("optim.%s: %s in the checkpoint, %s from here on", key, saved[key], value)
         return epoch, history
+
+
+def _summary_is_sound(summary: dict[str, Any]) -> bool:
+    """The fields a resume carries on have the types nnexp writes."""
+    types = {"status": str, "started_at": str, "resumed_at": list, "wall_time_s": (int, float)}
+    return all(key not in summary or isinstance(summary[key], kind) for key, kind in types.items())
 
 
 def _set_optimizer_option(experiment: Experiment, key: str, value: Any) -> None:
