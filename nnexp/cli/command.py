@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnexp.cli.hydra_hooks import release_claimed_dir
+from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_claimed_dir
 from nnexp.cli.usage import asks_for_help, help_text
 from nnexp.errors import ConfigError, UserError, exit_with
 from nnexp.paths import CONFIG_DIR
@@ -85,7 +85,7 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         elif not (multirun or resume or cfg.get("lr_find")) and release_claimed_dir(run_dir):
             # Stopped while it was set up: as before the folder existed, nothing is kept. So a stopped
             # run leaves either nothing or a run to resume.
-            sys.stderr.write(f"nnexp: {interrupted} before the run began; nothing was kept\n")
+            sys.stderr.write(f"nnexp: {interrupted} {NOTHING_KEPT}\n")
         else:  # stopped before there was anything to resume (or an lr range test, which keeps none)
             sys.stderr.write(f"nnexp: {interrupted}; the run folder is {run_dir}\n")
         sys.exit(interrupted.exit_code)

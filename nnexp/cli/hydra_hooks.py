@@ -7,6 +7,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
+NOTHING_KEPT = "before the run began; nothing was kept"  # what a stop says once it removed the folder
 _CLAIMED: dict[Path, list[Path]] = {}  # folder claimed by this process -> the parents it created
 _FOUND: dict[Path, set[str]] = {}  # a claimed folder that existed already -> the names it held then
 
@@ -35,14 +36,14 @@ def claim_named_dir(path: str | Path) -> None:
     need be and locked before Hydra writes into it, so a second process naming it is refused. A mistake or
     a signal before the run began removes it as it removes a claimed one, or, if it was there before,
     only what nnexp wrote into it."""
-    from nnexp.runs.folder import RunFolderBusy, hold_for_this_process, holds_a_run
+    from nnexp.runs.folder import RunFolderBusy, hold_for_this_process, run_at_or_below
 
     folder = Path(path).absolute()
     created = [parent for parent in (*reversed(folder.parents), folder) if not parent.exists()]
     found = {entry.name for entry in folder.iterdir()} if folder.is_dir() else None
     folder.mkdir(parents=True, exist_ok=True)
     hold_for_this_process(folder)
-    if holds_a_run(folder) or any(holds_a_run(child) for child in folder.iterdir() if child.is_dir()):
+    if run_at_or_below(folder) is not None:
         # Another process finished a run here between the preflight's look and the lock.
         raise RunFolderBusy(
             f"{folder} holds a run already, and nnexp never writes over one: give a new folder"

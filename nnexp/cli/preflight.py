@@ -148,13 +148,17 @@ def _refuse_values_naming_no_option(point: list[str]) -> None:
 
 def _how_to_choose(group: str) -> str:
     """`use +lr_find=exponential`, or `choose one of ...`; with a + for a group the defaults do not list."""
-    options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+    options = _options_of(group)
     plus = "" if group in _default_groups() else "+"
     if not options:
         return f"name one of its options, as {plus}{group}=OPTION"
     if len(options) == 1:
         return f"use {plus}{group}={options[0]}"
     return f"choose one of {', '.join(options)} (e.g. {plus}{group}={options[0]})"
+
+
+def _options_of(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
 
 
 def _default_groups() -> set[str]:
@@ -266,7 +270,7 @@ def _missing_option_message(error: MissingConfigException) -> str:
 
 def _not_an_option(group: str, option: str, options: list[str] | None = None) -> str:
     if options is None:
-        options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        options = _options_of(group)
     hint = difflib.get_close_matches(option, options, n=1)
     suggestion = f" (did you mean {group}={hint[0]}?)" if hint else ""
     plugin = ""

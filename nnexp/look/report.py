@@ -337,11 +337,12 @@ def _unwritable(path: Path | None) -> str | None:
     if path is None:
         return None
     path = Path(path)
-    folder = path.resolve().parent  # through a link: where the bytes would land
+    target = path.resolve()  # through a link: where the bytes would land
+    folder = target.parent
     run = next((parent for parent in (folder, *folder.parents) if holds_a_run(parent)), None)
     if run is not None:
         return f"lies in the run folder {run}, and nnexp-report never writes into one; choose another file"
-    if path.resolve().name in ("ledger.jsonl", "multirun.yaml", "summary.json", "metrics.csv"):
+    if target.name in ("ledger.jsonl", "multirun.yaml", "summary.json", "metrics.csv"):
         return "is a file nnexp keeps for its runs; choose another name"
     if path.is_dir():
         return "is a folder; name a file"

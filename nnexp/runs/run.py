@@ -90,7 +90,6 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
             # Nothing is written until the checkpoint is loaded into what this config builds.
             experiment = build(cfg)
             restored = resumed.restore(experiment, cfg)
-            stop.check()
             save_config_if_changed(folder, cfg)
             summary["started_at"] = resumed.previous.get("started_at", summary["started_at"])
             summary["resumed_at"] = [*resumed.previous.get("resumed_at", []), _timestamp(started)]
@@ -110,7 +109,6 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
                 summary["initial_loss"] = initial_loss
             _record_diagnostics(summary, experiment)
             if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
-                stop.at_once()
                 return _find_lr_and_record(cfg, experiment, folder, console, summary)
             if restored is None:  # resumable from the start, even if stopped before the first batch
                 folder.save_checkpoint(training_state(experiment, 0, [], cfg))

@@ -43,6 +43,7 @@ class StopOnSignal:
 
     def __init__(self) -> None:
         self.requested: int | None = None
+        self._at_once = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopOnSignal:
@@ -67,7 +68,7 @@ class StopOnSignal:
         self._at_once = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None or getattr(self, "_at_once", False):
+        if self.requested is not None or self._at_once:
             raise TrainingInterrupted(signum)
         self.requested = signum
         log.warning(
