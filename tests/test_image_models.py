@@ -153,5 +153,5 @@ def test_three_blue_reports_13002_parameters_and_writes_the_per_layer_counts(tmp
 def test_image_config_values_are_checked_by_name(tmp_path: Path):
     result = run_nnexp("data=mnist", "model=cnn", "model.pool=median", cwd=tmp_path)
     assert result.returncode == 2
-    assert "model.pool=median is not allowed: use one of max, avg, none" in result.stderr
+    assert "model.pool=median is not allowed: use one of max, avg, global_avg, none" in result.stderr
     assert run_folders(tmp_path) == []

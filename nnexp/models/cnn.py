@@ -1,20 +1,26 @@
 """A configurable convolutional network: conv blocks, then a linear head; sizes follow the data.
 
-Each block is Conv2d -> [BatchNorm2d] -> activation -> [pooling] -> [dropout]. `kernel_size`, `stride`
-and `padding` are one number for every block or a list with one per block (LeNet-5 pads only its first).
+Each block is Conv2d -> [BatchNorm2d] -> activation -> [pooling] -> [dropout]. `kernel_size`, `stride`,
+`padding`, `pool` and `pool_size` are one value for every block or a list with one per block (LeNet-5
+pads only its first); `activation` is one name or a list with one per block, then one per hidden layer.
+`pool=global_avg` averages each channel to one value (seed 003's AvgPool over the whole image);
+`none` leaves a block without pooling, `activation=identity` without an activation.
+The input channels come from the data (1 for grey images, 3 for colour).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from nnexp.errors import ConfigError
 from nnexp.models.layers import activation as make_activation
+from nnexp.models.layers import counted, per_layer
 
-POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}  # and global_avg, none
 
 
 class CNN(nn.Module):
@@ -26,10 +32,10 @@ class CNN(nn.Module):
         kernel_size: int | Sequence[int] = 3,
         stride: int | Sequence[int] = 1,
         padding: int | Sequence[int] = 1,
-        pool: str = "max",  # max | avg | none
-        pool_size: int = 2,
+        pool: str | Sequence[str] = "max",  # max | avg | global_avg | none
+        pool_size: int | Sequence[int] = 2,
         batchnorm: bool = False,
-        activation: str = "relu",
+        activation: str | Sequence[str] = "relu",  # one per block, then one per hidden layer
         dropout: float = 0.0,
         hidden: Sequence[int] = (),  # linear layers between the conv blocks and the output
     ) -> None:
@@ -38,6 +44,15 @@ class CNN(nn.Module):
         kernels = per_block(kernel_size, "kernel_size", len(channels))
         strides = per_block(stride, "stride", len(channels))
         paddings = per_block(padding, "padding", len(channels))
+        pools = per_block(pool, "pool", len(channels))
+        pool_sizes = per_block(pool_size, "pool_size", len(channels))
+        activations = per_layer(
+            activation,
+            "model.activation",
+            len(channels) + len(hidden),
+            f"{counted(len(channels), 'conv block')} (model.channels) "
+            f"then {counted(len(hidden), 'hidden layer')} (model.hidden)",
+        )
 
         blocks: list[nn.Module] = []
         for index, out_channels in enumerate(channels):
@@ -47,11 +62,14 @@ class CNN(nn.Module):
             ]
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out_channels))
-            layers.append(make_activation(activation))
+            layers.append(make_activation(activations[index]))
             height, width = (conv_size(size, kernel, step, pad) for size in (height, width))
-            if pool != "none":
-                layers.append(POOLS[pool](pool_size))
-                height, width = height // pool_size, width // pool_size
+            if pools[index] == "global_avg":
+                layers.append(nn.AdaptiveAvgPool2d(1))  # (C, H, W) -> (C, 1, 1)
+                height, width = min(height, 1), min(width, 1)  # an empty image stays empty
+            elif pools[index] != "none":
+                layers.append(POOLS[pools[index]](pool_sizes[index]))
+                height, width = height // pool_sizes[index], width // pool_sizes[index]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             if height < 1 or width < 1:
@@ -66,8 +84,8 @@ class CNN(nn.Module):
 
         head: list[nn.Module] = [nn.Flatten()]
         features = in_channels * height * width
-        for size in hidden:
-            head += [nn.Linear(features, size), make_activation(activation)]
+        for size, name in zip(hidden, activations[len(channels) :], strict=True):
+            head += [nn.Linear(features, size), make_activation(name)]
             if dropout > 0:
                 head.append(nn.Dropout(dropout))
             features = size
@@ -87,13 +105,15 @@ def image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int
     return input_shape[0], input_shape[1], input_shape[2]
 
 
-def per_block(value: int | Sequence[int], key: str, blocks: int) -> list[int]:
-    if isinstance(value, int):
+def per_block(value: Any, key: str, blocks: int) -> list[Any]:
+    """One value (a number or a name) for every block, or a list with one per block."""
+    if isinstance(value, (int, str)):
         return [value] * blocks
     if len(value) != blocks:
         raise ConfigError(
             f"model.{key}={list(value)} has {len(value)} values for {blocks} conv blocks: "
-            f"give one number, or one per entry of model.channels"
+            f"give one value for all, or one per entry of model.channels",
+            key=f"model.{key}",
         )
     return list(value)
 

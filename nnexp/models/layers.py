@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
 from torch import nn
+
+from nnexp.errors import ConfigError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -13,6 +16,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "leaky_relu": nn.LeakyReLU,
     "prelu": nn.PReLU,
+    "identity": nn.Identity,  # no activation: Linear -> Linear stacks, a conv block without one
 }
 
 
@@ -35,6 +39,23 @@ def output_activation(name: str) -> nn.Module:
     if name not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"unknown output activation {name!r}; choose from {', '.join(OUTPUT_ACTIVATIONS)}")
     return OUTPUT_ACTIVATIONS[name]()
+
+
+def per_layer(value: str | Sequence[str], key: str, count: int, layers: str) -> list[str]:
+    """One name for every layer, or a list with one per layer; `layers` names them ("2 hidden layers")."""
+    if isinstance(value, str):
+        return [value] * count
+    if len(value) != count:
+        raise ConfigError(
+            f"{key}=[{','.join(value)}] has {len(value)} name{'s' if len(value) != 1 else ''} "
+            f"for {layers}: give one name for all, or one per layer",
+            key=key,
+        )
+    return list(value)
+
+
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def flat_size(input_shape: tuple[int, ...]) -> int:

@@ -1,4 +1,8 @@
-"""The multilayer perceptron: Linear -> activation -> dropout per hidden layer, then a linear head."""
+"""The multilayer perceptron: Linear -> activation -> dropout per hidden layer, then a linear head.
+
+`activation` is one name for every hidden layer or a list with one per hidden layer (seed 000's
+sigmoid-then-ReLU net); `output_activation` is none, one name, or a list applied in order ([relu, softmax]).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import torch
 from torch import nn
 
 from nnexp.models.layers import activation as make_activation
-from nnexp.models.layers import flat_size
+from nnexp.models.layers import counted, flat_size, per_layer
 from nnexp.models.layers import output_activation as make_output_activation
 
 
@@ -18,21 +22,24 @@ class MLP(nn.Module):
         input_shape: tuple[int, ...],
         num_outputs: int,
         hidden: Sequence[int] = (128,),
-        activation: str = "relu",
+        activation: str | Sequence[str] = "relu",
         dropout: float = 0.0,
-        output_activation: str | None = None,  # e.g. sigmoid outputs for MSE against one-hot targets
+        output_activation: str | Sequence[str] | None = None,  # e.g. sigmoid, for MSE on one-hot
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = flat_size(input_shape)
-        for size in hidden:
-            layers += [nn.Linear(width, size), make_activation(activation)]
+        layers_named = f"{counted(len(hidden), 'hidden layer')} (model.hidden)"
+        activations = per_layer(activation, "model.activation", len(hidden), layers_named)
+        for size, name in zip(hidden, activations, strict=True):
+            layers += [nn.Linear(width, size), make_activation(name)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, num_outputs))
         if output_activation is not None:
-            layers.append(make_output_activation(output_activation))
+            names = [output_activation] if isinstance(output_activation, str) else output_activation
+            layers += [make_output_activation(name) for name in names]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

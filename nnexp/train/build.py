@@ -107,6 +107,7 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
     """Instantiate `model_cfg` with the sizes from the data, then apply its weight initialisation."""
     options = OmegaConf.to_container(model_cfg, resolve=True)
     scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
+    bias_rule = options.pop("init_bias", None)  # None: the scheme's own rule
     if dropout is not None:
         options["dropout"] = dropout
     try:
@@ -119,7 +120,7 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
                 f"make it smaller (model.hidden, model.channels, ...)"
             ) from None
         raise
-    initialize(model, scheme, std)
+    initialize(model, scheme, std, bias_rule)
     return model
 
 

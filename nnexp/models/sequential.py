@@ -1,0 +1,130 @@
+"""model=sequential: an nn.Sequential written as a list of layers, the way the lectures write it.
+
+The sizes come from the data: a conv layer's input channels and a linear layer's input features from the
+shape the layers before it produce, a batchnorm's size from the layer before it, and a bare `linear` (the
+last linear layer) outputs the data's size. Layers are built in list order with torch's own
+initialisation, so a seeded run draws the same weights as the same nn.Sequential written by hand.
+Each layer's output shape is found by running it on a meta tensor (no memory, no arithmetic).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnexp.errors import ConfigError, first_line
+from nnexp.models.layer_list import LayerSpec, read_layers
+from nnexp.models.layers import OUTPUT_ACTIVATIONS
+
+Shape = tuple[int, ...]  # one example's shape, without the batch dimension
+
+
+class Sequential(nn.Sequential):
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int, layers: Sequence[Any]) -> None:
+        built: list[nn.Module] = []
+        shape: Shape = tuple(input_shape)
+        for spec in read_layers(list(layers)):
+            layer = _layer(spec, shape, num_outputs)
+            shape = _output_shape(layer, shape, spec)
+            built.append(layer)
+        if shape != (num_outputs,):
+            fix = "end the list with flatten, linear" if len(shape) > 1 else "end the list with a bare linear"
+            raise ConfigError(
+                f"model.layers ends with {_show(shape)} per example, and this data needs {num_outputs} "
+                f"output{'s' if num_outputs != 1 else ''}: " + fix,
+                key="model.layers",
+            )
+        super().__init__(*built)
+
+
+def _layer(spec: LayerSpec, shape: Shape, num_outputs: int) -> nn.Module:
+    """The torch module for `spec`, given the shape of one example arriving at it."""
+    options = spec.options
+    if spec.name == "linear":
+        if len(shape) != 1:
+            raise ConfigError(
+                f"{spec.label} gets {_show(shape)} per example and needs a vector: put flatten before it",
+                key="model.layers",
+            )
+        size = options["out_features"] or num_outputs
+        return nn.Linear(shape[0], size, bias=options["bias"])
+    if spec.name == "conv":
+        _need_images(spec, shape)
+        return nn.Conv2d(
+            shape[0],
+            options["channels"],
+            options["kernel_size"],
+            options["stride"],
+            options["padding"],
+            bias=options["bias"],
+        )
+    if spec.name == "pool":
+        _need_images(spec, shape)
+        if options["type"] == "global_avg":
+            return nn.AdaptiveAvgPool2d(1)  # (C, H, W) -> (C, 1, 1)
+        pool = nn.MaxPool2d if options["type"] == "max" else nn.AvgPool2d
+        return pool(options["kernel_size"], options["stride"], options["padding"])
+    if spec.name == "batchnorm":
+        if len(shape) not in (1, 3):
+            raise ConfigError(
+                f"{spec.label} gets {_show(shape)} per example: it normalises a vector of features or images "
+                f"(channels, height, width); move it after a linear or a conv layer",
+                key="model.layers",
+            )
+        norm = nn.BatchNorm1d if len(shape) == 1 else nn.BatchNorm2d
+        return norm(shape[0], eps=options["eps"], momentum=options["momentum"])
+    if spec.name == "dropout":
+        return nn.Dropout(options["p"])
+    if spec.name == "flatten":
+        return nn.Flatten()
+    if spec.name == "identity":
+        return nn.Identity()
+    if spec.name == "leaky_relu":
+        return nn.LeakyReLU(options["negative_slope"])
+    if spec.name in ("softmax", "log_softmax"):
+        # Over the features of a vector, over the channels of an image (as torch's nn.Softmax picks).
+        return (nn.Softmax if spec.name == "softmax" else nn.LogSoftmax)(dim=1)
+    return OUTPUT_ACTIVATIONS[spec.name]()
+
+
+def _need_images(spec: LayerSpec, shape: Shape) -> None:
+    if len(shape) != 3:
+        raise ConfigError(
+            f"{spec.label} needs images (channels, height, width) and gets {_show(shape)} per example: "
+            + (
+                "choose image data such as data=digits, or use linear layers"
+                if len(shape) == 1
+                else "move it before flatten"
+            ),
+            key="model.layers",
+        )
+
+
+def _output_shape(layer: nn.Module, shape: Shape, spec: LayerSpec) -> Shape:
+    """Run a meta copy of `layer` on two examples of `shape`: torch's own answer, without arithmetic."""
+    probe = copy.deepcopy(layer).to("meta").eval()
+    try:
+        with torch.no_grad():
+            out = probe(torch.empty(2, *shape, device="meta"))
+    except (RuntimeError, ValueError) as error:
+        raise ConfigError(
+            f"{spec.label} cannot take {_show(shape)} per example ({first_line(error)}): "
+            f"change its options or the layers before it",
+            key="model.layers",
+        ) from None
+    result = tuple(out.shape[1:])
+    if any(size < 1 for size in result):
+        raise ConfigError(
+            f"{spec.label} shrinks {_show(shape)} to nothing: use more padding, a smaller kernel, "
+            f"or fewer layers before it",
+            key="model.layers",
+        )
+    return result
+
+
+def _show(shape: Shape) -> str:
+    return "x".join(str(size) for size in shape) if len(shape) > 1 else f"{shape[0]} features"
