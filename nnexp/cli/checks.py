@@ -475,6 +475,8 @@ def _model_name(cfg: DictConfig) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, ListConfig) and all(isinstance(v, (str, int, float)) for v in value):
+        return "[" + ",".join(str(v) for v in value) + "]"  # as typed: [sigmoid,relu]
     if isinstance(value, (DictConfig, ListConfig)):
         return str(OmegaConf.to_container(value)).replace(" ", "")
     return str(value)
