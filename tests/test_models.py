@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import compose_config
-from nnexp.cli import checks
+from nnexp.cli import checks, model_checks
 from nnexp.errors import ConfigError
 from nnexp.models.cnn import CNN
 from nnexp.models.init import INITS, initialize
@@ -124,7 +124,7 @@ def test_activation_and_init_values_are_checked_by_name(overrides, message):
 
 
 def test_the_config_check_knows_every_init_the_models_do():
-    assert checks.INITS == INITS  # the check imports no torch, so it keeps its own list
+    assert model_checks.INITS == INITS  # the check imports no torch, so it keeps its own list
 
 
 def test_cnn_blocks_take_their_own_activation_and_pool_and_global_average_pooling():

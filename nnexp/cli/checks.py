@@ -15,18 +15,14 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nnexp.cli import model_checks as model
+from nnexp.cli.model_checks import INITS, check_model_lists
 from nnexp.errors import ConfigError
-from nnexp.models.layer_list import read_layers
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "prelu", "identity")
-OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "softmax", "log_softmax")
-INITS = ("default", "normal", "xavier", "xavier_normal", "kaiming", "kaiming_normal")
-INIT_BIAS = ("keep", "zero", "normal")
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
 TOKENS = ("char", "word")
 PARTITIONS = ("sequential", "random")
-POOLS = ("max", "avg", "global_avg", "none")
 PRECISIONS = ("32", "bf16")  # trainer.precision; 32 may arrive as the number 32
 
 
@@ -41,14 +37,6 @@ def _whole(value: Any) -> bool:
 def _positive_list(value: Any) -> bool:
     return (
         isinstance(value, (list, ListConfig)) and len(value) > 0 and all(_whole(v) and v >= 1 for v in value)
-    )
-
-
-def _name_or_names(choices: tuple[str, ...]) -> Callable[[Any], bool]:
-    """One of `choices`, or a list of them (one per layer or block)."""
-    return lambda v: (
-        v in choices
-        or (isinstance(v, (list, ListConfig)) and all(isinstance(n, str) and n in choices for n in v))
     )
 
 
@@ -165,27 +153,12 @@ RULES = [
         "a list of whole numbers >= 1",
         "[256,128]",
     ),
-    _rule(
-        "model.activation",
-        _name_or_names(ACTIVATIONS),
-        "one of " + ", ".join(ACTIVATIONS) + ", or a list of them, one per layer",
-        "relu",
-    ),
-    _rule(
-        "model.output_activation",
-        lambda v: v is None or _name_or_names(OUTPUT_ACTIVATIONS)(v),
-        "null or one of " + ", ".join(OUTPUT_ACTIVATIONS) + ", or a list of them applied in order",
-        "[relu,softmax]",
-    ),
+    _rule("model.activation", *model.ACTIVATION, "relu"),
+    _rule("model.output_activation", *model.OUTPUT_ACTIVATION, "[relu,softmax]"),
     _rule("model.dropout", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)", 0.2),
     _rule("model.init", _one_of(INITS), "one of " + ", ".join(INITS), "xavier"),
     _rule("model.init_std", lambda v: _number(v) and v >= 0, "a finite number >= 0", 0.01),
-    _rule(
-        "model.init_bias",
-        lambda v: v is None or v in INIT_BIAS,
-        "null (the scheme's own rule) or one of " + ", ".join(INIT_BIAS),
-        "keep",
-    ),
+    _rule("model.init_bias", *model.INIT_BIAS_RULE, "keep"),
     _rule("loss.name", _one_of(LOSSES), "one of " + ", ".join(LOSSES), "cross_entropy"),
     _rule("scheduler.step_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 10),
     _rule("scheduler.gamma", lambda v: _number(v) and v > 0, "a finite number > 0", 0.1),
@@ -260,7 +233,7 @@ RULES = [
     _rule("model.kernel_size", _size_or_sizes(1), "a whole number >= 1, or a list of them", 3),
     _rule("model.stride", _size_or_sizes(1), "a whole number >= 1, or a list of them", 1),
     _rule("model.padding", _size_or_sizes(0), "a whole number >= 0, or a list of them", 1),
-    _rule("model.pool", _name_or_names(POOLS), "one of " + ", ".join(POOLS) + ", or one per block", "max"),
+    _rule("model.pool", *model.POOL, "max"),
     _rule("model.pool_size", _size_or_sizes(1), "a whole number >= 1, or a list of them", 2),
     _rule("model.batchnorm", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule("model.blocks_per_stage", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 2),
@@ -341,7 +314,7 @@ def check_config(cfg: DictConfig) -> None:
                 key=rule.key,
             )
     _check_targets(cfg)
-    _check_model_layers(cfg)
+    check_model_lists(cfg)
     _check_combinations(cfg)
 
 
@@ -378,20 +351,6 @@ def _check_sections(cfg: DictConfig) -> None:
                 f"pick it with {name}=OPTION (nnexp --help lists the options)",
                 key=name,
             )
-
-
-def _check_model_layers(cfg: DictConfig) -> None:
-    """model=sequential's layer list, layer by layer; one activation for a model without hidden layers."""
-    layers = OmegaConf.select(cfg, "model.layers", default=_ABSENT)
-    if layers is not _ABSENT:
-        read_layers(layers)
-    activation = OmegaConf.select(cfg, "model.activation", default=None)
-    if isinstance(activation, ListConfig) and "hidden" not in cfg.model:
-        raise ConfigError(
-            f"model.activation={_show(activation)}: {_model_name(cfg)} takes one activation for all its "
-            f"layers: give one name, e.g. model.activation={activation[0] if activation else 'relu'}",
-            key="model.activation",
-        )
 
 
 def _check_nothing_missing(cfg: DictConfig) -> None:
