@@ -183,6 +183,11 @@ def test_a_mistake_in_the_list_is_named_by_the_config_check(layers):
     assert "\n" not in str(caught.value)
 
 
+def test_regularization_dropout_points_to_a_dropout_layer():
+    with pytest.raises(ConfigError, match=r"write dropout into model.layers where you want it"):
+        check_config(compose_config("model=sequential", "regularization=dropout"))
+
+
 @pytest.mark.parametrize("layers", SHAPE_MISTAKES)
 def test_a_layer_that_cannot_follow_the_shape_before_it_is_named_when_built(layers):
     cfg = compose_config("model=sequential", f"model.layers={layers}")

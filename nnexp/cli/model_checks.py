@@ -51,6 +51,12 @@ def check_model_lists(cfg: DictConfig) -> None:
         return
     if "layers" in model:
         read_layers(model.layers)
+        if "dropout" in (cfg.get("regularization") or {}):
+            raise ConfigError(
+                "regularization=dropout does not reach model=sequential's layers: write dropout into "
+                "model.layers where you want it, e.g. {dropout: 0.5} after an activation",
+                key="regularization",
+            )
     activation = OmegaConf.select(cfg, "model.activation", default=None)
     if isinstance(activation, ListConfig) and "hidden" not in model:
         name = "model=" + str(model.get("_target_", "this model")).rsplit(".", 1)[-1].lower()

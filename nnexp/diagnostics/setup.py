@@ -66,7 +66,10 @@ def _output_layer(last: nn.Module | None, loss_name: str) -> list[Finding]:
     if loss_name != "cross_entropy" or last is None:
         return []
     name = type(last).__name__
-    fix = "remove it (model.output_activation=null): cross_entropy takes raw logits"
+    fix = (  # model=sequential has no output_activation: its last layer is the list's last entry
+        "remove it (model.output_activation=null, or the last entry of model.layers): "
+        "cross_entropy takes raw logits"
+    )
     if isinstance(last, nn.Softmax):
         why = "cross_entropy applies softmax again to outputs in [0, 1], so the loss can hardly fall"
         return [Finding("softmax-before-cross-entropy", f"the model's last layer is {name}: {why}", fix)]
