@@ -160,6 +160,8 @@ MISTAKES = {
     "layer takes its size from the data: write e.g. {linear: 64}",
     "[flatten,{linear:64,relu:null}]": "model.layers layer 2 is",
     "[]": "model.layers=[] is not a layer list",
+    "[{pool:{type:global_avg,kernel_size:3}},flatten,linear]": "model.layers layer 1 (pool) averages the "
+    "whole image and takes no other options: write {pool: global_avg}",
 }
 SHAPE_MISTAKES = {
     "[{linear:64},linear]": "model.layers layer 1 (linear) gets 1x8x8 per example and needs a vector: "
@@ -169,6 +171,8 @@ SHAPE_MISTAKES = {
     "[flatten,{linear:64},relu]": "model.layers ends with 64 features per example, and this data needs 10 "
     "outputs: end the list with a bare linear",
     "[{conv:8},relu]": "end the list with flatten, linear",
+    "[{conv:{channels:8,padding:same,stride:2}},flatten,linear]": "model.layers layer 1 (conv) cannot be "
+    "built: padding='same' is not supported for strided convolutions; change its options",
     "[{conv:{channels:8,kernel_size:9}},flatten,linear]": "model.layers layer 1 (conv) cannot take 1x8x8",
     "[{pool:{type:max,kernel_size:4}},{pool:{type:max,kernel_size:4}},flatten,linear]": "model.layers "
     "layer 2 (pool) cannot take 1x2x2",

@@ -186,6 +186,11 @@ def _read_layer(position: int, entry: Any) -> LayerSpec:
         if not rule.ok(value):
             raise ConfigError(f"{where} ({name}) has {option}={value!r}: use {rule.allowed}", key=KEY)
         options[option] = value
+    if name == "pool" and options["type"] == "global_avg" and len(given) > 1:
+        raise ConfigError(
+            f"{where} (pool) averages the whole image and takes no other options: write {{pool: global_avg}}",
+            key=KEY,
+        )
     return LayerSpec(position, name, options)
 
 

@@ -28,7 +28,13 @@ class Sequential(nn.Sequential):
         built: list[nn.Module] = []
         shape: Shape = tuple(input_shape)
         for spec in read_layers(list(layers)):
-            layer = _layer(spec, shape, num_outputs)
+            try:
+                layer = _layer(spec, shape, num_outputs)
+            except (ValueError, RuntimeError) as error:  # torch refusing a combination of options
+                raise ConfigError(
+                    f"{spec.label} cannot be built: {first_line(error)}; change its options",
+                    key="model.layers",
+                ) from None
             shape = _output_shape(layer, shape, spec)
             built.append(layer)
         if shape != (num_outputs,):
