@@ -1,9 +1,9 @@
-"""nnexp-predict: a finished run's model on new data gives what the model gives on the same inputs in training.
+"""nnexp-predict: a saved run's model on new data gives what the model gives on the same inputs in training.
 
 Two short runs through the real CLI (digits, 2 epochs; a fish-shaped CSV, 3 epochs), then nnexp-predict on
-files written here in their real formats: a CSV of the run's own test rows as they stand in the data file, and
-PNGs of test digits drawn 8 times larger. The expected answers come from the model on the tensors the run's own
-data loader builds (what training and evaluation fed it).
+files written here in their real formats: a CSV of the run's own test rows as they stand in the data file,
+and PNGs of test digits drawn 8 times larger. The expected answers come from the model on the tensors the
+run's own data loader builds (what training and evaluation fed it).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_folders, run_nnexp, write_fish_csv
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import run_folders, run_nnexp, write_fish_csv
 from nnexp.data import shuffled_split
 from nnexp.look.predict import main
 from nnexp.look.saved import load_saved_run

@@ -50,6 +50,7 @@ th { background: #f3f3f3; } th.sortable { cursor: pointer; } th.sortable:hover {
 tr.not-completed td { color: #b3261e; }
 pre { background: #f7f7f7; border: 1px solid #e2e2e2; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.views { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
 figcaption { font-size: 0.85em; color: #555; } .muted { color: #666; font-size: 0.9em; }
 """
 
@@ -146,13 +147,14 @@ def run_page(run_dir: Path) -> str:
     ]
     if problem:
         body.append(f"<p class='muted'>{esc(problem)}</p>")
+    # What the model learned first; the config, long, last and folded.
     body += _overview(summary)
-    body += _config(run_dir)
     body += _results(summary)
     body += _diagnostics(summary)
     body += _images(run_dir)
     body += _csv_views(run_dir)
     body += _samples(run_dir)
+    body += _config(run_dir)
     return document(f"nnexp run {run_dir.name} ({status})", body)
 
 
@@ -183,7 +185,10 @@ def _overview(summary: dict[str, Any]) -> list[str]:
         ("resume with", summary.get("resume_with")),
     ]
     rows = [[name, value] for name, value in facts if value not in (None, "")]
-    return ["<h2>Run</h2>", table(["", ""], rows)] if rows else []
+    if not rows:
+        return []
+    cells = "".join(f"<tr><th>{esc(name)}</th>{_cell(value)}</tr>" for name, value in rows)
+    return ["<h2>Run</h2>", f"<table>{cells}</table>"]
 
 
 def _config(run_dir: Path) -> list[str]:
@@ -199,9 +204,8 @@ def _config(run_dir: Path) -> list[str]:
     except Exception as error:  # a damaged file is named, the rest of the page still shows
         out.append(f"<p class='muted'>{esc(overrides.name)}: cannot be read ({esc(error)})</p>")
     if config.is_file():
-        out.append(
-            f"<details open><summary>.hydra/config.yaml</summary><pre>{esc(_text(config))}</pre></details>"
-        )
+        shown = f"<pre>{esc(_text(config))}</pre>"
+        out.append(f"<details><summary>.hydra/config.yaml (click to show)</summary>{shown}</details>")
     return out
 
 
@@ -246,7 +250,7 @@ def _images(run_dir: Path) -> list[str]:
             shown.append(image(path))
         except OSError as error:
             shown.append(f"<p class='muted'>{esc(path.name)}: cannot be read ({esc(error)})</p>")
-    return ["<h2>Views</h2>", *shown] if shown else []
+    return ["<h2>Views</h2>", "<div class='views'>", *shown, "</div>"] if shown else []
 
 
 def _csv_views(run_dir: Path) -> list[str]:
