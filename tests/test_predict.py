@@ -117,6 +117,21 @@ def test_digit_pngs_of_any_size_get_the_class_the_model_gives_the_original_rows(
     assert "1 predictions" in small.stdout
 
 
+def test_a_language_model_run_continues_a_prefix_as_nnexp_generate_does(tmp_path):
+    from test_language_models import SMALL, write_book
+
+    from nnexp.look.generate import generate_from_run
+
+    book = write_book(tmp_path / "book.txt")
+    run = trained(tmp_path, "experiment=time_machine_rnn", f"data.path={book}", *SMALL)
+    out = tmp_path / "continued.csv"
+    assert main_exit(run, "the", "time", "--num-tokens", 12, "--out", out) == 0
+    [row] = pd.read_csv(out).to_dict("records")
+    assert row == {"prefix": "the time", "generated": generate_from_run(run, "the time", 12, 0.0)}
+    assert len(row["generated"]) == len("the time") + 12
+    assert main_exit(run, book) == 2  # a file, where the text itself is wanted
+
+
 def test_a_previous_prediction_is_overwritten_but_no_other_file(fish_run, tmp_path):
     rows = tmp_path / "rows.csv"
     rows.write_text("Height,Width\n10,4\n12,5\n")

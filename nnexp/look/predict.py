@@ -218,14 +218,8 @@ def _continue_text(run_dir: Path, inputs: list[str], num_tokens: int) -> pd.Data
     from nnexp.look.generate import generate_from_run
 
     prefix = " ".join(inputs)
-    if (
-        len(inputs) == 1
-        and Path(prefix).suffix.lower() in (".csv", *IMAGE_SUFFIXES)
-        and Path(prefix).is_file()
-    ):
-        raise DataError(
-            f"{prefix}: this run is a language model: give the text to continue itself, in quotes"
-        )
+    if len(inputs) == 1 and Path(prefix).is_file():  # a CSV or an image given to a language model
+        raise DataError(f"{prefix}: this run is a language model: give the text to continue, in quotes")
     if num_tokens < 0:
         raise DataError(f"--num-tokens {num_tokens}: use a number >= 0")
     return pd.DataFrame(
