@@ -174,12 +174,15 @@ def chromium(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
 
 
-def rendered(page: Path, tmp_path: Path, width: int = 1200, height: int = 1400) -> tuple[str, Image.Image]:
+def rendered(
+    page: Path, tmp_path: Path, width: int = 1200, height: int = 1400, sort: str = ""
+) -> tuple[str, Image.Image]:
     """The DOM after the page's script ran, and a screenshot of the window, from headless chromium."""
-    dom = chromium("--dump-dom", page.as_uri(), home=tmp_path)
+    url = page.as_uri() + (f"#sort={sort}" if sort else "")
+    dom = chromium("--dump-dom", url, home=tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
     shot = tmp_path / f"{page.parent.name}.png"
-    taken = chromium(f"--screenshot={shot}", f"--window-size={width},{height}", page.as_uri(), home=tmp_path)
+    taken = chromium(f"--screenshot={shot}", f"--window-size={width},{height}", url, home=tmp_path)
     assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
     return dom.stdout, Image.open(shot).convert("RGB")
 
@@ -206,6 +209,12 @@ def test_a_sweep_page_renders_in_headless_chromium_with_its_curves(seeded_sweep,
     assert shot.size == (1280, 1000) and shows_something(shot)
     assert 'id="runs"' in dom and 'id="groups"' in dom and dom.count("data:image/png;base64,") == 1
     assert 'title="click to sort"' in dom  # the inline script ran and made every header sortable
+    order = re.findall(r'<a href="(\d)/report.html"', dom)
+    assert order == ["3", "2", "1", "0"]  # as written: the best val_accuracy first
+    resorted, _ = rendered(seeded_sweep / "report.html", tmp_path, sort="val_accuracy")
+    assert re.findall(r'<a href="(\d)/report.html"', resorted) == ["0", "1", "2", "3"]  # a click: ascending
+    by_optim, _ = rendered(seeded_sweep / "report.html", tmp_path, sort="optim")
+    assert re.findall(r'<a href="(\d)/report.html"', by_optim)[:2] in (["3", "2"], ["2", "3"])  # adam first
     # The overlay sits in the first screen: its plot lines are coloured (tab10), the rest of the page is grey.
     rgb = np.asarray(shot, dtype=int)  # (H, W, 3)
     coloured = (abs(rgb[..., 0] - rgb[..., 1]) > 60) | (abs(rgb[..., 1] - rgb[..., 2]) > 60)

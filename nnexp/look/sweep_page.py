@@ -42,6 +42,11 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
     });
   });
 });
+// report.html#sort=COLUMN opens the runs sorted by that column, ascending (a link to share).
+var wanted = location.hash.match(/^#sort=(.+)$/);
+document.querySelectorAll("#runs th").forEach(function (th) {
+  if (wanted && th.textContent === decodeURIComponent(wanted[1])) th.click();
+});
 """
 
 
@@ -60,7 +65,8 @@ def sweep_page(
     body = [
         f"<h1>{esc(title)}</h1>",
         f"<p class='muted'>{len(runs)} runs, sorted by {esc(sort or 'folder')}; click a column header "
-        f"to sort by it. Each run's name opens its own page.</p>",
+        f"to sort by it (again: the other way; report.html#sort=COLUMN opens sorted). Each run's name opens "
+        f"its own page.</p>",
         "<h2>Runs</h2>",
         _runs_table(runs, columns, page_path),
     ]
