@@ -117,6 +117,22 @@ def test_digit_pngs_of_any_size_get_the_class_the_model_gives_the_original_rows(
     assert "1 predictions" in small.stdout
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_an_mnist_image_is_scaled_as_its_training_was_also_with_data_normalize(normalize, tmp_path):
+    """A 28x28 grey PNG of a test image becomes exactly the tensor the run's loader made of it."""
+    from nnexp.data.images import load_images, synthetic_tensors
+    from nnexp.look.predict import load_image
+
+    options = dict(root=str(tmp_path), download=False, val_size=100, split_seed=3, normalize=normalize)
+    bundle = load_images("mnist", **options, synthetic=True, synthetic_sizes=[400, 50])
+    raw = synthetic_tensors([400, 50], 10, 3)["test_images"][7]  # (28, 28) uint8, as the loader got it
+    Image.fromarray(raw.numpy()).save(tmp_path / "seven.png")
+    Image.fromarray(raw.numpy()).convert("RGB").resize((56, 56), Image.NEAREST).save(tmp_path / "big.png")
+    for name in ("seven.png", "big.png"):
+        image = load_image(tmp_path / name, bundle.spec)
+        torch.testing.assert_close(image, bundle.test.inputs[7], atol=1e-5, rtol=0)
+
+
 def test_a_language_model_run_continues_a_prefix_as_nnexp_generate_does(tmp_path):
     from test_language_models import SMALL, write_book
 
