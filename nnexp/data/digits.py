@@ -42,7 +42,9 @@ def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scal
     sizes = {name: len(part) for name, part in bundle.splits().items()}
     bundle.spec.sizes.update(sizes)
     scaling = f"pixels / {PIXEL_MAX:g}, in [0, 1]" if scale else f"raw grey levels 0..{PIXEL_MAX:g}"
-    bundle.spec.details.update(scaling=scaling)
+    # A white pixel of a new image (nnexp-predict) becomes the data's ink value: 1 scaled, 16 raw.
+    pixel_scale = {"white": 1.0 if scale else PIXEL_MAX, "mean": 0.0, "std": 1.0}
+    bundle.spec.details.update(scaling=scaling, pixel_scale=pixel_scale)
     return bundle
 
 

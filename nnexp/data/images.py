@@ -129,6 +129,8 @@ def load_images(
     else:
         scale = ScalePixels()
         details["scaling"] = "pixels / 255, in [0, 1] (as ToTensor)"
+    # How a new image's grey levels become model inputs: (grey / 255 * white - mean) / std (nnexp-predict).
+    details["pixel_scale"] = {"white": 1.0, "mean": scale.mean or 0.0, "std": scale.std or 1.0}
 
     def split(images: torch.Tensor, labels: torch.Tensor) -> TensorSplit:
         # Scaled once, not per batch: converting uint8 batches cost an MLP epoch 3% (50 of 1,420 ms);

@@ -63,6 +63,8 @@ def load_csv(
         x_mean, x_std = _moments(x[train_rows], "feature", features)
         x = (x - x_mean) / x_std
         details["normalization"] = "z-score, fitted on the training rows"
+        # Kept so new rows can be scaled the same way later (nnexp-predict).
+        details["feature_scale"] = {"mean": x_mean.tolist(), "std": x_std.tolist()}
     if normalize_target:
         y_mean, y_std = _moments(y[train_rows], "target", [target])
         y = (y - y_mean) / y_std

@@ -34,13 +34,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: float, seed: int = 0) -> str:
     import torch
-    from omegaconf import OmegaConf
 
-    from nnexp.data import DataSpec
     from nnexp.data.text import Tokenizer, Vocab
-    from nnexp.runs.checkpoint import load_checkpoint
+    from nnexp.look.saved import load_saved_run
     from nnexp.runs.folder import CHECKPOINT_FILE, VOCAB_FILE
-    from nnexp.train.build import build_model
     from nnexp.train.lm_loop import generate
 
     checkpoint_path, vocab_path = run_dir / CHECKPOINT_FILE, run_dir / VOCAB_FILE
@@ -50,7 +47,6 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
                 f"{needed} does not exist: give the folder of a finished language-model run "
                 f"(one with {CHECKPOINT_FILE} and {VOCAB_FILE})"
             )
-    checkpoint = load_checkpoint(checkpoint_path)
     try:
         record = json.loads(vocab_path.read_text(encoding="utf-8"))
         vocab, tokenizer = Vocab(record["tokens"]), Tokenizer(**record["tokenizer"])
@@ -59,15 +55,7 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
             f"{vocab_path} is damaged ({type(error).__name__}: {first_line(error)}); it is written when a "
             f"language-model run starts: run the experiment again"
         ) from None
-    try:
-        spec_fields = dict(checkpoint["data_spec"])
-        spec = DataSpec(**{**spec_fields, "input_shape": tuple(spec_fields["input_shape"])})
-        model = build_model(OmegaConf.create(checkpoint["config"]["model"]), spec)
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise DataError(
-            f"{checkpoint_path} is not a language-model checkpoint nnexp wrote ({first_line(error)})"
-        ) from None
+    model = load_saved_run(run_dir).model
     return generate(
         model,
         vocab,

@@ -248,6 +248,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="overlay the learning curves of all runs in one PNG (default: PATH/report.png)",
     )
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write one self-contained page: the table (sortable), the curves, mean ± std over seeds",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE", help="where --html writes (default: PATH/report.html)"
+    )
     return parser.parse_args(argv)
 
 
@@ -282,7 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         if plot_path is None:
             return _refuse(f"--plot: {base} is a run folder, and nnexp-report never writes into one; "
                            f"name the file, as --plot FILE")  # fmt: skip
-    for option, path in (("--csv", csv_path), ("--plot", plot_path)):
+    html_path = (args.out or (None if into_a_run else base / "report.html")) if args.html else None
+    if args.html and html_path is None:
+        return _refuse(f"--html: {base} is a run folder, and nnexp-report never writes into one (its own "
+                       f"page is {base / 'report.html'}); name the file, as --html --out FILE")  # fmt: skip
+    if args.out is not None and not args.html:
+        return _refuse("--out names the page --html writes: add --html, or drop --out")
+    for option, path in (("--csv", csv_path), ("--plot", plot_path), ("--out", html_path)):
         problem = _unwritable(path)
         if problem:
             return _refuse(f"{option} {path}: {problem}")
@@ -324,7 +338,49 @@ def main(argv: list[str] | None = None) -> int:
             runs, plot_path, warn=lambda problem: sys.stderr.write(f"nnexp-report: warning: {problem}\n")
         )
         console.print(f"plot: {plot_path}")
+    if html_path is not None:
+        _write_html(table, differing, metrics, sort, html_path, args.paths)
+        console.print(f"page: {html_path}")
     return 0
+
+
+def _write_html(
+    table: pd.DataFrame,
+    differing: list[str],
+    metrics: list[str],
+    sort: str | None,
+    path: Path,
+    paths: list[Path],
+) -> None:
+    """The page of `nnexp-report --html`: the run table, the overlaid curves, mean ± std over seeds."""
+    from nnexp.look.sweep_page import sweep_page
+
+    table = sort_table(table, sort)
+    columns = ["run", *differing, *INFO_COLUMNS, *with_baseline_name(metrics, table)]
+    columns = [column for column in columns if not column.startswith("train_")]
+    if table[DIAGNOSTICS_COLUMN].any():
+        columns.append(DIAGNOSTICS_COLUMN)
+    grouped, group_columns = None, []
+    if "seed" in differing:  # the runs that differ only in their seed, averaged
+        by = [key for key in differing if key != "seed"]
+        grouped = sort_table(group_table(table, by, metrics), sort)
+        group_columns = [
+            *by,
+            "runs",
+            "completed",
+            *(c for c in metrics if not c.startswith("train_")),
+            "epochs",
+        ]
+    curves = [(_label(row, differing), Path(row["_path"])) for _, row in table.iterrows()]
+    title = "nnexp runs: " + " ".join(str(p) for p in paths)
+
+    def warn(problem: str) -> None:
+        sys.stderr.write(f"nnexp-report: warning: {problem}\n")
+
+    page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, warn)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(page, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def _refuse(problem: str) -> int:

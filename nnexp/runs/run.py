@@ -26,6 +26,7 @@ from nnexp.cli.checks import check_config
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError
+from nnexp.look.page import write_run_page
 from nnexp.look.plots import plot_lr_find, plot_run
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
@@ -130,6 +131,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
                 folder.write_summary(summary)
             finish_loggers(loggers, summary)
             plot_run(folder.path)  # learning_curves.png
+            write_run_page(folder.path)  # report.html, last: it embeds every view written before it
     return result
 
 

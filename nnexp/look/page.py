@@ -1,0 +1,325 @@
+"""HTML pages that show runs: `report.html` in every run folder, and the sweep page of `nnexp-report --html`.
+
+Each page is one self-contained file: images embedded as base64 data URIs, the style inline, no script from
+the network and no server, so it opens in any browser, attached to an e-mail or copied off a cluster.
+Every value shown comes from files a user can edit, so every piece of text is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nnexp")
+
+PAGE_FILE = "report.html"
+# The views a run may hold, in the order a reader wants them; any other PNG in the folder follows.
+VIEW_IMAGES = (
+    "learning_curves.png",
+    "lr_find.png",
+    "confusion_matrix.png",
+    "predictions.png",
+    "top_losses.png",
+    "fit.png",
+    "weights.png",
+)
+TABLE_ROWS = 20  # rows of predictions.csv shown, first and worst each
+MAX_TABLE_CELLS = 2500  # a confusion matrix of many classes is left to its CSV
+MAX_IMAGE_BYTES = 8_000_000  # a PNG larger than this is linked, not embedded
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; background: #fff; }
+h1 { font-size: 1.4em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ddd;
+     padding-bottom: 0.2em; margin-top: 1.6em; }
+.status { display: inline-block; padding: 0.1em 0.6em; border-radius: 0.8em; color: #fff; font-size: 0.9em; }
+.status-completed { background: #2a7d2e; } .status-failed, .status-damaged { background: #b3261e; }
+.status-diverged { background: #c25e00; } .status-interrupted, .status-running { background: #6b6b6b; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; } th.sortable { cursor: pointer; } th.sortable:hover { background: #e4e4e4; }
+tr.not-completed td { color: #b3261e; }
+pre { background: #f7f7f7; border: 1px solid #e2e2e2; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.views { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
+figcaption { font-size: 0.85em; color: #555; } .muted { color: #666; font-size: 0.9em; }
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any, std: Any = None) -> str:
+    """A number as a reader wants it (4 significant digits), '-' for a missing one; text as it is."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    text = f"{value:.4g}" if isinstance(value, float) else f"{value:,}"
+    if isinstance(std, (int, float)) and not math.isnan(std):
+        text += f" ± {std:.2g}"
+    return text
+
+
+def document(title: str, body: Iterable[str], script: str = "") -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
+        *body,
+        f"<script>{script}</script>" if script else "",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def table(headers: list[str], rows: Iterable[list[Any]], css_class: str = "", row_classes: Any = None) -> str:
+    """An HTML table; numbers right-aligned, every cell escaped."""
+    head = "".join(f"<th>{esc(header)}</th>" for header in headers)
+    lines = [f'<table class="{esc(css_class)}"><thead><tr>{head}</tr></thead><tbody>']
+    for index, row in enumerate(rows):
+        extra = f' class="{esc(row_classes[index])}"' if row_classes and row_classes[index] else ""
+        cells = "".join(_cell(value) for value in row)
+        lines.append(f"<tr{extra}>{cells}</tr>")
+    lines.append("</tbody></table>")
+    return "".join(lines)
+
+
+def _cell(value: Any) -> str:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f'<td class="num">{esc(fmt(value))}</td>' if numeric else f"<td>{esc(fmt(value))}</td>"
+
+
+def image(path: Path, caption: str | None = None) -> str:
+    """An <img> with the PNG inside the page; a PNG too large to embed is named instead."""
+    data = path.read_bytes()
+    caption_html = f"<figcaption>{esc(caption or path.name)}</figcaption>"
+    if len(data) > MAX_IMAGE_BYTES:
+        too_large = f"{len(data):,} bytes, too large to embed; open it beside this page"
+        return f"<p class='muted'>{esc(path.name)}: {too_large}</p>"
+    encoded = base64.b64encode(data).decode("ascii")
+    return (
+        f'<figure><img alt="{esc(path.name)}" src="data:image/png;base64,{encoded}">{caption_html}</figure>'
+    )
+
+
+def image_bytes(data: bytes, alt: str, caption: str) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    source = f"data:image/png;base64,{encoded}"
+    return f'<figure><img alt="{esc(alt)}" src="{source}"><figcaption>{esc(caption)}</figcaption></figure>'
+
+
+# ---- the page of one run ------------------------------------------------------------------------------
+
+
+def write_run_page(run_dir: Path) -> Path | None:
+    """Called at the end of every run, however it ended: a failed page is a warning, never a failed run."""
+    try:
+        path = Path(run_dir) / PAGE_FILE
+        partial = path.with_name(f".{PAGE_FILE}.{os.getpid()}.tmp")
+        partial.write_text(run_page(Path(run_dir)), encoding="utf-8")
+        os.replace(partial, path)  # a reader never sees half a page
+        return path
+    except Exception as error:  # the run's records are already written; the page is a view of them
+        log.warning("could not write %s: %s", PAGE_FILE, error)
+        return None
+
+
+def run_page(run_dir: Path) -> str:
+    """The page of a run folder, from the files it holds; a missing or damaged file is said, not fatal."""
+    summary, problem = _read_json(run_dir / "summary.json")
+    status = str(summary.get("status", "unknown")) if isinstance(summary, dict) else "damaged"
+    summary = summary if isinstance(summary, dict) else {}
+    body = [
+        f"<h1>{esc(run_dir.name)} <span class='status status-{esc(status)}'>{esc(status)}</span></h1>",
+        f"<p class='muted'>{esc(run_dir.resolve())}</p>",
+    ]
+    if problem:
+        body.append(f"<p class='muted'>{esc(problem)}</p>")
+    # What the model learned first; the config, long, last and folded.
+    body += _overview(summary)
+    body += _results(summary)
+    body += _diagnostics(summary)
+    body += _images(run_dir)
+    body += _csv_views(run_dir)
+    body += _samples(run_dir)
+    body += _config(run_dir)
+    return document(f"nnexp run {run_dir.name} ({status})", body)
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    if not path.is_file():
+        return {}, f"{path.name}: not written (the run stopped before it began)"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, ValueError) as error:
+        return {}, f"{path.name}: cannot be read ({error})"
+
+
+def _overview(summary: dict[str, Any]) -> list[str]:
+    data = summary.get("data") if isinstance(summary.get("data"), dict) else {}
+    facts = [
+        ("data", data.get("name")),
+        ("task", data.get("task")),
+        ("model", summary.get("model")),
+        ("parameters", summary.get("num_parameters")),
+        ("loss", summary.get("loss")),
+        ("optimizer", summary.get("optimizer")),
+        ("device", summary.get("device")),
+        ("seed", summary.get("seed")),
+        ("epochs completed", summary.get("epochs_completed")),
+        ("wall time (s)", summary.get("wall_time_s")),
+        ("started", summary.get("started_at")),
+        ("error", summary.get("error")),
+        ("resume with", summary.get("resume_with")),
+    ]
+    rows = [[name, value] for name, value in facts if value not in (None, "")]
+    if not rows:
+        return []
+    cells = "".join(f"<tr><th>{esc(name)}</th>{_cell(value)}</tr>" for name, value in rows)
+    return ["<h2>Run</h2>", f"<table>{cells}</table>"]
+
+
+def _config(run_dir: Path) -> list[str]:
+    out = ["<h2>Config</h2>"]
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    config = run_dir / ".hydra" / "config.yaml"
+    try:
+        import yaml
+
+        lines = yaml.safe_load(overrides.read_text(encoding="utf-8")) if overrides.is_file() else []
+        shown = " ".join(str(line) for line in lines or []) or "(none: the defaults)"
+        out.append(f"<p>overrides: <code>{esc(shown)}</code></p>")
+    except Exception as error:  # a damaged file is named, the rest of the page still shows
+        out.append(f"<p class='muted'>{esc(overrides.name)}: cannot be read ({esc(error)})</p>")
+    if config.is_file():
+        shown = f"<pre>{esc(_text(config))}</pre>"
+        out.append(f"<details><summary>.hydra/config.yaml (click to show)</summary>{shown}</details>")
+    return out
+
+
+def _text(path: Path, limit: int = 200_000) -> str:
+    return path.read_bytes()[:limit].decode("utf-8", errors="replace")
+
+
+def _results(summary: dict[str, Any]) -> list[str]:
+    metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
+    final = metrics.get("final") if isinstance(metrics.get("final"), dict) else {}
+    best = metrics.get("best") if isinstance(metrics.get("best"), dict) else {}
+    baselines = [b for b in summary.get("baselines") or [] if isinstance(b, dict)]
+    if not final and not baselines:
+        return []
+    # One row per model (the run, then each baseline), one column per split_metric.
+    order = {"train": 0, "val": 1, "test": 2}
+    named = {*final, *(key for b in baselines for key in b if "_" in key and key != "name")}
+    columns = sorted(named, key=lambda column: (order.get(column.split("_", 1)[0], 3), column))
+    rows = [["this run", *(final.get(column) for column in columns)]]
+    rows += [[b.get("name", "baseline"), *(b.get(column) for column in columns)] for b in baselines]
+    out = ["<h2>Results beside the baselines</h2>", table(["model", *columns], rows)]
+    if best:
+        out.append("<p class='muted'>best value of each metric over the epochs:</p>")
+        out.append(table(list(best), [list(best.values())]))
+    return out
+
+
+def _diagnostics(summary: dict[str, Any]) -> list[str]:
+    findings = [f for f in summary.get("diagnostics") or [] if isinstance(f, dict)]
+    if not findings:
+        return ["<h2>Diagnostics</h2>", "<p>none: no classic mistake was seen</p>"] if summary else []
+    rows = [[f.get("code"), f.get("epoch"), f.get("message"), f.get("hint")] for f in findings]
+    return ["<h2>Diagnostics</h2>", table(["code", "epoch", "what was seen", "what to try"], rows)]
+
+
+def _images(run_dir: Path) -> list[str]:
+    known = [run_dir / name for name in VIEW_IMAGES if (run_dir / name).is_file()]
+    others = sorted(path for path in run_dir.glob("*.png") if path.name not in VIEW_IMAGES)
+    shown = []
+    for path in [*known, *others]:
+        try:
+            shown.append(image(path))
+        except OSError as error:
+            shown.append(f"<p class='muted'>{esc(path.name)}: cannot be read ({esc(error)})</p>")
+    return ["<h2>Views</h2>", "<div class='views'>", *shown, "</div>"] if shown else []
+
+
+def _csv_views(run_dir: Path) -> list[str]:
+    out: list[str] = []
+    matrix = run_dir / "confusion_matrix.csv"
+    if matrix.is_file():
+        rows = _read_csv(matrix)
+        if rows and len(rows) * len(rows[0]) <= MAX_TABLE_CELLS:
+            out += ["<h2>Confusion matrix (confusion_matrix.csv)</h2>", table(rows[0], rows[1:])]
+    predictions = run_dir / "predictions.csv"
+    if predictions.is_file():
+        rows = _read_csv(predictions)
+        if rows:
+            header, data = rows[0], rows[1:]
+            out += [f"<h2>Predictions (predictions.csv, {len(data):,} rows)</h2>",
+                    f"<p class='muted'>the first {min(TABLE_ROWS, len(data))}:</p>",
+                    table(header, data[:TABLE_ROWS])]  # fmt: skip
+            if "loss" in header:
+                at = header.index("loss")
+                worst = sorted(data, key=lambda row: -_number(row[at]) if at < len(row) else math.inf)
+                out += [f"<p class='muted'>the {min(TABLE_ROWS, len(data))} with the highest loss:</p>",
+                        table(header, worst[:TABLE_ROWS])]  # fmt: skip
+    return out
+
+
+def _read_csv(path: Path) -> list[list[Any]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        log.warning("%s: cannot be read for %s (%s)", path, PAGE_FILE, error)
+        return []
+    return [rows[0], *([_maybe_number(cell) for cell in row] for row in rows[1:])] if rows else []
+
+
+def _maybe_number(cell: str) -> Any:
+    try:
+        return int(cell)
+    except ValueError:
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return -math.inf
+    return -math.inf if math.isnan(number) else number
+
+
+def _samples(run_dir: Path) -> list[str]:
+    samples = run_dir / "samples.txt"
+    if not samples.is_file():
+        return []
+    text = _text(samples)
+    return ["<h2>Generated text (samples.txt, the last part)</h2>", f"<pre>{esc(text[-6000:])}</pre>"]
+
+
+__all__ = [
+    "PAGE_FILE",
+    "document",
+    "esc",
+    "fmt",
+    "image",
+    "image_bytes",
+    "run_page",
+    "table",
+    "write_run_page",
+]

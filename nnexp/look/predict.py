@@ -1,0 +1,317 @@
+"""`nnexp-predict RUN_DIR INPUT...`: what a finished run's model says about new data.
+
+    nnexp-predict outputs/2026-11-23/08-00-00 new_fish.csv          # a CSV run: rows of its feature columns
+    nnexp-predict outputs/2026-11-23/08-00-00 digit.png photo.jpg   # an image run: PNG/JPEG files, any size
+    nnexp-predict outputs/2026-11-23/08-00-00 "the time machine"    # a language model: a prefix to continue
+
+Inputs are prepared exactly as the run's training data was: CSV features z-scored with the training rows'
+statistics (saved in the checkpoint's data spec), images converted to the training's channels, resized to
+its input shape and scaled as its pixels were. A table is printed; `--out FILE.csv` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nnexp.errors import DataError, UserError, exit_with, first_line
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SHOWN_ROWS = 50  # rows printed; --out holds them all
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="nnexp-predict", description="Predictions of a finished run's model for new data."
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder with checkpoint.pt")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="a CSV of feature rows, image files (or a folder of "
+        "them), or for a language model the text to continue"
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, metavar="FILE.csv", help="also write the predictions as CSV")
+    parser.add_argument(
+        "--invert",
+        action="store_true",
+        help="images drawn dark on light: invert them (the data is light on dark)",
+    )
+    parser.add_argument("--num-tokens", type=int, default=100, help="language models: tokens to add (100)")
+    args = parser.parse_args(argv)
+    try:
+        table = predict(args.run_dir, args.inputs, invert=args.invert, num_tokens=args.num_tokens)
+        if args.out is not None:
+            check_out(args.out, list(table.columns), args.inputs)
+        show(table)
+        if args.out is not None:
+            write_csv(table, args.out)
+            print(f"predictions: {args.out}")
+    except UserError as error:
+        exit_with(error)
+
+
+def predict(run_dir: Path, inputs: list[str], invert: bool = False, num_tokens: int = 100) -> pd.DataFrame:
+    """The predictions table for `inputs`, by the run's task; a DataError names a wrong input."""
+    from nnexp.look.saved import load_saved_run
+
+    saved = load_saved_run(run_dir)
+    task = saved.spec.task
+    if task == "language_model":
+        return _continue_text(saved.path, inputs, num_tokens)
+    files = _existing_files(inputs)
+    if task == "regression":
+        if len(files) != 1 or files[0].suffix.lower() != ".csv":
+            raise DataError(f"{' '.join(inputs)}: {_wants(saved.spec)}")
+        return predict_rows(saved, files[0])
+    expanded = [image for path in files for image in (_images_in(path) if path.is_dir() else [path])]
+    wrong = next((path for path in expanded if path.suffix.lower() not in IMAGE_SUFFIXES), None)
+    if wrong is not None or not expanded:
+        raise DataError(f"{wrong or inputs[0]}: {_wants(saved.spec)}")
+    return predict_images(saved, expanded, invert)
+
+
+def _wants(spec: Any) -> str:
+    if spec.task == "regression":
+        features = ", ".join(spec.details.get("features", []))
+        return f"this run ({spec.name}) predicts from one CSV file with the columns {features}: give that"
+    shape = "x".join(map(str, spec.input_shape))
+    return f"this run ({spec.name}) predicts from image files (PNG or JPEG, resized to {shape}): give those"
+
+
+def _existing_files(inputs: list[str]) -> list[Path]:
+    paths = [Path(text) for text in inputs]
+    missing = next((path for path in paths if not path.exists()), None)
+    if missing is not None:
+        raise DataError(f"{missing}: no such file; give the path of an existing file")
+    return paths
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# ---- rows of a CSV ------------------------------------------------------------------------------------
+
+
+def predict_rows(saved: Any, path: Path) -> pd.DataFrame:
+    """One row per CSV row: its features, the predicted target in the data's own units."""
+    import torch
+
+    details = saved.spec.details
+    features, target = list(details["features"]), details["target"]
+    table = read_feature_rows(path, features)
+    x = torch.tensor(table[features].to_numpy(dtype="float64"), dtype=torch.float64)
+    scale = details.get("feature_scale")
+    if scale is not None:
+        x = (x - torch.tensor(scale["mean"], dtype=torch.float64)) / torch.tensor(
+            scale["std"], dtype=torch.float64
+        )
+    elif str(details.get("normalization", "")).startswith("z-score"):
+        raise DataError(
+            f"{saved.path} was trained before nnexp kept its feature statistics, so new rows cannot be "
+            f"scaled as its training rows were; train the run again"
+        )
+    with torch.inference_mode():
+        y = saved.model(x.float()).reshape(len(x), -1)[:, 0].double()
+    if details.get("target_scale"):  # the model learned the z-scored target: back to its own units
+        y = y * details["target_scale"]["std"] + details["target_scale"]["mean"]
+    result = pd.DataFrame({"file": path.name, "row": range(1, len(table) + 1)})
+    for name in features:
+        result[name] = table[name].to_numpy()
+    if target in table.columns:
+        result[target] = table[target].to_numpy()
+    result[f"predicted_{target}"] = y.numpy()
+    return result
+
+
+def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:
+    """The CSV with its feature columns as floats, or a DataError naming the file, column and cell."""
+    import numpy as np
+
+    try:
+        table = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; give a CSV with a header row and rows") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise DataError(f"{path}: not a readable UTF-8 CSV ({first_line(error)}); save it as one") from None
+    if table.empty:
+        raise DataError(f"{path}: the file has a header but no rows; add the rows to predict")
+    absent = [name for name in features if name not in table.columns]
+    if absent:
+        raise DataError(
+            f"{path}: column {absent[0]!r} is missing; the run was trained on the columns "
+            f"{', '.join(features)}: add it"
+        )
+    for name in features:
+        numbers = pd.to_numeric(table[name], errors="coerce")
+        bad = ~np.isfinite(numbers.to_numpy(dtype="float64"))
+        if bad.any():
+            row = int(bad.argmax())
+            cell = table[name][row]
+            held = "an empty cell" if pd.isna(cell) else repr(str(cell))
+            raise DataError(
+                f"{path}: column {name!r} holds {held} at data row {row + 1}, not a number; fix the cell"
+            )
+        table[name] = numbers.astype("float64")
+    return table
+
+
+# ---- image files --------------------------------------------------------------------------------------
+
+
+def predict_images(saved: Any, paths: list[Path], invert: bool) -> pd.DataFrame:
+    """One row per image: the predicted class with its probability, and the runner-up."""
+    import torch
+
+    spec = saved.spec
+    batch = torch.stack([load_image(path, spec, invert) for path in paths])  # (N, C, H, W)
+    with torch.inference_mode():
+        probabilities = torch.softmax(saved.model(batch).float(), dim=1)
+    names = [str(name) for name in spec.details.get("classes") or range(spec.num_outputs)]
+    top = probabilities.topk(min(2, spec.num_outputs), dim=1)
+    rows = []
+    for path, values, classes in zip(paths, top.values.tolist(), top.indices.tolist(), strict=True):
+        row = {"file": str(path), "predicted": names[classes[0]], "probability": round(values[0], 4)}
+        if len(classes) > 1:
+            row.update(second=names[classes[1]], second_probability=round(values[1], 4))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_image(path: Path, spec: Any, invert: bool = False) -> Any:
+    """A PNG or JPEG as the model's input (C, H, W): its channels, size and pixel scale as in training."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = spec.input_shape
+    scale = spec.details.get("pixel_scale")
+    if scale is None or channels not in (1, 3):
+        raise DataError(f"{path}: this run's data ({spec.name}) records no pixel scale; train the run again")
+    try:
+        with Image.open(path) as opened:
+            pixels = np.asarray(opened.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable PNG or JPEG image ({first_line(error)}); give one") from None
+    image = (
+        torch.from_numpy(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1)[None] / 255
+    )  # (1, C, h, w)
+    if invert:
+        image = 1 - image
+    shrinking = image.shape[-2] >= height and image.shape[-1] >= width
+    # Averaging when shrinking (no aliasing: a 64x64 drawing of an 8x8 digit gives that digit back).
+    image = torch.nn.functional.interpolate(
+        image, size=(height, width), mode="area" if shrinking else "bilinear"
+    )
+    return ((image[0] * scale["white"] - scale["mean"]) / scale["std"]).float()
+
+
+# ---- a prefix of text ---------------------------------------------------------------------------------
+
+
+def _continue_text(run_dir: Path, inputs: list[str], num_tokens: int) -> pd.DataFrame:
+    from nnexp.look.generate import generate_from_run
+
+    prefix = " ".join(inputs)
+    if len(inputs) == 1 and Path(prefix).is_file():  # a CSV or an image given to a language model
+        raise DataError(f"{prefix}: this run is a language model: give the text to continue, in quotes")
+    if num_tokens < 0:
+        raise DataError(f"--num-tokens {num_tokens}: use a number >= 0")
+    return pd.DataFrame(
+        [{"prefix": prefix, "generated": generate_from_run(run_dir, prefix, num_tokens, 0.0)}]
+    )
+
+
+# ---- showing and writing ------------------------------------------------------------------------------
+
+
+def show(table: pd.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nnexp.runs.console import PlainLines
+
+    console = Console() if sys.stdout.isatty() else Console(width=400, file=PlainLines(sys.stdout))
+    shown = Table(title=f"{len(table)} predictions", title_justify="left")
+    for column in table.columns:
+        numeric = pd.api.types.is_numeric_dtype(table[column])
+        shown.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
+    for _, row in table.head(SHOWN_ROWS).iterrows():
+        shown.add_row(*(f"{value:.6g}" if isinstance(value, float) else str(value) for value in row))
+    console.print(shown)
+    if len(table) > SHOWN_ROWS:
+        console.print(f"... {len(table) - SHOWN_ROWS} more rows (--out FILE.csv writes them all)")
+
+
+def check_out(out: Path, header: list[str], inputs: list[str]) -> None:
+    """Refuse a --out that would lose something, before anything is written.
+
+    The rule: never a file inside a run folder, never one of the inputs, never a folder; an existing file
+    only when its header is the one this command writes for this run (a previous prediction's CSV).
+    """
+    from nnexp.runs.folder import holds_a_run
+
+    target = out.resolve()
+    run = next((folder for folder in target.parents if holds_a_run(folder)), None)
+    if run is not None:
+        raise DataError(
+            f"--out {out}: lies in the run folder {run}, which nnexp never writes into; choose a file "
+            f"elsewhere"
+        )
+    if any(Path(text).exists() and Path(text).resolve() == target for text in inputs):
+        raise DataError(f"--out {out}: is one of the inputs; choose another file")
+    if out.is_dir():
+        raise DataError(f"--out {out}: is a folder; name a file, e.g. {out / 'predictions.csv'}")
+    if out.exists() and _header(out) != header:
+        raise DataError(
+            f"--out {out}: exists and is not a prediction nnexp-predict wrote for this run; choose another "
+            f"file or remove it"
+        )
+    if not target.parent.is_dir():
+        raise DataError(f"--out {out}: the folder {target.parent} does not exist; create it first")
+    if not os.access(target.parent, os.W_OK):
+        raise DataError(f"--out {out}: the folder {target.parent} is not writable; choose another")
+
+
+def _header(path: Path) -> list[str] | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def write_csv(table: pd.DataFrame, out: Path) -> None:
+    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    table.to_csv(partial, index=False)
+    os.replace(partial, out)  # whole or not at all
+
+
+def console_main() -> None:
+    try:
+        main()
+    except OSError as error:  # a full disk, a device that refuses the write
+        sys.stderr.write(
+            f"nnexp: error: cannot write {error.filename or 'the output'}: {error.strerror or error}\n"
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    console_main()
+
+
+__all__ = [
+    "check_out",
+    "load_image",
+    "main",
+    "predict",
+    "predict_images",
+    "predict_rows",
+    "read_feature_rows",
+]

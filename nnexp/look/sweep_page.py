@@ -1,0 +1,137 @@
+"""`nnexp-report DIR --html`: one self-contained page for a sweep or any folder of runs.
+
+The table of runs (click a column header to sort it), the learning curves of every run overlaid in one
+figure, and the mean ± std of the runs that differ only in their seed. The table is the one nnexp-report
+prints, read by `nnexp.look.report.collect`; each run's name links to its own report.html.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nnexp.look.page import PAGE_FILE, document, esc, fmt, image_bytes
+
+# Sorts the table by the clicked column: numbers by the value in data-v, text alphabetically;
+# a second click reverses. Inline, a few lines, nothing fetched.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.classList.add("sortable");
+    th.title = "click to sort";
+    th.addEventListener("click", function () {
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      var up = th.dataset.dir !== "asc"; th.dataset.dir = up ? "asc" : "desc";
+      function key(row) {
+        var c = row.cells[col];
+        return c.dataset.v !== undefined ? parseFloat(c.dataset.v) : c.textContent;
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (typeof x === "number" && typeof y === "number") {
+          if (isNaN(x)) return 1; if (isNaN(y)) return -1; return up ? x - y : y - x;
+        }
+        return up ? String(x).localeCompare(String(y)) : String(y).localeCompare(String(x));
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+// report.html#sort=COLUMN opens the runs sorted by that column, ascending (a link to share).
+var wanted = location.hash.match(/^#sort=(.+)$/);
+document.querySelectorAll("#runs th").forEach(function (th) {
+  if (wanted && th.textContent === decodeURIComponent(wanted[1])) th.click();
+});
+"""
+
+
+def sweep_page(
+    title: str,
+    runs: pd.DataFrame,
+    columns: list[str],
+    sort: str | None,
+    grouped: pd.DataFrame | None,
+    group_columns: list[str],
+    curves: list[tuple[str, Path]],
+    page_path: Path,
+    warn: Callable[[str], None],
+) -> str:
+    """The page's HTML. `runs` is nnexp-report's table (one row per run, `_path` its folder)."""
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        f"<p class='muted'>{len(runs)} runs, sorted by {esc(sort or 'folder')}; click a column header "
+        f"to sort by it (again: the other way; report.html#sort=COLUMN opens sorted). Each run's name opens "
+        f"its own page.</p>",
+        "<h2>Runs</h2>",
+        _runs_table(runs, columns, page_path),
+    ]
+    body += ["<h2>Learning curves</h2>", _overlay(curves, warn)]
+    body.append("<h2>Mean ± std over seeds</h2>")
+    if grouped is None:
+        body.append("<p class='muted'>no runs here differ in their seed only</p>")
+    else:
+        body.append(_grouped_table(grouped, group_columns))
+    return document(title, body, SORT_SCRIPT)
+
+
+def _runs_table(runs: pd.DataFrame, columns: list[str], page_path: Path) -> str:
+    head = "".join(f"<th>{esc(column)}</th>" for column in columns)
+    lines = [f'<table class="sortable" id="runs"><thead><tr>{head}</tr></thead><tbody>']
+    for _, row in runs.iterrows():
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if column == "run":
+                cells.append(f"<td>{_run_link(str(value), Path(row['_path']), page_path)}</td>")
+            else:
+                cells.append(_sortable_cell(value))
+        failed = row.get("status", "completed") != "completed"
+        opening = '<tr class="not-completed">' if failed else "<tr>"
+        lines.append(f"{opening}{''.join(cells)}</tr>")
+    lines.append("</tbody></table>")
+    return "".join(lines)
+
+
+def _sortable_cell(value: Any, std: Any = None) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f'<td class="num" data-v="{esc(value)}">{esc(fmt(value, std))}</td>'
+    return f"<td>{esc(fmt(value))}</td>"
+
+
+def _run_link(name: str, run: Path, page_path: Path) -> str:
+    page = run / PAGE_FILE
+    if not page.is_file():
+        return esc(name)
+    href = os.path.relpath(page.resolve(), page_path.resolve().parent)
+    return f'<a href="{esc(Path(href).as_posix())}">{esc(name)}</a>'
+
+
+def _grouped_table(grouped: pd.DataFrame, columns: list[str]) -> str:
+    head = "".join(f"<th>{esc(column)}</th>" for column in columns)
+    lines = [f'<table class="sortable" id="groups"><thead><tr>{head}</tr></thead><tbody>']
+    for _, row in grouped.iterrows():
+        cells = [_sortable_cell(row.get(column), row.get(f"{column}_std")) for column in columns]
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    lines.append("</tbody></table>")
+    return "".join(lines)
+
+
+def _overlay(curves: list[tuple[str, Path]], warn: Callable[[str], None]) -> str:
+    from nnexp.look.plots import save_overlay
+
+    if not any((run / "metrics.csv").is_file() for _, run in curves):
+        return "<p class='muted'>no run here recorded metrics.csv</p>"
+    with tempfile.TemporaryDirectory(prefix="nnexp-report-") as folder:
+        path = save_overlay(curves, Path(folder) / "overlay.png", warn=warn)
+        data = path.read_bytes()
+    return image_bytes(
+        data, "learning curves of every run", "validation solid, training dashed; a colour per run"
+    )
+
+
+__all__ = ["sweep_page"]
