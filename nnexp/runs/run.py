@@ -33,6 +33,7 @@ from nnexp.runs.console import diagnostics_table, results_table
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
+from nnexp.runs.provenance import provenance
 from nnexp.runs.resume import Resumed, save_config_if_changed
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
@@ -73,6 +74,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         "started_at": _timestamp(started),
         "nnexp_version": nnexp_version(),
         "code_version": code_version(),
+        "provenance": provenance(cfg),
     }
     experiment, restored, earlier_wall_time = None, None, 0.0
     if resumed is not None and resumed.is_finished:
