@@ -79,6 +79,14 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
     return entry
 
 
+_RECORDED: set[Path] = set()  # job folders whose line the ledger holds already (a resumed sweep's skips)
+
+
+def mark_recorded(run_dir: Path) -> None:
+    """The job in `run_dir` is in the ledger already: its end adds no second line."""
+    _RECORDED.add(Path(run_dir).absolute())
+
+
 def record_stopped_job(run_dir: Path) -> None:
     """Append the line of a sweep job that a signal stopped: it exits at once, and Hydra's job-end
     callback, which writes the line of every other job, never runs for it."""
@@ -137,6 +145,8 @@ class SweepLedger(Callback):
         if hydra_cfg.mode != RunMode.MULTIRUN:
             return
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        if run_dir.absolute() in _RECORDED:
+            return
         root = sweep_root(run_dir, hydra_cfg.sweep.subdir)
         entry = ledger_entry(job_return, run_dir, root)
         append_line(root / LEDGER_FILE, entry)
