@@ -3,8 +3,10 @@ as completed are left as they are, a stopped job resumes from its checkpoint, an
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -110,6 +112,13 @@ def test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_and_changes_nothing
     assert "it is a run folder: resume it with nnexp resume=" in said
     said = refused(str(sweep), "seed=7", cwd=tmp_path)
     assert "cannot resume the sweep with seed=7: a resumed sweep keeps its overrides" in said
+
+    held = os.open(sweep / "0", os.O_RDONLY)  # as a process still training job 0 holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert "its job 0 is still being trained by another process" in refused(str(sweep), cwd=tmp_path)
+    finally:
+        os.close(held)
 
     saved = sweep / "0" / ".hydra" / "config.yaml"
     saved.write_text(saved.read_text().replace("eval_batch_size: 64", "eval_batch_size: 512"))

@@ -48,6 +48,7 @@ def sweep_arguments(overrides: list[str]) -> tuple[Path, list[str]]:
     launcher = [arg for arg in extra if arg.startswith(_CHANGEABLE)]
     kept = [arg for arg in hydra if arg.split("=", 1)[0] not in {a.split("=", 1)[0] for a in launcher}]
     _refuse_a_changed_config(sweep)
+    _refuse_a_running_sweep(sweep)
     relaunch = [*task, *kept, *launcher, f"hydra.sweep.dir={sweep}", "hydra.output_subdir=null"]
     return sweep, relaunch
 
@@ -96,6 +97,21 @@ def _refuse_a_changed_config(sweep: Path) -> None:
                 f"{hydra_dir.parent.name}/.hydra/config.yaml, {after} now), so its jobs would not be "
                 f"comparable; start a new sweep"
             )
+
+
+def _refuse_a_running_sweep(sweep: Path) -> None:
+    """A job another process is training holds its folder's lock: the sweep has not stopped."""
+    from nnexp.runs.folder import RunFolder, RunFolderBusy
+
+    for job in sorted(path.parent for path in sweep.glob("*/.hydra")):
+        try:
+            with RunFolder(job).lock():
+                pass
+        except RunFolderBusy:
+            raise ConfigError(
+                f"resume={sweep}: its job {job.name} is still being trained by another process; resume "
+                f"the sweep once it has stopped"
+            ) from None
 
 
 def _first_difference(before: Any, after: Any, key: str = "") -> tuple[str, Any, Any] | None:
