@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import NNEXP, read_summary, run_folders, run_nnexp
 from nnexp.sweep.ledger import LEDGER_FILE, read_ledger
@@ -126,14 +127,46 @@ def test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_and_changes_nothing
     assert "the config has changed since the sweep ran (trainer.eval_batch_size: 512" in said
 
 
-def test_an_optuna_search_is_refused_as_not_resumable_yet(one_job_sweep, tmp_path):
-    sweep = tmp_path / "search"
-    shutil.copytree(one_job_sweep, sweep)
-    recorded = sweep / "multirun.yaml"
-    recorded.write_text(
-        recorded.read_text().replace(
-            "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-            "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
-        )
-    )
-    assert "a search (OptunaSweeper) cannot be resumed yet" in refused(str(sweep), cwd=tmp_path)
+def test_a_search_in_a_database_or_by_another_sweeper_is_refused(one_job_sweep, tmp_path):
+    """nnexp replays in-memory Optuna studies only; a sweeper it does not know is not guessed at."""
+    basic = "_target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+    for name, sweeper, said in [
+        ("stored", "_target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
+                   "    storage: sqlite:///optuna.db", "keeps its study in sqlite:///optuna.db"),
+        ("other", "_target_: hydra_plugins.some_sweeper.OtherSweeper", "a sweep by OtherSweeper cannot be"),
+    ]:  # fmt: skip
+        sweep = tmp_path / name
+        shutil.copytree(one_job_sweep, sweep)
+        recorded = sweep / "multirun.yaml"
+        assert basic in recorded.read_text()
+        recorded.write_text(recorded.read_text().replace(basic, sweeper))
+        assert said in refused(str(sweep), cwd=tmp_path)
+
+
+def test_an_optuna_search_of_eight_trials_stopped_after_four_continues_to_eight_none_repeated(tmp_path):
+    """The finished trials are replayed into the study (not run again), so the sampler knows them."""
+    search = ["hparams_search=digits_optuna", "hydra.sweeper.n_trials=8", "debug=smoke"]
+    process = subprocess.Popen([*NNEXP, *search], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (ledgers := list((tmp_path / "outputs").rglob(LEDGER_FILE))) or completed_lines(ledgers[0]) < 4:
+        assert process.poll() is None and time.monotonic() < deadline, "the search never got that far"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    sweep = ledgers[0].parent
+    stopped = read_ledger(sweep / LEDGER_FILE)
+    finished = [entry for entry in stopped if entry["status"] == "completed"]
+    assert 4 <= len(finished) < 8
+    kept = {entry["job"]: fingerprint(sweep / str(entry["job"])) for entry in finished}
+
+    resumed = run_nnexp("-m", f"resume={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    ledger = read_ledger(sweep / LEDGER_FILE)
+    assert [(entry["job"], entry["status"]) for entry in ledger] == [(job, "completed") for job in range(8)]
+    assert {entry["job"]: fingerprint(sweep / str(entry["job"])) for entry in finished} == kept
+    assert [entry for entry in ledger if entry["job"] in kept] == finished  # not run again
+    searched = [tuple(entry["overrides"][:2]) for entry in ledger]
+    assert len(set(searched)) == 8  # no trial repeated
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == max(entry["objective"] for entry in ledger)  # the study knew all eight

@@ -181,19 +181,26 @@ def _resume_sweep(overrides: list[str]) -> None:
     """`nnexp -m resume=SWEEP_FOLDER`: Hydra relaunches the sweep's own overrides into its folder, and
     each job skips, resumes or runs (nnexp/sweep/resume.py)."""
     from nnexp.runs.folder import hold_for_this_process
-    from nnexp.sweep.resume import RESUMING_ENV, drop_lines_to_rewrite, sweep_arguments
+    from nnexp.sweep.resume import RESUMING_ENV, drop_lines_to_rewrite, sweep_to_resume
 
     try:
-        sweep, relaunch = sweep_arguments(overrides)
-        hold_for_this_process(sweep)  # one process resumes a sweep at a time
+        sweep = sweep_to_resume(overrides)
+        hold_for_this_process(sweep.folder)  # one process resumes a sweep at a time
     except UserError as error:
         exit_with(error)
-    done = drop_lines_to_rewrite(sweep)
-    sys.stderr.write(f"nnexp: resuming the sweep in {sweep}: {done} completed jobs are kept as they are\n")
-    os.environ[RESUMING_ENV] = str(sweep)
+    if sweep.is_search:
+        from nnexp.sweep.search import replay_trials
+
+        replayed = replay_trials(sweep.folder, sweep.recorded)
+        sys.stderr.write(f"nnexp: the search replays its {replayed} launched trials first\n")
+    done = drop_lines_to_rewrite(sweep.folder)
+    sys.stderr.write(
+        f"nnexp: resuming the sweep in {sweep.folder}: {done} completed jobs are kept as they are\n"
+    )
+    os.environ[RESUMING_ENV] = str(sweep.folder)
     os.environ[SWEEP_PID_ENV] = str(os.getpid())
     _unwrap_piped_console()
-    sys.argv = [sys.argv[0], "-m", *relaunch]
+    sys.argv = [sys.argv[0], "-m", *sweep.relaunch]
     _hydra_main()
 
 

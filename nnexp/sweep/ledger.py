@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnexp.errors import ConfigError
 
@@ -125,6 +125,12 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 class SweepLedger(Callback):
     """Appends each finished job of a multirun to <sweep folder>/ledger.jsonl; at the end of the sweep,
     exits non-zero with one line when any job did not complete."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra's basic sweeper records the sweep's config in multirun.yaml; Optuna's does not, and
+        # `nnexp -m resume=SWEEP_FOLDER` reads the search's overrides and space from it.
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            OmegaConf.save(config, Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         ledger = Path(str(config.hydra.sweep.dir)) / LEDGER_FILE

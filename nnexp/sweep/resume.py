@@ -28,16 +28,25 @@ _OURS = ("hydra.sweep.dir=", "hydra.output_subdir=")  # what a resume adds to th
 _CHANGEABLE = ("hydra/launcher=", "hydra.launcher.")  # how the rest runs, not what it computes
 
 
-def sweep_arguments(overrides: list[str]) -> tuple[Path, list[str]]:
-    """(sweep folder, the overrides that relaunch its sweep there) for `-m resume=... [launcher...]`.
+@dataclass
+class SweepToResume:
+    folder: Path
+    relaunch: list[str]  # the overrides that launch the sweep again, into its folder
+    recorded: dict[str, Any]  # its multirun.yaml
+    is_search: bool  # an Optuna search: its trials are replayed (nnexp/sweep/search.py)
+
+
+def sweep_to_resume(overrides: list[str]) -> SweepToResume:
+    """What `-m resume=SWEEP_FOLDER [hydra/launcher=... hydra.launcher.*=...]` continues, and how.
 
     Reads only: a refusal leaves the sweep folder as it was.
     """
     options = dict(arg.split("=", 1) for arg in overrides if arg.startswith("resume="))
     sweep = Path(options["resume"]).absolute()
     extra = [arg for arg in overrides if not arg.startswith("resume=")]
-    recorded = _recorded_overrides(sweep)
-    task, hydra = recorded["task"], [arg for arg in recorded["hydra"] if not arg.startswith(_OURS)]
+    recorded, sweeper = _read_sweep_config(sweep)
+    task = [str(arg) for arg in recorded["hydra"]["overrides"]["task"]]
+    hydra = [str(arg) for arg in recorded["hydra"]["overrides"]["hydra"] if not str(arg).startswith(_OURS)]
     for arg in extra:
         if arg not in task and not arg.startswith(_CHANGEABLE):
             raise ConfigError(
@@ -50,10 +59,11 @@ def sweep_arguments(overrides: list[str]) -> tuple[Path, list[str]]:
     _refuse_a_changed_config(sweep)
     _refuse_a_running_sweep(sweep)
     relaunch = [*task, *kept, *launcher, f"hydra.sweep.dir={sweep}", "hydra.output_subdir=null"]
-    return sweep, relaunch
+    return SweepToResume(sweep, relaunch, recorded, is_search=sweeper.endswith("OptunaSweeper"))
 
 
-def _recorded_overrides(sweep: Path) -> dict[str, list[str]]:
+def _read_sweep_config(sweep: Path) -> tuple[dict[str, Any], str]:
+    """(the sweep's multirun.yaml, its sweeper's class), or a one-line refusal."""
     saved = sweep / SWEEP_CONFIG
     if not saved.is_file():
         hint = (
@@ -63,17 +73,24 @@ def _recorded_overrides(sweep: Path) -> dict[str, list[str]]:
         )
         raise ConfigError(f"resume={sweep}: not an nnexp sweep folder (no {SWEEP_CONFIG}); {hint}")
     try:
-        hydra = yaml.safe_load(saved.read_text())["hydra"]
-        overrides = {name: [str(arg) for arg in hydra["overrides"][name]] for name in ("task", "hydra")}
-        sweeper = str((hydra.get("sweeper") or {}).get("_target_", ""))
+        recorded = yaml.safe_load(saved.read_text())
+        hydra = recorded["hydra"]
+        [list(hydra["overrides"][name]) for name in ("task", "hydra")]
+        sweeper = hydra.get("sweeper") or {}
+        target = str(sweeper.get("_target_", ""))
     except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as error:
         raise ConfigError(f"resume={sweep}: cannot read {saved} ({first_line(error)})") from None
-    if not sweeper.endswith("BasicSweeper"):
+    if target.endswith("OptunaSweeper") and sweeper.get("storage"):
         raise ConfigError(
-            f"resume={sweep}: a search ({sweeper.rsplit('.', 1)[-1]}) cannot be resumed yet, only a "
-            f"sweep over listed values; its finished trials are in {sweep / LEDGER_FILE}"
+            f"resume={sweep}: the search keeps its study in {sweeper['storage']}, not in memory; nnexp "
+            f"replays only in-memory studies (hydra.sweeper.storage=null) from the sweep folder"
         )
-    return overrides
+    if not target.endswith(("BasicSweeper", "OptunaSweeper")):
+        raise ConfigError(
+            f"resume={sweep}: a sweep by {target.rsplit('.', 1)[-1] or 'an unknown sweeper'} cannot be "
+            f"resumed, only one over listed values or an Optuna search"
+        )
+    return recorded, target
 
 
 def _refuse_a_changed_config(sweep: Path) -> None:
@@ -181,4 +198,4 @@ def _save_hydra_record(cfg: DictConfig, run_dir: Path) -> None:
     OmegaConf.save(OmegaConf.create(hydra_cfg["overrides"]["task"]), record / "overrides.yaml")
 
 
-__all__ = ["RESUMING_ENV", "drop_lines_to_rewrite", "resumed_job", "sweep_arguments"]
+__all__ = ["RESUMING_ENV", "SweepToResume", "drop_lines_to_rewrite", "resumed_job", "sweep_to_resume"]
