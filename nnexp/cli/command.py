@@ -100,6 +100,10 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         _report(error, multirun)
         return None
     except TrainingInterrupted as interrupted:
+        if interrupted.requeue:  # a cluster's warning: the scheduler requeues the job, which resumes
+            from nnexp.sweep.preemption import requeue
+
+            requeue(interrupted.signum, run_dir)
         # A signal stops a whole sweep too, not just its current job; the ledger still gets its line.
         if multirun:
             record_stopped_job(run_dir)

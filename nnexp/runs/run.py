@@ -181,7 +181,7 @@ def _save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
 
 def _status_after(error: BaseException) -> str:
     if isinstance(error, (TrainingInterrupted, KeyboardInterrupt)):
-        return "interrupted"
+        return "requeued" if getattr(error, "requeue", False) else "interrupted"
     return "diverged" if isinstance(error, Diverged) else "failed"
 
 

@@ -162,9 +162,14 @@ class ResumedJob:
 
 
 def resumed_job(cfg: DictConfig, run_dir: Path) -> ResumedJob | None:
-    """What this job of the sweep being resumed does; None outside a sweep resume."""
+    """What this job of a sweep being resumed, or of a requeued job, does; None for a new job."""
     from hydra.core.hydra_config import HydraConfig
 
+    from nnexp.runs.resume import resume_config
+    from nnexp.sweep.preemption import was_requeued
+
+    if was_requeued(run_dir):  # a job that a scheduler requeued (nnexp/sweep/preemption.py)
+        return ResumedJob(skip=False, resume=True, cfg=resume_config([f"resume={run_dir}"])[1])
     sweep = os.environ.get(RESUMING_ENV)
     hydra_cfg = HydraConfig.get()
     if not sweep or sweep_root(run_dir, hydra_cfg.sweep.subdir).absolute() != Path(sweep):
@@ -177,8 +182,6 @@ def resumed_job(cfg: DictConfig, run_dir: Path) -> ResumedJob | None:
         mark_recorded(run_dir)  # its ledger line is there already
         return ResumedJob(skip=True, resume=False, objective=done.get("objective"))
     if (run_dir / "checkpoint.pt").is_file():
-        from nnexp.runs.resume import resume_config
-
         return ResumedJob(skip=False, resume=True, cfg=resume_config([f"resume={run_dir}"])[1])
     if not (run_dir / ".hydra" / "config.yaml").is_file():
         _save_hydra_record(cfg, run_dir)  # the resume turned Hydra's own off, to leave completed jobs be
