@@ -125,6 +125,8 @@ def test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_and_changes_nothing
     saved.write_text(saved.read_text().replace("eval_batch_size: 64", "eval_batch_size: 512"))
     said = refused(str(sweep), cwd=tmp_path)
     assert "the config has changed since the sweep ran (trainer.eval_batch_size: 512" in said
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text("- model=cnnn\n")  # no longer composes
+    assert "cannot compose job 0's config again" in refused(str(sweep), cwd=tmp_path)
 
 
 def test_a_search_in_a_database_or_by_another_sweeper_is_refused(one_job_sweep, tmp_path):

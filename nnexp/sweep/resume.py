@@ -102,10 +102,16 @@ def _refuse_a_changed_config(sweep: Path) -> None:
 
     for job in sorted(sweep.glob("*/.hydra/config.yaml"))[:1]:  # one job: composing costs ~0.3 s
         hydra_dir = job.parent
-        saved = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
-        overrides = [str(arg) for arg in OmegaConf.load(hydra_dir / "overrides.yaml")]
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            now = OmegaConf.to_container(compose(config_name="config", overrides=overrides))
+        try:
+            saved = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
+            overrides = [str(arg) for arg in OmegaConf.load(hydra_dir / "overrides.yaml")]
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                now = OmegaConf.to_container(compose(config_name="config", overrides=overrides))
+        except Exception as error:  # a damaged record, or overrides today's configs no longer compose
+            raise ConfigError(
+                f"resume={sweep}: cannot compose job {hydra_dir.parent.name}'s config again "
+                f"({first_line(error)[:200]}); start a new sweep"
+            ) from None
         changed = _first_difference(saved, now)
         if changed is not None:
             key, before, after = changed
