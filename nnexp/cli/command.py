@@ -7,6 +7,7 @@ but not torch: what a command does not need is imported where it is needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ def _job(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from nnexp.sweep.ledger import objective_value, record_stopped_job
+    from nnexp.sweep.resume import resumed_job
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -49,7 +51,15 @@ def _job(cfg: DictConfig) -> float | None:
             _record_not_started(Path(hydra_cfg.runtime.output_dir))
             record_stopped_job(Path(hydra_cfg.runtime.output_dir))
             sys.exit(128 + signal.SIGTERM)
-    result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    again = resumed_job(cfg, run_dir) if multirun else None  # in `nnexp -m resume=SWEEP_FOLDER`
+    if again is not None and again.skip:
+        return again.objective
+    with _assigned_in_sweep(cfg, run_dir) if multirun else contextlib.nullcontext():
+        if again is not None and again.resume:
+            result = _run_or_exit(again.cfg, run_dir, multirun=True, resume=True)
+        else:
+            result = _run_or_exit(cfg, run_dir, multirun=multirun)
     failed_objective = math.nan if cfg.get("objective") else None  # Optuna counts NaN as a failed trial
     if result is None:
         return failed_objective
@@ -58,6 +68,19 @@ def _job(cfg: DictConfig) -> float | None:
     except UserError as error:
         _report(error, multirun)
         return failed_objective
+
+
+def _assigned_in_sweep(cfg: DictConfig, run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """A parallel sweep job's own GPU and share of the CPU threads, held while it runs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nnexp.sweep.devices import assigned
+    from nnexp.sweep.ledger import sweep_root
+
+    hydra_cfg = HydraConfig.get()
+    root = sweep_root(run_dir, hydra_cfg.sweep.subdir)  # not sweep.dir: resolving it claims a folder
+    threads = cfg.trainer.get("threads")
+    return assigned(hydra_cfg.job.num, hydra_cfg.launcher, str(root), cfg.device.type, threads)
 
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
@@ -77,6 +100,10 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         _report(error, multirun)
         return None
     except TrainingInterrupted as interrupted:
+        if interrupted.requeue:  # a cluster's warning: the scheduler requeues the job, which resumes
+            from nnexp.sweep.preemption import requeue
+
+            requeue(interrupted.signum, run_dir)
         # A signal stops a whole sweep too, not just its current job; the ledger still gets its line.
         if multirun:
             record_stopped_job(run_dir)
@@ -130,6 +157,9 @@ def main() -> None:
     parser = get_args_parser()
     parser.error = _one_line_usage_error  # argparse would print its whole usage first
     args = parser.parse_args()
+    if is_resume(args.overrides) and args.multirun:
+        _resume_sweep(args.overrides)
+        return
     if is_resume(args.overrides):
         try:
             run_dir, cfg = resume_config(args.overrides)
@@ -148,6 +178,33 @@ def main() -> None:
             preflight(args.overrides, multirun=args.multirun)
         except UserError as error:
             exit_with(error)
+    _hydra_main()
+
+
+def _resume_sweep(overrides: list[str]) -> None:
+    """`nnexp -m resume=SWEEP_FOLDER`: Hydra relaunches the sweep's own overrides into its folder, and
+    each job skips, resumes or runs (nnexp/sweep/resume.py)."""
+    from nnexp.runs.folder import hold_for_this_process
+    from nnexp.sweep.resume import RESUMING_ENV, drop_lines_to_rewrite, sweep_to_resume
+
+    try:
+        sweep = sweep_to_resume(overrides)
+        hold_for_this_process(sweep.folder)  # one process resumes a sweep at a time
+    except UserError as error:
+        exit_with(error)
+    if sweep.is_search:
+        from nnexp.sweep.search import replay_trials
+
+        replayed = replay_trials(sweep.folder, sweep.recorded)
+        sys.stderr.write(f"nnexp: the search replays its {replayed} launched trials first\n")
+    done = drop_lines_to_rewrite(sweep.folder)
+    sys.stderr.write(
+        f"nnexp: resuming the sweep in {sweep.folder}: {done} completed jobs are kept as they are\n"
+    )
+    os.environ[RESUMING_ENV] = str(sweep.folder)
+    os.environ[SWEEP_PID_ENV] = str(os.getpid())
+    _unwrap_piped_console()
+    sys.argv = [sys.argv[0], "-m", *sweep.relaunch]
     _hydra_main()
 
 

@@ -95,6 +95,14 @@ def register_resolvers() -> None:
     # use_cache: Hydra resolves the run folder more than once and copies this cache to sweep jobs.
     if not OmegaConf.has_resolver("nnexp_new_dir"):
         OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
+    if not OmegaConf.has_resolver("nnexp_gpu_count"):  # hydra/launcher=gpus: one job per GPU
+        OmegaConf.register_new_resolver("nnexp_gpu_count", _gpu_count, use_cache=True)
+
+
+def _gpu_count() -> int:
+    from nnexp.sweep.devices import visible_gpus
+
+    return max(1, visible_gpus())
 
 
 __all__ = [

@@ -34,7 +34,9 @@ from nnexp.runs.console import diagnostics_table, results_table
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
+from nnexp.runs.provenance import provenance
 from nnexp.runs.resume import Resumed, save_config_if_changed
+from nnexp.sweep.devices import job_assignment
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.lr_finder import CSV_FILE, PLOT_FILE, LrFinderOptions, LrFinderResult, find_lr
@@ -74,7 +76,10 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         "started_at": _timestamp(started),
         "nnexp_version": nnexp_version(),
         "code_version": code_version(),
+        "provenance": provenance(cfg),
     }
+    if (given := job_assignment()) is not None:  # a parallel sweep job's own GPU and threads
+        summary["assigned"] = given
     experiment, restored, earlier_wall_time = None, None, 0.0
     if resumed is not None and resumed.is_finished:
         # The console only: the run's own log stays as its training left it.
@@ -178,7 +183,7 @@ def _save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
 
 def _status_after(error: BaseException) -> str:
     if isinstance(error, (TrainingInterrupted, KeyboardInterrupt)):
-        return "interrupted"
+        return "requeued" if getattr(error, "requeue", False) else "interrupted"
     return "diverged" if isinstance(error, Diverged) else "failed"
 
 

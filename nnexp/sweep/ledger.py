@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnexp.errors import ConfigError
 
@@ -79,6 +79,14 @@ def ledger_entry(job_return: JobReturn, run_dir: Path, root: Path) -> dict[str, 
     return entry
 
 
+_RECORDED: set[Path] = set()  # job folders whose line the ledger holds already (a resumed sweep's skips)
+
+
+def mark_recorded(run_dir: Path) -> None:
+    """The job in `run_dir` is in the ledger already: its end adds no second line."""
+    _RECORDED.add(Path(run_dir).absolute())
+
+
 def record_stopped_job(run_dir: Path) -> None:
     """Append the line of a sweep job that a signal stopped: it exits at once, and Hydra's job-end
     callback, which writes the line of every other job, never runs for it."""
@@ -118,6 +126,12 @@ class SweepLedger(Callback):
     """Appends each finished job of a multirun to <sweep folder>/ledger.jsonl; at the end of the sweep,
     exits non-zero with one line when any job did not complete."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra's basic sweeper records the sweep's config in multirun.yaml; Optuna's does not, and
+        # `nnexp -m resume=SWEEP_FOLDER` reads the search's overrides and space from it.
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            OmegaConf.save(config, Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         ledger = Path(str(config.hydra.sweep.dir)) / LEDGER_FILE
         entries = read_ledger(ledger) if ledger.is_file() else []
@@ -137,6 +151,8 @@ class SweepLedger(Callback):
         if hydra_cfg.mode != RunMode.MULTIRUN:
             return
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        if run_dir.absolute() in _RECORDED:
+            return
         root = sweep_root(run_dir, hydra_cfg.sweep.subdir)
         entry = ledger_entry(job_return, run_dir, root)
         append_line(root / LEDGER_FILE, entry)

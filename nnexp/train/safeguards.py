@@ -17,14 +17,21 @@ from nnexp.errors import UserError
 log = logging.getLogger("nnexp")
 
 
+# What a scheduler sends before it stops a job at its time limit or pre-empts it (SLURM --signal, submitit)
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
 class TrainingInterrupted(BaseException):
-    """Raised at a batch boundary after the first SIGINT / SIGTERM; exit code 128 + signal number.
+    """Raised at a batch boundary after the first SIGINT / SIGTERM (or SIGUSR1/2); exit code 128 + signal
+    number. `requeue`: a pre-emption signal for which a scheduler (submitit) has its own handler, which
+    requeues the job once the run has stopped and checkpointed.
 
     A BaseException, as KeyboardInterrupt is: a library's `except Exception` (MLflow wraps whatever
     its request raised) must not swallow a stop."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, requeue: bool = False) -> None:
         self.signum = signum
+        self.requeue = requeue
         self.signal_name = signal.Signals(signum).name
         self.exit_code = 128 + signum
         super().__init__(f"interrupted by {self.signal_name}")
@@ -37,9 +44,9 @@ class Diverged(UserError):
 
 
 class StopOnSignal:
-    """First SIGINT/SIGTERM: finish the current batch, then stop. A second one: stop at once."""
+    """First SIGINT/SIGTERM/SIGUSR1/SIGUSR2: finish the current batch, then stop. A second: stop at once."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, *PREEMPTION_SIGNALS)
 
     def __init__(self) -> None:
         self.requested: int | None = None
@@ -69,7 +76,7 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None or self._at_once:
-            raise TrainingInterrupted(signum)
+            raise TrainingInterrupted(signum, self._requeues(signum))
         self.requested = signum
         log.warning(
             "%s received: stopping after this batch (send it again to stop at once)",
@@ -78,7 +85,11 @@ class StopOnSignal:
 
     def check(self) -> None:
         if self.requested is not None:
-            raise TrainingInterrupted(self.requested)
+            raise TrainingInterrupted(self.requested, self._requeues(self.requested))
+
+    def _requeues(self, signum: int) -> bool:
+        """A pre-emption signal that a scheduler's own handler (submitit's) was waiting for."""
+        return signum in PREEMPTION_SIGNALS and callable(self._previous.get(signum))
 
 
 class DivergenceGuard:

@@ -1,0 +1,43 @@
+"""Where a run ran: the software and hardware that summary.json records, so runs from different machines
+can be compared knowing what differed (a torch upgrade, another GPU, fewer threads)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+
+def provenance(cfg: DictConfig) -> dict[str, Any]:
+    """Versions (CUDA and cuDNN are None on a CPU-only build of torch), the device the run trains on, the
+    GPUs visible to it and the CPU threads torch uses (trainer.threads when set: the run sets it so)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    on_gpu = gpus > 0 and str(cfg.device.type) != "cpu"
+    threads = cfg.trainer.get("threads")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        # the current device: a parallel sweep job's own GPU once the sweep has assigned it one
+        "device_name": torch.cuda.get_device_name() if on_gpu else cpu_name(),
+        "gpu_count": gpus,
+        "cpu_count": os.cpu_count(),
+        "threads": int(threads) if threads else torch.get_num_threads(),
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (platform.processor() is empty on most Linux machines)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

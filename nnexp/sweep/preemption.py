@@ -1,0 +1,51 @@
+"""A sweep job pre-empted or at its time limit on a cluster: checkpoint, then let the scheduler requeue it.
+
+submitit (hydra/launcher=slurm, submitit_local) sends SIGUSR2 before a job's time limit (SLURM's
+--signal may send SIGUSR1) and requeues a job whose handler asks for it. The run stops at the next batch
+boundary with its checkpoint and the status `requeued`, as for a Ctrl-C; then submitit's own handler
+requeues it, and the requeued job continues the same run folder exactly (`nnexp resume=` semantics).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+SUMMARY_FILE = "summary.json"
+
+
+def requeue(signum: int, run_dir: Path) -> NoReturn:
+    """Hand the stopped job to the scheduler's handler for `signum`, which requeues it and exits."""
+    name = signal.Signals(signum).name
+    sys.stderr.write(f"nnexp: {name}: checkpointed; the job is requeued and continues in {run_dir}\n")
+    handler = signal.getsignal(signum)
+    try:
+        if callable(handler):
+            handler(signum, None)  # submitit: pickles the job again, requeues it, exits
+    except Exception as error:  # it will not be requeued (timed out too many times, ...)
+        _mark_interrupted(run_dir, f"not requeued: {error}")
+        from nnexp.sweep.ledger import record_stopped_job
+
+        record_stopped_job(run_dir)
+        sys.stderr.write(f"nnexp: not requeued ({error}); resume with: nnexp resume={run_dir}\n")
+    sys.exit(128 + signum)
+
+
+def was_requeued(run_dir: Path) -> bool:
+    """Whether the job in `run_dir` stopped to be requeued, leaving a checkpoint to continue from."""
+    try:
+        status = json.loads((Path(run_dir) / SUMMARY_FILE).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status == "requeued" and (Path(run_dir) / "checkpoint.pt").is_file()
+
+
+def _mark_interrupted(run_dir: Path, error: str) -> None:
+    from nnexp.runs.folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    summary = folder.read_summary() or {}
+    folder.write_summary({**summary, "status": "interrupted", "error": error})
