@@ -54,10 +54,15 @@ def test_every_job_a_stopped_parallel_sweep_started_is_in_its_ledger_and_resumes
     while any(read_summary(f)["status"] == "running" for f in run_folders(tmp_path)):
         assert time.monotonic() < deadline, "a worker kept running after its sweep was stopped"
         time.sleep(0.5)
-    time.sleep(1)
-    entries = ledger_of(tmp_path)
     folders = run_folders(tmp_path)
-    assert sorted(entry["job"] for entry in entries) == sorted(int(folder.name) for folder in folders)
+    started = sorted(int(folder.name) for folder in folders)
+    deadline = time.monotonic() + 30  # a worker's last ledger line may land just after its summary
+    while time.monotonic() < deadline:
+        written = any((tmp_path / "outputs").rglob("ledger.jsonl"))
+        if written and sorted(entry["job"] for entry in ledger_of(tmp_path)) == started:
+            break
+        time.sleep(0.5)
+    assert sorted(entry["job"] for entry in ledger_of(tmp_path)) == started
     stopped = [folder for folder in folders if read_summary(folder)["epochs_completed"] > 0]
     assert stopped, "at least one job had trained when the signal came"
     one_more = read_summary(stopped[0])["epochs_completed"] + 1
