@@ -270,3 +270,41 @@ def test_the_initial_loss_check_still_suggests_normalising_an_off_centre_target(
     expected = expected_initial_loss("mse", Chance.of(data, "mse"), data)
     (finding,) = check_initial_loss(30.0, expected, data)
     assert "data.normalize_target=true" in finding.hint
+
+
+# --- the logistic baseline's settings ------------------------------------------------------------------
+
+
+def test_the_logistic_baseline_takes_its_settings_and_says_them_in_its_name():
+    from nnexp.data.digits import load_digits
+
+    data = load_digits(test_fraction=0.2, split_seed=1234, val_fraction=0.0, scale=False)
+    settings = {"logistic": {"penalty": None, "C": 1.0, "max_iter": 300}}
+    (plain,) = [b for b in baselines_for(data) if b["name"].startswith("logistic")]
+    (unpenalised,) = [b for b in baselines_for(data, settings=settings) if b["name"].startswith("logistic")]
+    assert plain["name"] == "logistic regression"
+    assert unpenalised["name"] == "logistic regression (penalty=None)"
+    # seed 004's LogisticRegression(penalty=None) on the lecture's split of the raw digits
+    assert unpenalised["test_accuracy"] == pytest.approx(0.9583, abs=1e-4)
+    assert unpenalised["train_accuracy"] == 1.0
+
+
+def test_the_logistic_baselines_settings_reach_it_from_the_command_line(tmp_path):
+    result = run_nnexp("trainer.epochs=1", "baselines.logistic.penalty=null", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    baselines = read_summary(run_folders(tmp_path)[0])["baselines"]
+    assert "logistic regression (penalty=None)" in [b["name"] for b in baselines]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("baselines.logistic.penalty=l1", "baselines.logistic.penalty=l1 is not allowed: use l2, or null"),
+        ("baselines.logistic.C=0", "baselines.logistic.C=0 is not allowed: use a finite number > 0"),
+    ],
+)
+def test_a_logistic_setting_scikit_learn_would_reject_is_refused_in_one_line(tmp_path, override, message):
+    result = run_nnexp(override, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -1,4 +1,5 @@
-"""Checks on the data switches of a CSV run, and on which splits the data will have.
+"""Checks on the data switches of a CSV run and the baselines' settings, and on which splits the data
+will have.
 
 A CSV with `data.test_size=0` trains on every row and has no test split; `data.val_fraction=0`
 (or an image set's `data.val_size=0`) leaves no validation split. A sweeper's objective that names
@@ -52,6 +53,14 @@ DATA_SWITCH_RULES: list[tuple[str, Callable[[Any], bool], str, Any]] = [
     ),
     ("data.scale_on", lambda v: v in ("train", "all"), "train or all (z-scores fitted on every row)", "all"),
     ("data.std_ddof", lambda v: _whole(v) and v in (0, 1), "0 or 1", 1),
+    ("baselines.logistic.penalty", lambda v: v in ("l2", None), "l2, or null for no penalty", "null"),
+    (
+        "baselines.logistic.C",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+        "a finite number > 0",
+        1.0,
+    ),
+    ("baselines.logistic.max_iter", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 300),
 ]
 
 

@@ -226,7 +226,7 @@ def _train_and_record(
     }
     summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
     summary["baselines"] = baselines_for(
-        experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec)
+        experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec), cfg.get("baselines")
     )
 
     stop.check()
