@@ -308,3 +308,17 @@ def test_a_logistic_setting_scikit_learn_would_reject_is_refused_in_one_line(tmp
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+# --- the default run ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_run_beats_its_logistic_regression_baseline(tmp_path, seed):
+    """`nnexp` (the digits MLP) scores a higher test accuracy than logistic regression on the same split."""
+    result = run_nnexp(f"seed={seed}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_folders(tmp_path)[0])
+    (logistic,) = [b for b in summary["baselines"] if b["name"] == "logistic regression"]
+    assert summary["metrics"]["final"]["test_accuracy"] > logistic["test_accuracy"]
