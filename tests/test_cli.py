@@ -34,7 +34,7 @@ def test_a_run_trains_evaluates_and_records_everything_in_its_own_folder(tmp_pat
     summary = read_summary(folder)
     assert summary["status"] == "completed"
     assert summary["epochs_completed"] == 2 and summary["seed"] == 0 and summary["device"] == "cpu"
-    assert summary["num_parameters"] == 64 * 128 + 128 + 128 * 10 + 10
+    assert summary["num_parameters"] == (64 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10)
     assert set(summary["metrics"]["final"]) >= {"train_accuracy", "val_accuracy", "test_accuracy"}
     assert summary["metrics"]["best"]["val_loss"] <= float(metric_values(folder)[0]["val_loss"])
     assert len(metric_values(folder)) == 2

@@ -127,7 +127,9 @@ def test_all_zero_weights_leave_a_classifier_at_chance_with_dead_units(tmp_path)
 
 
 def test_too_large_a_learning_rate_kills_relus_and_the_metrics_show_it(tmp_path):
-    result = run_nnexp("optim=sgd", "optim.lr=3", "trainer.epochs=2", cwd=tmp_path)
+    # the 64-128-10 net, so the layers are named as below
+    net = ["model.hidden=[128]", "model.dropout=0"]
+    result = run_nnexp("optim=sgd", "optim.lr=3", "trainer.epochs=2", *net, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [folder] = run_folders(tmp_path)
     assert "dead-relu" in codes_of(folder)
@@ -177,7 +179,7 @@ def test_a_recurrent_net_trained_without_clipping_blows_up(tmp_path, text_path):
     assert "trainer.clip_grad_norm=1" in finding_of(folder, "unstable-loss")["hint"]
 
 
-BIG = ["model=mlp", "model.hidden=[256,256]", "optim=adam", "optim.lr=0.01"]
+BIG = ["model=mlp", "model.hidden=[256,256]", "model.dropout=0", "optim=adam", "optim.lr=0.01"]  # no dropout
 
 
 def write_noisy_rows(path: Path, rows: int = 120, features: int = 8, seed: int = 0) -> list[str]:

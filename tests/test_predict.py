@@ -88,6 +88,27 @@ def test_a_csv_of_the_runs_own_test_rows_gets_the_models_predictions_in_the_targ
         np.testing.assert_allclose(sorted(pd.read_csv(recorded)["prediction"]), sorted(expected), rtol=1e-4)
 
 
+def test_a_run_with_two_targets_predicts_each_in_its_own_units(tmp_path):
+    csv = write_fish_csv(tmp_path / "Fish.csv")
+    run = trained(tmp_path, "data=csv", f"data.path={csv}", "data.features=[Length1,Height]",
+                  "data.target=[Weight,Width]", "trainer.epochs=2")  # fmt: skip
+    config, bundle = data_of(run)
+    model = load_saved_run(run).model
+    scales = bundle.spec.details["target_scale"]
+    with torch.inference_mode():
+        outputs = model(bundle.test.inputs).double()
+    out = tmp_path / "two.csv"
+    result = predict_cli(run, csv, "--out", out)
+    assert result.returncode == 0, result.stderr
+    written = pd.read_csv(out)
+    table = pd.read_csv(csv)
+    _, test_rows = shuffled_split(len(table), config.data.test_size, config.data.split_seed)
+    for column, target in enumerate(["Weight", "Width"]):
+        expected = outputs[:, column] * scales[target]["std"] + scales[target]["mean"]
+        got = written[f"predicted_{target}"].to_numpy()[test_rows]
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4)
+
+
 def digit_png(pixels: torch.Tensor, path: Path, zoom: int = 8) -> Path:
     """A digit (1, 8, 8) scaled to [0, 1] as a grey PNG `zoom` times larger: ink bright, as in the data."""
     grey = (pixels[0].numpy() * 255).round().astype(np.uint8)

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnexp.cli import model_checks as model
+from nnexp.cli.data_checks import DATA_SWITCH_RULES, check_named_splits
 from nnexp.cli.model_checks import INITS, check_model_lists
 from nnexp.errors import ConfigError
 
@@ -100,6 +101,7 @@ RULES = [
     _rule("trainer.stuck_epochs", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 5),
     _rule("trainer.stuck_tolerance", lambda v: _number(v) and v >= 0, "a finite number >= 0", 1e-4),
     _rule("trainer.stop_when_stuck", lambda v: isinstance(v, bool), "true or false", "true"),
+    _rule("trainer.shuffle", lambda v: isinstance(v, bool), "true or false", "false"),
     _rule(
         "trainer.clip_grad_norm",
         lambda v: v is None or (_number(v) and v > 0),
@@ -198,19 +200,7 @@ RULES = [
     _rule("data.scale", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule("data.normalize_features", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule("data.test_fraction", lambda v: _number(v) and 0 < v < 1, "a fraction in (0, 1)", 0.2),
-    _rule(
-        "data.test_size",
-        lambda v: (_whole(v) and v >= 1) or (_number(v) and 0 < v < 1),
-        "a fraction in (0, 1) or a whole number of rows >= 1",
-        0.2,
-    ),
-    _rule(
-        "data.features",
-        lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0 and all(isinstance(f, str) for f in v),
-        "a non-empty list of column names",
-        "[Height,Width]",
-    ),
-    _rule("data.target", lambda v: isinstance(v, str) and v != "", "a column name", "Weight"),
+    *(_rule(*rule) for rule in DATA_SWITCH_RULES),  # data.test_size, features, target, scale_on, ...
     # Image data (data=mnist, data=fashion_mnist) and image models (model=cnn, lenet, resnet).
     _rule("data.root", lambda v: isinstance(v, str) and v != "", "a folder path", "data"),
     _rule("data.download", lambda v: isinstance(v, bool), "true or false", "false"),
@@ -392,6 +382,7 @@ def _check_text_and_model(cfg: DictConfig) -> None:
 
 def _check_combinations(cfg: DictConfig) -> None:
     _check_text_and_model(cfg)
+    check_named_splits(cfg)
     optim = cfg.get("optim", {})
     if optim.get("nesterov") and (optim.get("momentum", 0) <= 0 or optim.get("dampening", 0) != 0):
         raise ConfigError(

@@ -92,7 +92,7 @@ class DataBundle:
     spec: DataSpec
     train: TensorSplit
     val: TensorSplit | None
-    test: TensorSplit
+    test: TensorSplit | None  # None: no test split (a CSV with data.test_size=0 trains on every row)
 
     def splits(self) -> dict[str, TensorSplit]:
         named = {"train": self.train, "val": self.val, "test": self.test}
@@ -100,7 +100,7 @@ class DataBundle:
 
     def to(self, device: torch.device) -> DataBundle:
         moved = {name: split.to(device) for name, split in self.splits().items()}
-        return DataBundle(self.spec, moved["train"], moved.get("val"), moved["test"])
+        return DataBundle(self.spec, moved["train"], moved.get("val"), moved.get("test"))
 
 
 def shuffled_split(

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
@@ -16,29 +17,53 @@ log = logging.getLogger("nnexp")
 
 def load_csv(
     path: str,
-    features: list[str],
-    target: str,
+    features: list[str] | str,
+    target: list[str] | str,
     test_size: float | int,
     split_seed: int,
     val_fraction: float,
     normalize_target: bool,
     normalize_features: bool = True,
+    scale_on: str = "train",
+    std_ddof: int = 0,
 ) -> DataBundle:
-    """Read `features` -> `target` from `path`; z-score both with statistics of the training rows."""
-    repeated = sorted({name for name in features if list(features).count(name) > 1})
-    if repeated:
-        raise DataError(f"data.features lists {repeated[0]!r} more than once: list each column once")
-    if target in features:
-        raise DataError(
-            f"data.target={target!r} is also in data.features: the model would read the answer it is "
-            f"asked for; drop {target!r} from data.features"
-        )
-    table = read_numeric_columns(Path(path), [*features, target])
-    # Read and normalised in 64 bits, trained on in 32: a column too large for those is named below.
-    x = torch.tensor(table[list(features)].to_numpy(), dtype=torch.float64)
-    y = torch.tensor(table[[target]].to_numpy(), dtype=torch.float64)
+    """Read `features` -> `target` from `path`; z-score both with statistics of the training rows.
 
-    train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
+    `target` is one column or a list (one model output per column); `features="all"` takes every
+    numeric column but the targets. `test_size=0` keeps every row for training (no test split);
+    `scale_on="all"` fits the z-scores on every row, as the lecture notebooks do, instead of the
+    training rows only. `std_ddof=1` divides by the sample std (pandas' `df.std()`, as the lectures
+    did) instead of the population std (scikit-learn's StandardScaler).
+    """
+    targets = [target] if isinstance(target, str) else list(target)
+    _refuse_repeats("data.target", targets)
+    if features != "all":
+        _refuse_repeats("data.features", list(features))
+        both = [name for name in targets if name in features]
+        if both:
+            raise DataError(
+                f"data.target={both[0]!r} is also in data.features: the model would read the answer it is "
+                f"asked for; drop {both[0]!r} from data.features"
+            )
+    if features == "all":
+        table = read_numeric_columns(Path(path), targets)
+        features = numeric_columns(table, exclude=targets)
+        if not features:
+            raise DataError(
+                f"data.features=all: {path} has no numeric column beside the target(s) {', '.join(targets)}; "
+                f"list the input columns in data.features"
+            )
+        log.info("data.features=all: %s", ", ".join(features))
+    features = list(features)
+    table = read_numeric_columns(Path(path), [*features, *targets])
+    # Read and normalised in 64 bits, trained on in 32: a column too large for those is named below.
+    x = torch.tensor(table[features].to_numpy(), dtype=torch.float64)
+    y = torch.tensor(table[targets].to_numpy(), dtype=torch.float64)
+
+    if test_size == 0:  # every row trains, in the file's order (trainer.shuffle=false keeps it)
+        train_rows, test_rows = np.arange(len(table)), None
+    else:
+        train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
     if len(train_rows) < 2:  # one row has no spread to normalise by and nothing to learn a slope from
         raise DataError(
@@ -48,28 +73,38 @@ def load_csv(
 
     details: dict[str, Any] = {
         "path": str(Path(path).resolve()),
-        "features": list(features),
-        "target": target,
+        "features": features,
+        "target": targets[0] if len(targets) == 1 else targets,
         "normalization": "none: the columns as they are in the file",
     }
-    copies = _held_out_copies(table[[*features, target]], train_rows, [test_rows, val_rows])
+    if test_rows is None:  # said in the results table: no score here is on rows held out from training
+        details["test_split"] = NO_TEST_SPLIT + ("" if val_rows is None else " but the validation rows")
+    copies = _held_out_copies(table[[*features, *targets]], train_rows, [test_rows, val_rows])
     if copies:
         details["held_out_rows_also_in_training"] = copies
         log.warning(
             "data: %d held-out row(s) of %s are exact copies of training rows: their scores overstate "
             "what the model learned; drop the duplicate rows from the file", copies, path
         )  # fmt: skip
+    # The lecture z-scores the whole table before splitting it; the default keeps the held-out rows'
+    # statistics out of training, so their scores stay honest.
+    fitted_on = slice(None) if scale_on == "all" else train_rows
+    rows_named = "every row (data.scale_on=all)" if scale_on == "all" else "the training rows"
     if normalize_features:
-        x_mean, x_std = _moments(x[train_rows], "feature", features)
+        x_mean, x_std = _moments(x[fitted_on], "feature", features, rows_named, std_ddof)
         x = (x - x_mean) / x_std
-        details["normalization"] = "z-score, fitted on the training rows"
+        details["normalization"] = f"z-score, fitted on {rows_named}"
         # Kept so new rows can be scaled the same way later (nnexp-predict).
         details["feature_scale"] = {"mean": x_mean.tolist(), "std": x_std.tolist()}
     if normalize_target:
-        y_mean, y_std = _moments(y[train_rows], "target", [target])
+        y_mean, y_std = _moments(y[fitted_on], "target", targets, rows_named, std_ddof)
         y = (y - y_mean) / y_std
-        details["target_scale"] = {"mean": y_mean.item(), "std": y_std.item()}
-    x, y = _as_float32(x, list(features), path), _as_float32(y, [target], path)
+        if len(targets) == 1:
+            details["target_scale"] = {"mean": y_mean.item(), "std": y_std.item()}
+        else:
+            moments = zip(targets, y_mean.tolist(), y_std.tolist(), strict=True)
+            details["target_scale"] = {name: {"mean": m, "std": s} for name, m, s in moments}
+    x, y = _as_float32(x, features, path), _as_float32(y, targets, path)
 
     def split(rows):
         return None if rows is None else TensorSplit(x[rows], y[rows])
@@ -79,7 +114,7 @@ def load_csv(
             name=Path(path).stem,
             task="regression",
             input_shape=(len(features),),
-            num_outputs=1,
+            num_outputs=len(targets),
             details=details,
         ),
         train=split(train_rows),
@@ -88,6 +123,29 @@ def load_csv(
     )
     bundle.spec.sizes.update({name: len(part) for name, part in bundle.splits().items()})
     return bundle
+
+
+NO_TEST_SPLIT = "no test split (data.test_size=0): the model was trained on every row"
+
+
+def _refuse_repeats(key: str, names: list[str]) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{key} lists {repeated[0]!r} more than once: list each column once")
+
+
+def numeric_columns(table: Any, exclude: list[str]) -> list[str]:
+    """The columns every cell of which reads as a finite number, in the file's order, less `exclude`."""
+    import pandas as pd
+
+    numeric = []
+    for name in table.columns:
+        if name in exclude:
+            continue
+        values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype="float64")
+        if np.isfinite(values).all():
+            numeric.append(str(name))
+    return numeric
 
 
 def read_numeric_columns(path: Path, columns: list[str]):
@@ -177,15 +235,17 @@ def _as_float32(values: torch.Tensor, names: list[str], path: str) -> torch.Tens
     return narrowed
 
 
-def _moments(values: torch.Tensor, kind: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    # Population std (ddof 0), as scikit-learn's StandardScaler in the lecture notebooks. Computed on the
-    # columns divided by their largest magnitude: squares of values near 1e300 would overflow to inf.
+def _moments(
+    values: torch.Tensor, kind: str, names: list[str], rows_named: str = "the training rows", ddof: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Population std (ddof 0) by default, as scikit-learn's StandardScaler; ddof 1 as pandas' df.std().
+    # Computed on the columns divided by their largest magnitude: squares near 1e300 would overflow to inf.
     scale = values.abs().amax(dim=0).clamp_min(torch.finfo(values.dtype).tiny)
-    mean, std = (values / scale).mean(dim=0) * scale, (values / scale).std(dim=0, correction=0) * scale
+    mean, std = (values / scale).mean(dim=0) * scale, (values / scale).std(dim=0, correction=ddof) * scale
     constant = (std == 0).nonzero().flatten().tolist()
     if constant:
         raise DataError(
-            f"{kind} column {names[constant[0]]!r} is constant on the training rows, "
+            f"{kind} column {names[constant[0]]!r} is constant on {rows_named}, "
             f"so it cannot be normalised; drop it"
         )
     return mean, std

@@ -19,10 +19,13 @@ class Finding:
     hint: str  # what to try
     epoch: int | None = None  # None: found before training
     expected: bool = False  # the experiment declares it demonstrates this mistake
+    resolved_at: int | None = None  # the epoch from which it no longer held (the model went on to learn)
 
     def line(self) -> str:
         when = "before training" if self.epoch is None else f"epoch {self.epoch}"
         note = " (this experiment demonstrates it)" if self.expected else ""
+        if self.resolved_at is not None:
+            note += f" (resolved at epoch {self.resolved_at})"
         return f"[{self.code}] {when}: {self.message}; try: {self.hint}{note}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +53,14 @@ class Diagnosis:
             finding = Finding(**{**finding.to_dict(), "expected": True})
         self.findings.append(finding)
         return finding
+
+    def resolve(self, code: str, epoch: int) -> Finding | None:
+        """Mark the finding `code` as no longer true from `epoch` on; returns it, or None if not found."""
+        for index, finding in enumerate(self.findings):
+            if finding.code == code and finding.resolved_at is None:
+                self.findings[index] = Finding(**{**finding.to_dict(), "resolved_at": epoch})
+                return self.findings[index]
+        return None
 
     def has(self, code: str) -> bool:
         return any(finding.code == code for finding in self.findings)

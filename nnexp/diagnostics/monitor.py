@@ -64,12 +64,17 @@ class Diagnostics:
             row.update(self.probe.measure(model, loss_fn).columns())
         for finding in self.watch.update(row):
             self.report(finding)
+        for code, epoch in self.watch.pop_resolved():
+            if self.diagnosis.resolve(code, epoch) is not None:
+                log.info("[%s] resolved at epoch %d: the model now scores better than guessing", code, epoch)
 
     def replay(self, history: list[dict[str, Any]]) -> None:
         """A resumed run: pass the recorded epochs through the checks again, quietly."""
         for row in history:
             for finding in self.watch.update(row):
                 self.diagnosis.add(finding)
+            for code, epoch in self.watch.pop_resolved():
+                self.diagnosis.resolve(code, epoch)
 
     def report(self, finding: Finding) -> None:
         added = self.diagnosis.add(finding)

@@ -47,10 +47,14 @@ def check_initial_loss(measured: float, expected: dict[str, Any] | None, data: D
         return []
     if measured <= INITIAL_LOSS_FACTOR * expected["expected"]:
         return []
+    if expected["expected"] == 0:  # a constant target: guessing scores 0, so any start is "far above" it
+        return []
     hint = "start from smaller weights (model.init=default, or a smaller model.init_std)"
     if data.spec.task == "regression":
+        # Suggest normalising only a target that can be: data.normalize_target refuses a constant column.
         targets = data.train.targets.double()
-        if targets.mean().abs() > targets.std(correction=0):
+        spread = targets.std(dim=0, correction=0)
+        if ((targets.mean(dim=0).abs() > spread) & (spread > 0)).any():
             hint = "centre and scale the target (data.normalize_target=true)"
     return [
         Finding(

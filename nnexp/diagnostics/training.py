@@ -52,7 +52,9 @@ class Chance:
             loss = math.log(outputs) if loss_name == "cross_entropy" else None
             return cls(accuracy=max(1 / outputs, majority), loss=loss)
         if task == "regression":
-            return cls(loss=data.train.targets.double().var(correction=0).item(), metric="mse")
+            # Guessing each target column's mean scores the mean of the columns' variances.
+            targets = data.train.targets.double()
+            return cls(loss=targets.var(dim=0, correction=0).mean().item(), metric="mse")
         return cls(loss=math.log(outputs))
 
 
@@ -66,12 +68,19 @@ class TrainingWatch:
         self.found: set[str] = set()
         self.previous: dict[str, Any] | None = None  # the last epoch's row
         self.lowest: float = math.inf  # the lowest training loss (or MSE) of the epochs before
+        self.resolved: dict[str, int] = {}  # code -> the epoch it stopped holding
+        self.newly_resolved: list[tuple[str, int]] = []  # since the last `pop_resolved`
 
     def update(self, row: dict[str, Any]) -> list[Finding]:
         """The findings of this epoch's row whose codes were not found before."""
         new = [finding for finding in self._check(row) if finding.code not in self.found]
         self.found.update(finding.code for finding in new)
         return new
+
+    def pop_resolved(self) -> list[tuple[str, int]]:
+        """(code, epoch) of the findings that stopped holding since the last call."""
+        resolved, self.newly_resolved = self.newly_resolved, []
+        return resolved
 
     def _check(self, row: dict[str, Any]) -> list[Finding]:
         epoch = row["epoch"]
@@ -81,7 +90,12 @@ class TrainingWatch:
             findings.append(Finding("stuck-loss", stuck, self.stuck.HINT, epoch))
         if not self.checks:
             return findings
-        findings += self._chance_level(row)
+        at_chance = self._chance_level(row)
+        findings += at_chance
+        # A model at chance after a few epochs that then learns was slow, not broken: say when it recovered.
+        if not at_chance and "chance-level" in self.found and "chance-level" not in self.resolved:
+            self.resolved["chance-level"] = row["epoch"]
+            self.newly_resolved.append(("chance-level", row["epoch"]))
         findings += self._unstable(row)
         findings += probe_findings(row, self.options, epoch, previous=self.previous or {})
         self.previous = row

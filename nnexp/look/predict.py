@@ -103,7 +103,8 @@ def predict_rows(saved: Any, path: Path) -> pd.DataFrame:
     import torch
 
     details = saved.spec.details
-    features, target = list(details["features"]), details["target"]
+    features = list(details["features"])
+    targets = details["target"] if isinstance(details["target"], list) else [details["target"]]
     table = read_feature_rows(path, features)
     x = torch.tensor(table[features].to_numpy(dtype="float64"), dtype=torch.float64)
     scale = details.get("feature_scale")
@@ -117,16 +118,26 @@ def predict_rows(saved: Any, path: Path) -> pd.DataFrame:
             f"scaled as its training rows were; train the run again"
         )
     with torch.inference_mode():
-        y = saved.model(x.float()).reshape(len(x), -1)[:, 0].double()
-    if details.get("target_scale"):  # the model learned the z-scored target: back to its own units
-        y = y * details["target_scale"]["std"] + details["target_scale"]["mean"]
+        y = saved.model(x.float()).reshape(len(x), -1).double()
     result = pd.DataFrame({"file": path.name, "row": range(1, len(table) + 1)})
     for name in features:
         result[name] = table[name].to_numpy()
-    if target in table.columns:
-        result[target] = table[target].to_numpy()
-    result[f"predicted_{target}"] = y.numpy()
+    for column, target in enumerate(targets):
+        predicted = y[:, column]
+        scale = _target_scale(details.get("target_scale"), target, len(targets))
+        if scale:  # the model learned the z-scored target: back to its own units
+            predicted = predicted * scale["std"] + scale["mean"]
+        if target in table.columns:
+            result[target] = table[target].to_numpy()
+        result[f"predicted_{target}"] = predicted.numpy()
     return result
+
+
+def _target_scale(scales: dict[str, Any] | None, target: str, num_targets: int) -> dict[str, float] | None:
+    """One target's mean and std: {mean, std} for a single target, {name: {mean, std}} for several."""
+    if not scales:
+        return None
+    return scales if num_targets == 1 else scales[target]
 
 
 def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:

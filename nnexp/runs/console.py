@@ -10,7 +10,7 @@ import os
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     import torch
@@ -168,8 +169,12 @@ def format_epoch_line(epoch: int, epochs: int, row: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def results_table(final: dict[str, dict[str, float]], baselines: list[dict[str, Any]] | None = None) -> Table:
-    """Rows: metrics; columns: splits. Under the model's rows, a dim row per metric of each baseline."""
+def results_table(
+    final: dict[str, dict[str, float]], baselines: list[dict[str, Any]] | None = None, note: str | None = None
+) -> Table | Group:
+    """Rows: metrics; columns: splits. Under the model's rows, a dim row per metric of each baseline.
+
+    `note`, when given, is printed under the table (e.g. that there is no test split)."""
     splits = list(final)
     metrics = list(dict.fromkeys(name for values in final.values() for name in values))
     table = Table(title="results", title_justify="left")
@@ -185,7 +190,8 @@ def results_table(final: dict[str, dict[str, float]], baselines: list[dict[str, 
             values = [baseline.get(f"{split}_{metric}", math.nan) for split in splits]
             if not all(_is_nan(value) for value in values):
                 table.add_row(f"{metric} of {baseline['name']}", *map(_format, values), style="dim")
-    return table
+    # A line of its own under the table, not a caption: a caption wraps to the table's narrow width.
+    return table if note is None else Group(table, Text(note, style="bold"))
 
 
 def _is_nan(value: Any) -> bool:
@@ -207,6 +213,8 @@ def diagnostics_table(findings: list[dict[str, Any]]) -> Table | str:
         table.add_column(column, overflow="fold")
     for finding in findings:
         when = "before training" if finding["epoch"] is None else f"epoch {finding['epoch']}"
+        if finding.get("resolved_at") is not None:
+            when += f"; resolved at epoch {finding['resolved_at']}"
         code = finding["code"] + (" (expected)" if finding.get("expected") else "")
         table.add_row(code, when, finding["message"], finding["hint"], style="yellow")
     return table

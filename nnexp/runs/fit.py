@@ -73,8 +73,10 @@ def fit(
             epoch_started = time.perf_counter()
             progress.start_epoch(epoch)
             divergence.start_epoch(epoch)
-            # The data order depends only on (seed, epoch), so a run can be resumed exactly.
-            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            # The data order depends only on (seed, epoch), so a run can be resumed exactly;
+            # trainer.shuffle=false keeps the rows' own order every epoch, as the lectures' fish run does.
+            shuffle = trainer.get("shuffle", True)
+            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch) if shuffle else None
             batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
             train_metrics = train_epoch(
                 experiment.model,

@@ -233,7 +233,7 @@ def _train_and_record(
     }
     summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
     summary["baselines"] = baselines_for(
-        experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec)
+        experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec), cfg.get("baselines")
     )
 
     stop.check()
@@ -241,7 +241,8 @@ def _train_and_record(
     summary["checkpoint"] = folder.checkpoint_path.name
     summary["status"] = "completed"
 
-    console.print(results_table(final, summary["baselines"]))
+    note = experiment.data.spec.details.get("test_split")  # "no test split: ...", when there is none
+    console.print(results_table(final, summary["baselines"], note))
     console.print(diagnostics_table(summary["diagnostics"]))
     log.info("run folder: %s", folder.path)
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)

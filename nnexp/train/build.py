@@ -211,9 +211,10 @@ def describe(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]:
     num_parameters = sum(p.numel() for p in experiment.model.parameters())
     model_name = type(experiment.model).__name__
     sizes = " / ".join(f"{name} {size:,}" for name, size in spec.sizes.items())
-    outputs = {"classification": f"{spec.num_outputs} classes", "regression": "1 target"}.get(
-        spec.task, f"vocabulary of {spec.num_outputs} tokens"
-    )
+    outputs = {
+        "classification": f"{spec.num_outputs} classes",
+        "regression": f"{spec.num_outputs} target" + ("s" if spec.num_outputs > 1 else ""),
+    }.get(spec.task, f"vocabulary of {spec.num_outputs} tokens")
     log.info("data: %s, %s, input %s, %s; %s", spec.name, spec.task, tuple(spec.input_shape), outputs, sizes)
     log.info("model: %s, %s parameters", model_name, f"{num_parameters:,}")
     optimizer = experiment.optimizer
