@@ -42,7 +42,7 @@ def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scal
     sizes = {name: len(part) for name, part in bundle.splits().items()}
     bundle.spec.sizes.update(sizes)
     scaling = f"pixels / {PIXEL_MAX:g}, in [0, 1]" if scale else f"raw grey levels 0..{PIXEL_MAX:g}"
-    bundle.spec.details.update(scaling=scaling)
+    bundle.spec.details.update(scaling=scaling, classes=[str(digit) for digit in range(10)])
     return bundle
 
 
