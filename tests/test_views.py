@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 import nnexp
-from conftest import read_summary, run_folders, run_nnexp, write_fish_csv
+from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
+from nnexp.cli.checks import check_config
+from nnexp.errors import ConfigError
 from nnexp.look import figures, views
 from nnexp.look.predictions import per_example_loss
 from nnexp.models.cnn import CNN
@@ -228,3 +231,35 @@ def test_the_summary_records_the_per_class_metrics_as_json(tmp_path):
     assert saved["per_class"] == result.summary["per_class"]
     assert set(saved["per_class"]) == {"split", "classes", "precision", "recall", "f1", "support"}
     assert views.per_class_view(saved["per_class"]) is not None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("outputs.predictions=train", "outputs.predictions=train is not allowed: use test, val or both"),
+        ("outputs.views=maybe", "outputs.views=maybe is not allowed: use true or false"),
+        (
+            "trainer.log_every_n_steps=0",
+            "trainer.log_every_n_steps=0 is not allowed: use null (off) or a whole",
+        ),
+        ("data.val_fraction=0", "outputs.predictions=both needs a validation split"),
+    ],
+)
+def test_a_bad_outputs_setting_is_named_with_its_fix(override, message):
+    cfg = compose_config("outputs.predictions=both" if "val_fraction" in override else "seed=0", override)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(cfg)
+
+
+def test_mlflow_keeps_the_views_as_artifacts_of_the_run(tmp_path):
+    from mlflow import MlflowClient
+
+    store = tmp_path / "mlruns"
+    nnexp.run(
+        ["trainer.epochs=1", "logger=[csv,mlflow]", f"logger.mlflow.store={store}"],
+        output_dir=tmp_path / "run",
+    )
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("nnexp").experiment_id])
+    kept = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    assert {"predictions.csv", "confusion_matrix.csv", *IMAGE_VIEWS} <= kept

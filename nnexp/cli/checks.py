@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nnexp.cli.output_checks import check_outputs
 from nnexp.errors import ConfigError
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "prelu")
@@ -25,7 +26,6 @@ MODES = ("min", "max")
 TOKENS = ("char", "word")
 PARTITIONS = ("sequential", "random")
 POOLS = ("max", "avg", "none")
-PREDICTION_SPLITS = ("test", "val", "both")  # outputs.predictions
 PRECISIONS = ("32", "bf16")  # trainer.precision; 32 may arrive as the number 32
 
 
@@ -108,14 +108,6 @@ RULES = [
         lambda v: v is None or (_number(v) and v > 0),
         "null or a finite number > 0",
         1.0,
-    ),
-    _rule("outputs.predictions", _one_of(PREDICTION_SPLITS), "test, val or both", "val"),
-    _rule("outputs.views", lambda v: isinstance(v, bool), "true or false", "false"),
-    _rule(
-        "trainer.log_every_n_steps",
-        lambda v: v is None or (_whole(v) and v >= 1),
-        "null (off) or a whole number >= 1",
-        10,
     ),
     _rule("diagnostics.enabled", lambda v: isinstance(v, bool), "true or false", "false"),
     _rule("diagnostics.probe_rows", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 128),
@@ -330,6 +322,7 @@ def check_config(cfg: DictConfig) -> None:
             )
     _check_targets(cfg)
     _check_combinations(cfg)
+    check_outputs(cfg)  # outputs.* and trainer.log_every_n_steps
 
 
 ALLOWED_TARGETS = ("nnexp.", "torch.optim.", "torch.nn.")
@@ -427,11 +420,6 @@ def _check_combinations(cfg: DictConfig) -> None:
             cfg, "regularization.early_stopping.monitor"
         ),
     }
-    if OmegaConf.select(cfg, "outputs.predictions") in ("val", "both") and not has_val:
-        raise ConfigError(
-            f"outputs.predictions={cfg.outputs.predictions} needs a validation split, and this data has "
-            f"none: set data.val_fraction=0.1 (or data.val_size) or outputs.predictions=test"
-        )
     for key, monitor in monitored.items():
         if monitor is None:
             continue
