@@ -63,7 +63,12 @@ def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[
     written: list[Path] = []
     predictions = _safely("predictions.csv", lambda: _write_predictions(experiment, cfg, run_dir, options))
     if predictions is not None:
-        written += _draw(experiment, predictions, run_dir, record)
+        written += (
+            _safely(
+                "the confusion matrix and pictures", lambda: _draw(experiment, predictions, run_dir, record)
+            )
+            or []
+        )
     if spec.task == "classification" and len(spec.input_shape) == 3:
         written.append(
             _safely(WEIGHTS_PLOT, lambda: _weights(experiment.model, spec, run_dir / WEIGHTS_PLOT))

@@ -26,8 +26,8 @@ def parameter_counts(model: nn.Module, example: torch.Tensor | None = None) -> d
 def output_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, list[int]]:
     """{layer name: its output's shape} from one forward pass in eval mode (hooks, removed after).
 
-    A model whose forward pass fails on the example (or returns a tuple, as a recurrent layer does)
-    simply has fewer shapes: the table is a help, not a check.
+    A model whose forward pass fails on the example simply has no shapes: the table is a help, not a
+    check. A recurrent layer's (outputs, state) counts by its outputs.
     """
     shapes: dict[str, list[int]] = {}
     names = {module: name for name, module in model.named_modules()}
@@ -36,7 +36,11 @@ def output_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, list[int
         if isinstance(output, tuple):  # nn.RNN/GRU/LSTM: (outputs, state)
             output = output[0]
         if isinstance(output, torch.Tensor):
-            shapes[names[module]] = list(output.shape[1:])  # per example: no batch dimension
+            shape = list(output.shape)
+            # the example's batch of one: the first dimension of size 1 (dimension 1 of a time-major RNN)
+            shapes[names[module]] = (
+                shape[: shape.index(1)] + shape[shape.index(1) + 1 :] if 1 in shape else shape
+            )
 
     hooks = [module.register_forward_hook(record) for module in names if module is not model]
     was_training = model.training
