@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5, help="on/off pairs of the default run")
     parser.add_argument("--mnist-pairs", type=int, default=3, help="on/off pairs of the MNIST epoch")
     options = parser.parse_args()
-    print(f"load average before: {os.getloadavg()}")
+    print(f"load average before: {os.getloadavg()}", flush=True)
     for (name, args), pairs in zip(RUNS.items(), (options.pairs, options.mnist_pairs), strict=True):
         times: dict[bool, list[float]] = {True: [], False: []}
         with tempfile.TemporaryDirectory() as folder:
@@ -63,7 +63,8 @@ def main() -> None:
         on, off = statistics.median(times[True]), statistics.median(times[False])
         print(
             f"{name}: views on {on:.2f} s, off {off:.2f} s (medians of {pairs}), on/off {on / off:.3f}; "
-            f"on {[round(t, 2) for t in times[True]]}, off {[round(t, 2) for t in times[False]]}"
+            f"on {[round(t, 2) for t in times[True]]}, off {[round(t, 2) for t in times[False]]}",
+            flush=True,
         )
     print(f"load average after: {os.getloadavg()}")
 
