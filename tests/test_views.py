@@ -263,3 +263,24 @@ def test_mlflow_keeps_the_views_as_artifacts_of_the_run(tmp_path):
     [run] = client.search_runs([client.get_experiment_by_name("nnexp").experiment_id])
     kept = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
     assert {"predictions.csv", "confusion_matrix.csv", *IMAGE_VIEWS} <= kept
+
+
+def test_the_console_shows_many_classes_in_one_line():
+    """Up to 12 classes a table of precision and recall per class; more, one line naming the extremes."""
+    names = [f"class{k}" for k in range(20)]
+    recall = [0.5 + k / 40 for k in range(20)]
+    metrics = {
+        "split": "test",
+        "classes": names,
+        "precision": recall[::-1],
+        "recall": recall,
+        "support": [5] * 20,
+    }
+    line = views.per_class_view(metrics)
+    assert isinstance(line, str) and "\n" not in line
+    assert "recall from 0.5 (class0) to 0.975 (class19)" in line
+    assert not isinstance(views.per_class_view({**metrics, "classes": names[:10]} | _first(metrics, 10)), str)
+
+
+def _first(metrics: dict, count: int) -> dict:
+    return {key: metrics[key][:count] for key in ("precision", "recall", "support")}
