@@ -284,3 +284,27 @@ def test_the_console_shows_many_classes_in_one_line():
 
 def _first(metrics: dict, count: int) -> dict:
     return {key: metrics[key][:count] for key in ("precision", "recall", "support")}
+
+
+def test_the_per_class_counts_are_scikit_learns():
+    """NumPy's counts (no scikit-learn import in a run) equal scikit-learn's metrics, empty classes too."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from nnexp.data import DataSpec
+    from nnexp.look.predictions import Predictions, per_class
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 5, 300)
+    targets[targets == 4] = 3  # class 4 never occurs: its recall is 0, not a division by zero
+    outputs = rng.normal(size=(300, 6))
+    outputs[np.arange(300), targets] += 1.5
+    found = Predictions("test", "classification", np.arange(300), targets, outputs, np.zeros(300))
+    spec = DataSpec("toy", "classification", (2,), 6)
+    matrix, metrics = per_class(found, spec)
+    labels = list(range(6))
+    assert (matrix == confusion_matrix(targets, outputs.argmax(axis=1), labels=labels)).all()
+    expected = precision_recall_fscore_support(
+        targets, outputs.argmax(axis=1), labels=labels, zero_division=0
+    )
+    for name, values in zip(("precision", "recall", "f1", "support"), expected, strict=True):
+        assert metrics[name] == pytest.approx(list(values), abs=1e-6), name

@@ -167,15 +167,19 @@ def _cells(column: np.ndarray) -> list[Any]:
 def per_class(predictions: Predictions, spec: DataSpec) -> tuple[np.ndarray, dict[str, Any]]:
     """(the confusion matrix of counts, rows true and columns predicted; the per-class metrics).
 
-    A class's recall is its accuracy: the share of its examples predicted right.
+    A class's recall is its accuracy: the share of its examples predicted right. Counted with NumPy,
+    as scikit-learn's confusion_matrix and precision_recall_fscore_support(zero_division=0) count them
+    (tests/test_views.py checks that): importing scikit-learn took 2.4 s of an MNIST run that has no
+    other use for it.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    labels = list(range(spec.num_outputs))
-    matrix = confusion_matrix(predictions.targets, predictions.predicted, labels=labels)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        predictions.targets, predictions.predicted, labels=labels, zero_division=0
-    )
+    classes = spec.num_outputs
+    pairs = predictions.targets.astype(np.int64) * classes + predictions.predicted.astype(np.int64)
+    matrix = np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+    correct, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(correct, predicted, out=np.zeros(classes), where=predicted > 0)
+    recall = np.divide(correct, support, out=np.zeros(classes), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros(classes), where=both > 0)
     metrics = {
         "split": predictions.split,
         "classes": class_names(spec),
