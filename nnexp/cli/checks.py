@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from nnexp.cli import model_checks as model
 from nnexp.cli.data_checks import DATA_SWITCH_RULES, check_named_splits
 from nnexp.cli.model_checks import INITS, check_model_lists
+from nnexp.cli.output_checks import check_outputs
 from nnexp.errors import ConfigError
 
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
@@ -306,6 +307,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_targets(cfg)
     check_model_lists(cfg)
     _check_combinations(cfg)
+    check_outputs(cfg)  # outputs.* and trainer.log_every_n_steps
 
 
 ALLOWED_TARGETS = ("nnexp.", "torch.optim.", "torch.nn.")

@@ -44,7 +44,8 @@ def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scal
     scaling = f"pixels / {PIXEL_MAX:g}, in [0, 1]" if scale else f"raw grey levels 0..{PIXEL_MAX:g}"
     # A white pixel of a new image (nnexp-predict) becomes the data's ink value: 1 scaled, 16 raw.
     pixel_scale = {"white": 1.0 if scale else PIXEL_MAX, "mean": 0.0, "std": 1.0}
-    bundle.spec.details.update(scaling=scaling, pixel_scale=pixel_scale)
+    classes = [str(digit) for digit in range(10)]
+    bundle.spec.details.update(scaling=scaling, pixel_scale=pixel_scale, classes=classes)
     return bundle
 
 

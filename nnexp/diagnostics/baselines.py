@@ -111,18 +111,27 @@ def logistic_regression(
 def least_squares(data: DataBundle) -> dict[str, Any]:
     """The closed-form linear fit (with intercept) on the training rows, scored on every split."""
 
-    def design(split: TensorSplit) -> torch.Tensor:
-        flat = _features(split)
-        return torch.cat([torch.ones(len(flat), 1, dtype=flat.dtype), flat], dim=1)
-
-    train_y = data.train.targets.double().cpu()
-    weights = torch.linalg.lstsq(design(data.train), train_y).solution
+    weights = least_squares_weights(data)
     result: dict[str, Any] = {"name": "least squares (closed form)"}
     for name, split in data.splits().items():
-        error = design(split) @ weights - split.targets.double().cpu()
+        error = _design(_features(split)) @ weights - split.targets.double().cpu()
         result[f"{name}_mse"] = error.square().mean().item()
     result["weights"] = [round(w, 6) for w in weights.flatten().tolist()]  # bias first
     return result
+
+
+def least_squares_weights(data: DataBundle) -> torch.Tensor:
+    """(1 + features, targets) float64: the least-squares fit on the training rows, bias first."""
+    return torch.linalg.lstsq(_design(_features(data.train)), data.train.targets.double().cpu()).solution
+
+
+def least_squares_predict(weights: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """The fit's predictions for inputs (N, ...) as the model sees them, float64 on the CPU."""
+    return _design(inputs.reshape(len(inputs), -1).double().cpu()) @ weights
+
+
+def _design(flat: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.ones(len(flat), 1, dtype=flat.dtype), flat], dim=1)
 
 
 def mean_predictor(data: DataBundle) -> dict[str, Any]:

@@ -23,6 +23,9 @@ log = logging.getLogger("nnexp")
 Metrics = dict[str, list[float]]  # metrics.csv by column; nan where a row has no value
 
 CURVES_FILE = "learning_curves.png"
+STEPS_FILE = (
+    "steps.csv"  # with trainer.log_every_n_steps: the loss of every Nth step, drawn beside the curves
+)
 MAIN_METRICS = ("accuracy", "perplexity", "mse")  # the first one a run records is plotted beside the loss
 
 
@@ -82,9 +85,14 @@ def save_learning_curves(run_dir: Path) -> Path | None:
     panels = curve_panels(list(metrics))
     if not any(metrics.values()) or not panels:  # no rows
         return None
+    steps_path = Path(run_dir) / STEPS_FILE
+    steps = read_metrics(steps_path) if steps_path.is_file() else {}
+    columns = len(panels) + bool(steps.get("step"))
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for axis, name in zip(axes[0], panels, strict=True):
+    figure, axes = plt.subplots(1, columns, figsize=(5 * columns, 3.6), squeeze=False)
+    if steps.get("step"):
+        _plot_steps(axes[0][-1], steps)
+    for axis, name in zip(axes[0], panels, strict=False):
         for split, style in (("train", "--"), ("val", "-")):
             _plot_column(axis, metrics, f"{split}_{name}", linestyle=style, label=split)
         axis.set(xlabel="epoch", ylabel=name, title=name)
@@ -98,6 +106,16 @@ def save_learning_curves(run_dir: Path) -> Path | None:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _plot_steps(axis: Any, steps: Metrics) -> None:
+    """The training loss at every logged optimiser step (steps.csv), where an epoch's mean hides them."""
+    axis.plot(steps["step"], steps["loss"], linewidth=0.8, marker="." if len(steps["step"]) < 60 else None)
+    axis.set(xlabel="optimiser step", ylabel="loss", title="training loss per step")
+    losses = [value for value in steps["loss"] if value > 0]
+    if len(losses) > 1 and math.log10(max(losses) / min(losses)) > 1.5:
+        axis.set_yscale("log")
+    axis.grid(alpha=0.3)
 
 
 def save_overlay(runs: list[tuple[str, Path]], path: Path, warn: Callable[[str], None] = log.warning) -> Path:

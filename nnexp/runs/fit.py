@@ -20,6 +20,7 @@ from nnexp.diagnostics.training import Chance
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
+from nnexp.runs.steps import StepLog
 from nnexp.train import lm_loop
 from nnexp.train.augment import augmented
 from nnexp.train.build import Experiment, loops_for, steps_per_epoch
@@ -61,11 +62,16 @@ def fit(
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
 
+    # steps.csv with trainer.log_every_n_steps; None (off, the default) costs a step nothing
+    steps = StepLog.open(folder.path, trainer.get("log_every_n_steps"), start_epoch, batches_per_epoch)
+
     with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
 
         def after_batch(loss: torch.Tensor) -> None:
             progress.on_batch(loss)
             divergence.after_batch(loss)
+            if steps is not None:
+                steps.after_step(loss, epoch, experiment.optimizer)
             if stop is not None:
                 stop.check()
 
@@ -110,8 +116,12 @@ def fit(
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
             folder.append_metrics(row)
+            if steps is not None:
+                steps.end_epoch()
             for logger in experiment.loggers:
                 logger.log_metrics(row, step=epoch)
+                if hasattr(logger, "log_model"):  # tensorboard: histograms of weights and gradients
+                    logger.log_model(experiment.model, step=epoch)
             history.append(row)
             log.info(format_epoch_line(epoch, trainer.epochs, row))
             if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:

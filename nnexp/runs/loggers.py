@@ -57,6 +57,20 @@ class TensorBoardLogger:
         for key, value in _numbers(row).items():
             self.writer.add_scalar(key, value, step)
 
+    def log_model(self, model: Any, step: int) -> None:
+        """Histograms of every parameter and of its gradient from the epoch's last training step."""
+        for name, parameter in model.named_parameters():
+            self.writer.add_histogram(f"weights/{name}", parameter.detach().float().cpu(), step)
+            if parameter.grad is not None:
+                self.writer.add_histogram(f"gradients/{name}", parameter.grad.detach().float().cpu(), step)
+
+    def log_views(self, paths: list[Path]) -> None:
+        """The run's pictures (predictions.png, confusion_matrix.png, ...) as images."""
+        from matplotlib.image import imread
+
+        for path in (path for path in paths if path.suffix == ".png"):
+            self.writer.add_image(f"views/{path.stem}", imread(path)[..., :3], dataformats="HWC")
+
     def finish(self, summary: dict[str, Any]) -> None:
         # The final evaluation (test_* included) as "final/<column>" at the last epoch.
         step = summary.get("epochs_completed") or 0
@@ -105,6 +119,11 @@ class MlflowLogger:
         now = int(time.time() * 1000)
         metrics = [Metric(key, value, now, step) for key, value in _numbers(row).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
+
+    def log_views(self, paths: list[Path]) -> None:
+        """The run's pictures and predictions.csv as artifacts of the MLflow run."""
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, summary: dict[str, Any]) -> None:
         from mlflow.entities import Metric

@@ -28,6 +28,7 @@ from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError
 from nnexp.look.page import write_run_page
 from nnexp.look.plots import plot_lr_find, plot_run
+from nnexp.look.views import per_class_view, write_views
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
@@ -109,7 +110,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
             loggers = build_loggers(cfg, folder.path)
             experiment.loggers = loggers
             summary.update(describe(experiment, cfg))
-            _record_parameters(experiment.model, folder)
+            _record_parameters(experiment, folder, with_shapes=not cfg.trainer.get("compile", False))
             initial_loss = start_diagnostics(experiment, cfg)
             if initial_loss is not None:
                 summary["initial_loss"] = initial_loss
@@ -236,6 +237,8 @@ def _train_and_record(
         experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec), cfg.get("baselines")
     )
 
+    summary.update(write_views(experiment, cfg, folder.path))  # predictions.csv, confusion matrix, pictures
+
     stop.check()
     folder.save_checkpoint(training_state(experiment, len(history), history, cfg))
     summary["checkpoint"] = folder.checkpoint_path.name
@@ -243,6 +246,8 @@ def _train_and_record(
 
     note = experiment.data.spec.details.get("test_split")  # "no test split: ...", when there is none
     console.print(results_table(final, summary["baselines"], note))
+    if summary.get("per_class"):
+        console.print(per_class_view(summary["per_class"]))
     console.print(diagnostics_table(summary["diagnostics"]))
     log.info("run folder: %s", folder.path)
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
@@ -277,7 +282,10 @@ def _record_diagnostics(summary: dict[str, Any], experiment: Experiment | None, 
     summary["diagnostics"] = found
 
 
-def _record_parameters(model: nn.Module, folder: RunFolder) -> None:
-    counts = parameter_counts(model)
+def _record_parameters(experiment: Experiment, folder: RunFolder, with_shapes: bool) -> None:
+    """parameters.json and the table in the log; the output shapes come from one training example
+    (left out for a compiled model, which would compile again for it)."""
+    example = next(iter(experiment.data.train.batches(1)))[0] if with_shapes else None
+    counts = parameter_counts(experiment.model, example)
     log.info(format_parameter_counts(counts))
     folder.write_json(PARAMETERS_FILE, counts)

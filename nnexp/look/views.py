@@ -1,0 +1,261 @@
+"""What a run writes after its final evaluation to show what the model learned.
+
+predictions.csv (every test example, or validation with `outputs.predictions=val|both`); for
+classifiers confusion_matrix.csv/.png and the per-class precision and recall (summary.json's
+`per_class`); for images predictions.png, top_losses.png and weights.png (the first layer's weights);
+for regression fit.png. Language models have their generated samples instead.
+
+A view that cannot be made is a warning, never a failed run: the run's records are already written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from rich.table import Table
+from torch import nn
+
+from nnexp.data import DataSpec, TensorSplit
+from nnexp.diagnostics.baselines import least_squares_predict, least_squares_weights
+from nnexp.look import figures
+from nnexp.look.predictions import (
+    CONFUSION_FILE,
+    PREDICTIONS_FILE,
+    Predictions,
+    class_names,
+    per_class,
+    predict,
+    write_confusion_matrix,
+    write_predictions,
+)
+from nnexp.train.build import autocast_for
+from nnexp.train.losses import resolve_loss_name
+
+if TYPE_CHECKING:
+    from nnexp.train.build import Experiment
+
+log = logging.getLogger("nnexp")
+
+CONFUSION_PLOT = "confusion_matrix.png"
+PREDICTIONS_PLOT = "predictions.png"
+TOP_LOSSES_PLOT = "top_losses.png"
+WEIGHTS_PLOT = "weights.png"
+FIT_PLOT = "fit.png"
+SPLITS_OF = {"test": ("test",), "val": ("val",), "both": ("val", "test")}  # outputs.predictions
+GRID_EXAMPLES = 32  # predictions.png: the split's first examples
+TOP_LOSSES = 16  # top_losses.png: the examples with the highest loss
+MAX_UNITS = 64  # weights.png: the first layer's first units
+
+
+def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Write the views into `run_dir`; returns what summary.json records of them (`per_class`)."""
+    options = cfg.get("outputs") or {}
+    spec = experiment.data.spec
+    if not options.get("views", True) or spec.task == "language_model":
+        return {}
+    record: dict[str, Any] = {}
+    written: list[Path] = []
+    predictions = _safely("predictions.csv", lambda: _write_predictions(experiment, cfg, run_dir, options))
+    if predictions is not None:
+        written += (
+            _safely(
+                "the confusion matrix and pictures", lambda: _draw(experiment, predictions, run_dir, record)
+            )
+            or []
+        )
+    if spec.task == "classification" and len(spec.input_shape) == 3:
+        written.append(
+            _safely(WEIGHTS_PLOT, lambda: _weights(experiment.model, spec, run_dir / WEIGHTS_PLOT))
+        )
+    written = [path for path in [*written, run_dir / PREDICTIONS_FILE, run_dir / CONFUSION_FILE] if path]
+    written = [path for path in written if path.is_file()]
+    for logger in experiment.loggers:  # tensorboard: images; mlflow: artifacts
+        if hasattr(logger, "log_views"):
+            _safely(f"the views for {type(logger).__name__}", lambda logger=logger: logger.log_views(written))
+    return record
+
+
+def _safely(what: str, make: Callable[[], Any]) -> Any:
+    try:
+        return make()
+    except Exception as error:  # the picture is a bonus; the run's numbers are already recorded
+        log.warning("could not write %s: %s", what, error)
+        return None
+
+
+def _write_predictions(
+    experiment: Experiment, cfg: DictConfig, run_dir: Path, options: Any
+) -> Predictions | None:
+    """predictions.csv for the chosen splits (the training rows when there is no test split).
+
+    Returns the last chosen split's predictions: the test split's, else the validation's, else training's.
+    """
+    spec, trainer = experiment.data.spec, cfg.trainer
+    loss_name = resolve_loss_name(cfg.loss.name, spec)
+    autocast = autocast_for(trainer.get("precision", 32), experiment.device)
+    splits = experiment.data.splits()
+    chosen = [name for name in SPLITS_OF[options.get("predictions", "test")] if name in splits]
+    if "test" not in splits and options.get("predictions", "test") == "test":
+        chosen = ["train"]  # data.test_size=0: the rows it trained on are all there is to look at
+    found = None
+    for position, name in enumerate(chosen):
+        found = predict(
+            experiment.model,
+            splits[name],
+            name,
+            spec,
+            loss_name,
+            trainer.eval_batch_size,
+            trainer.get("max_eval_batches"),
+            autocast,
+        )
+        write_predictions(found, spec, run_dir / PREDICTIONS_FILE, append=position > 0)
+    return found
+
+
+def _draw(experiment: Experiment, predictions: Predictions, run_dir: Path, record: dict[str, Any]) -> list:
+    spec = experiment.data.spec
+    split = experiment.data.splits()[predictions.split]
+    written = []
+    if spec.task == "classification":
+        matrix, record["per_class"] = per_class(predictions, spec)
+        names = class_names(spec)
+        write_confusion_matrix(matrix, names, run_dir / CONFUSION_FILE)
+        title = f"confusion matrix, {predictions.split} ({len(predictions.index):,} examples)"
+        written.append(
+            _safely(
+                CONFUSION_PLOT,
+                lambda: figures.save_confusion_matrix(matrix, names, run_dir / CONFUSION_PLOT, title),
+            )
+        )
+        if len(spec.input_shape) == 3:
+            written.append(_safely(PREDICTIONS_PLOT, lambda: _grid(predictions, split, spec, run_dir)))
+            written.append(_safely(TOP_LOSSES_PLOT, lambda: _top_losses(predictions, split, spec, run_dir)))
+    elif spec.task == "regression":
+        written.append(_safely(FIT_PLOT, lambda: _fit(experiment, predictions, split, run_dir / FIT_PLOT)))
+    return written
+
+
+def _inputs(split: TensorSplit, rows: np.ndarray) -> np.ndarray:
+    """The split's inputs at `rows` as the model sees them (after the split's transform)."""
+    index = torch.as_tensor(rows, device=split.inputs.device)
+    inputs = split.inputs[index]
+    inputs = inputs if split.transform is None else split.transform(inputs)
+    return inputs.float().cpu().numpy()
+
+
+def _grid(predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir: Path) -> Path:
+    """predictions.png: the split's first examples with the predicted label; wrong ones in red."""
+    rows = predictions.index[:GRID_EXAMPLES]
+    names = class_names(spec)
+    predicted, targets = predictions.predicted[rows], predictions.targets[rows]
+    labels = [
+        names[p] if p == t else f"{names[p]}\ntrue {names[t]}"
+        for p, t in zip(predicted, targets, strict=True)
+    ]
+    title = (
+        f"{predictions.split} examples 0-{len(rows) - 1}: the predicted label; "
+        f"wrong ones in red, with the true label"
+    )
+    return figures.save_image_grid(
+        _inputs(split, rows), labels, list(predicted != targets), run_dir / PREDICTIONS_PLOT, title
+    )
+
+
+def _top_losses(predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir: Path) -> Path:
+    """top_losses.png: the examples the model got most wrong, as fastai's plot_top_losses."""
+    rows = np.argsort(-predictions.losses, kind="stable")[:TOP_LOSSES]
+    names = class_names(spec)
+    predicted, targets = predictions.predicted[rows], predictions.targets[rows]
+    chance = predictions.probabilities[rows, predicted]
+    labels = [
+        f"#{row} {names[p]}/{names[t]}\n{predictions.losses[row]:.2f} / {c:.2f}"
+        for row, p, t, c in zip(rows, predicted, targets, chance, strict=True)
+    ]
+    title = (
+        f"highest losses ({predictions.split}): #index predicted/true, loss / probability of the prediction"
+    )
+    return figures.save_image_grid(
+        _inputs(split, rows), labels, list(predicted != targets), run_dir / TOP_LOSSES_PLOT, title
+    )
+
+
+def _weights(model: nn.Module, spec: DataSpec, path: Path) -> Path | None:
+    """weights.png: the first Linear or Conv2d layer's weights as pictures, when they are pictures."""
+    first = next(
+        (
+            (name, module)
+            for name, module in model.named_modules()
+            if isinstance(module, (nn.Linear, nn.Conv2d))
+        ),
+        None,
+    )
+    if first is None:
+        return None
+    name, layer = first
+    weight = layer.weight.detach().float().cpu().numpy()
+    pictures = figures.first_layer_pictures(weight[:MAX_UNITS], spec.input_shape)
+    if pictures is None:
+        return None
+    return figures.save_weights(pictures, f"{name} ({type(layer).__name__})", len(weight), path)
+
+
+@torch.inference_mode()
+def _fit(experiment: Experiment, predictions: Predictions, split: TensorSplit, path: Path) -> Path:
+    """fit.png: the network's and least squares' predictions against the truth; one feature: the curve."""
+    data, spec, model = experiment.data, experiment.data.spec, experiment.model
+    weights = least_squares_weights(data)
+    rows = torch.as_tensor(predictions.index, device=split.inputs.device)
+    baseline = least_squares_predict(weights, split.inputs[rows]).numpy()
+    named = spec.details.get("target", "target")
+    target = ", ".join(map(str, named)) if isinstance(named, list) else str(named)  # several: one panel
+    target_name = f"{target} (z-score)" if spec.details.get("target_scale") else target
+    curve = None
+    if tuple(spec.input_shape) == (1,) and predictions.targets.reshape(len(rows), -1).shape[1] == 1:
+        everything = torch.cat([part.inputs for part in data.splits().values()])
+        grid = torch.linspace(everything.min().item(), everything.max().item(), 200, device=everything.device)
+        was_training = model.training
+        model.eval()
+        network = model(grid[:, None]).float().cpu().numpy()
+        model.train(was_training)
+        features = spec.details.get("features") or ["feature"]
+        curve = {
+            "feature": f"{features[0]} (z-score)"
+            if spec.details.get("normalization", "").startswith("z")
+            else features[0],
+            "train_x": data.train.inputs.cpu().numpy(),
+            "train_y": data.train.targets.cpu().numpy(),
+            "test_x": split.inputs[rows].cpu().numpy(),
+            "test_y": predictions.targets,
+            "grid": grid.cpu().numpy(),
+            "network": network,
+            "least_squares": least_squares_predict(weights, grid[:, None]).numpy(),
+        }
+    return figures.save_fit(predictions.targets, predictions.predicted, baseline, path, target_name, curve)
+
+
+def per_class_view(per_class_metrics: dict[str, Any] | None) -> Table | str | None:
+    """The per-class precision and recall for the console: a table, or one line for many classes."""
+    if not per_class_metrics:
+        return None
+    names, split = per_class_metrics["classes"], per_class_metrics["split"]
+    precision, recall = per_class_metrics["precision"], per_class_metrics["recall"]
+    if len(names) > 12:
+        worst, best = int(np.argmin(recall)), int(np.argmax(recall))
+        return (
+            f"per class ({split}, {len(names)} classes): recall from {recall[worst]:.3g} ({names[worst]}) "
+            f"to {recall[best]:.3g} ({names[best]}), precision from {min(precision):.3g} to "
+            f"{max(precision):.3g}; all in summary.json and confusion_matrix.csv"
+        )
+    table = Table(title=f"per class ({split}); recall = the class's accuracy", title_justify="left")
+    for column in ("class", "precision", "recall", "examples"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, p, r, count in zip(names, precision, recall, per_class_metrics["support"], strict=True):
+        table.add_row(name, f"{p:.3f}", f"{r:.3f}", str(count))
+    return table
