@@ -49,6 +49,10 @@ def _job(cfg: DictConfig) -> float | None:
             _record_not_started(Path(hydra_cfg.runtime.output_dir))
             record_stopped_job(Path(hydra_cfg.runtime.output_dir))
             sys.exit(128 + signal.SIGTERM)
+    if multirun:  # jobs in one process reuse an unchanged data set (nnexp/data/cache.py)
+        from nnexp.data.cache import keep_between_jobs
+
+        keep_between_jobs()
     result = _run_or_exit(cfg, Path(hydra_cfg.runtime.output_dir), multirun=multirun)
     failed_objective = math.nan if cfg.get("objective") else None  # Optuna counts NaN as a failed trial
     if result is None:

@@ -64,7 +64,7 @@ class TrainingWatch:
         self.stuck = StuckLossDetector(options.stuck_epochs, options.stuck_tolerance)
         self.evaluated: list[tuple[int, float, float]] = []  # (epoch, train loss, val loss)
         self.found: set[str] = set()
-        self.previous: dict[str, Any] | None = None  # the last epoch's row
+        self.previous: dict[str, Any] | None = None  # the last probed epoch's row
         self.lowest: float = math.inf  # the lowest training loss (or MSE) of the epochs before
 
     def update(self, row: dict[str, Any]) -> list[Finding]:
@@ -83,8 +83,9 @@ class TrainingWatch:
             return findings
         findings += self._chance_level(row)
         findings += self._unstable(row)
-        findings += probe_findings(row, self.options, epoch, previous=self.previous or {})
-        self.previous = row
+        if any(key.startswith((GRAD_NORM, DEAD_RELU)) for key in row):  # a probed epoch
+            findings += probe_findings(row, self.options, epoch, previous=self.previous or {})
+            self.previous = row  # the last probed epoch: a dead layer must be dead in two probes running
         findings += self._overfitting(row)
         return findings
 

@@ -13,10 +13,11 @@ import time
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from nnexp.diagnostics.training import Chance
+from nnexp.runs.cadence import CHECKPOINT_EVERY_S, CONSOLE_EVERY_S, FINISH_EPOCH_UNDER_S, Every
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
@@ -41,7 +42,9 @@ def fit(
 ) -> list[dict[str, Any]]:
     """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
 
-    After every epoch the whole training state is checkpointed, so a stopped run resumes exactly.
+    Every epoch's row goes to metrics.csv. The whole training state is checkpointed every
+    `trainer.checkpoint_every_s` seconds, after the last epoch, on a stop signal and when the run stops
+    early, so a stopped run resumes exactly (from its last checkpoint; resume drops the rows after it).
     """
     trainer = cfg.trainer
     data, task = experiment.data, experiment.data.spec.task
@@ -60,13 +63,17 @@ def fit(
     generation = cfg.get("generation") if task == "language_model" else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
+    checkpoints = Every(trainer.get("checkpoint_every_s", CHECKPOINT_EVERY_S))
+    console_lines = Every(CONSOLE_EVERY_S)
+    saved_config = OmegaConf.to_container(cfg, resolve=True)  # the same for every checkpoint of the run
+    last_epoch_s = math.inf  # a stop signal lets a short epoch finish, so it is checkpointed
 
     with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
 
         def after_batch(loss: torch.Tensor) -> None:
             progress.on_batch(loss)
             divergence.after_batch(loss)
-            if stop is not None:
+            if stop is not None and last_epoch_s >= FINISH_EPOCH_UNDER_S:
                 stop.check()
 
         for epoch in range(start_epoch + 1, trainer.epochs + 1):
@@ -103,23 +110,34 @@ def fit(
             if tokens is not None:
                 row["tokens_per_s"] = round(tokens / train_seconds)
             row["train_seconds"] = round(train_seconds, 4)
+            warned = False
             if diagnostics is not None:
-                diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
+                warned = diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
             folder.append_metrics(row)
             for logger in experiment.loggers:
                 logger.log_metrics(row, step=epoch)
             history.append(row)
-            log.info(format_epoch_line(epoch, trainer.epochs, row))
+            last = epoch == trainer.epochs
+            if console_lines.due(force=epoch == start_epoch + 1 or last or warned):
+                log.info(format_epoch_line(epoch, trainer.epochs, row))
             if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
                 sample(experiment, generation, folder, f"epoch {epoch}", cfg.seed * 100_003 + epoch)
 
             step_scheduler(experiment, row)
             stopper = experiment.early_stopping
             stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
-            folder.save_checkpoint(training_state(experiment, epoch, history, cfg))
-            if diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False):
+            stop_stuck = (
+                diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False)
+            )
+            stopping = stop_early or stop_stuck or (stop is not None and stop.requested is not None)
+            if checkpoints.due(force=last or stopping):
+                folder.save_checkpoint(training_state(experiment, epoch, history, saved_config))
+            if stop is not None:
+                stop.check()  # a signal during a short epoch: acted on now that the epoch is saved
+            last_epoch_s = time.perf_counter() - epoch_started
+            if stop_stuck:
                 log.info("stopping: the loss is stuck (trainer.stop_when_stuck=true)")
                 break
             if stop_early:
