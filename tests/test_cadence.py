@@ -126,7 +126,8 @@ def tiny_diagnostics(epochs: int, probe_every: int | str) -> tuple[Diagnostics, 
     ("epochs", "probe_every", "probed"),
     [
         (30, "auto", list(range(1, 31))),  # a short run: every epoch, as before
-        (2000, "auto", [*range(1, 11), *range(20, 2001, 20)]),  # a long one: ~110 probes
+        (100, "auto", [*range(1, 11), *range(12, 101, 4)]),  # the fish preset's
+        (2000, "auto", [*range(1, 11), *range(80, 2001, 80)]),  # a long one: 35 probes
         (25, 7, [*range(1, 11), 14, 21, 25]),
     ],
 )

@@ -19,11 +19,12 @@ from nnexp.train.losses import LossFn
 log = logging.getLogger("nnexp")
 
 
-# The probe (a forward and backward pass on diagnostics.probe_rows rows) costs about half a full-batch
-# digits epoch. With diagnostics.probe_every=auto it runs after each of the first epochs, where most
-# findings appear, then about PROBE_TIMES times more over the run, and after the last epoch.
+# The probe (a forward and backward pass on diagnostics.probe_rows rows) costs about a third of a
+# full-batch digits epoch, and a fifth of the fish preset's 7-batch epoch. With diagnostics.probe_every=auto
+# it runs after each of the first epochs, where most findings appear, then PROBE_TIMES times more over the
+# run (so every epoch of a run of up to 49 epochs), and after the last epoch.
 PROBE_FIRST_EPOCHS = 10
-PROBE_TIMES = 100
+PROBE_TIMES = 25
 
 
 def probe_interval(setting: int | str, epochs: int) -> int:

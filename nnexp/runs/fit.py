@@ -47,6 +47,13 @@ def fit(
     early, so a stopped run resumes exactly (from its last checkpoint; resume drops the rows after it).
     """
     trainer = cfg.trainer
+    # Plain values: a config lookup costs microseconds, and a tiny epoch is a few milliseconds.
+    epochs, eval_every, clip_grad_norm, seed = (
+        trainer.epochs,
+        trainer.eval_every,
+        trainer.clip_grad_norm,
+        cfg.seed,
+    )
     data, task = experiment.data, experiment.data.spec.task
     batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
     batches_per_epoch = steps_per_epoch(data, trainer)
@@ -68,7 +75,7 @@ def fit(
     saved_config = OmegaConf.to_container(cfg, resolve=True)  # the same for every checkpoint of the run
     last_epoch_s = math.inf  # a stop signal lets a short epoch finish, so it is checkpointed
 
-    with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
+    with TrainingProgress(console, epochs, batches_per_epoch) as progress, folder.writing_metrics():
 
         def after_batch(loss: torch.Tensor) -> None:
             progress.on_batch(loss)
@@ -76,12 +83,12 @@ def fit(
             if stop is not None and last_epoch_s >= FINISH_EPOCH_UNDER_S:
                 stop.check()
 
-        for epoch in range(start_epoch + 1, trainer.epochs + 1):
+        for epoch in range(start_epoch + 1, epochs + 1):
             epoch_started = time.perf_counter()
             progress.start_epoch(epoch)
             divergence.start_epoch(epoch)
             # The data order depends only on (seed, epoch), so a run can be resumed exactly.
-            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            order = torch.Generator().manual_seed(seed * 100_003 + epoch)
             batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
             train_metrics = train_epoch(
                 experiment.model,
@@ -89,7 +96,7 @@ def fit(
                 experiment.loss_fn,
                 experiment.optimizer,
                 penalty=experiment.penalty,
-                clip_grad_norm=trainer.clip_grad_norm,
+                clip_grad_norm=clip_grad_norm,
                 on_batch=after_batch,
             )
             train_seconds = time.perf_counter() - epoch_started
@@ -99,7 +106,7 @@ def fit(
             row: dict[str, Any] = {"epoch": epoch}
             row.update({f"train_{name}": value for name, value in train_metrics.items()})
             if data.val is not None:
-                due = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
+                due = epoch % eval_every == 0 or epoch == epochs
                 val_metrics = (
                     evaluate_split(experiment.model, data.val, experiment.loss_fn)
                     if due
@@ -119,11 +126,11 @@ def fit(
             for logger in experiment.loggers:
                 logger.log_metrics(row, step=epoch)
             history.append(row)
-            last = epoch == trainer.epochs
+            last = epoch == epochs
             if console_lines.due(force=epoch == start_epoch + 1 or last or warned):
-                log.info(format_epoch_line(epoch, trainer.epochs, row))
-            if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
-                sample(experiment, generation, folder, f"epoch {epoch}", cfg.seed * 100_003 + epoch)
+                log.info(format_epoch_line(epoch, epochs, row))
+            if generation and generation.every and epoch % generation.every == 0 and epoch < epochs:
+                sample(experiment, generation, folder, f"epoch {epoch}", seed * 100_003 + epoch)
 
             step_scheduler(experiment, row)
             stopper = experiment.early_stopping
