@@ -193,7 +193,7 @@ def smoke_rows(repeats: int, workdir: Path, fish_csv: Path, text: Path) -> list[
         note(f"smoke {preset}: {seconds:.2f} s")
         rows.append(
             {
-                "what": f"smoke: `nnexp {'-m ' if sweep else ''}{' '.join(overrides)}`",
+                "what": f"smoke: `nnexp {'-m ' if sweep else ''}{' '.join(map(_shown, overrides))}`",
                 "unit": "s",
                 "runner": seconds,
                 "note": f"{verdict} (target <= {SMOKE_LIMIT_S:g} s"
@@ -201,6 +201,12 @@ def smoke_rows(repeats: int, workdir: Path, fish_csv: Path, text: Path) -> list[
             }
         )
     return rows
+
+
+def _shown(override: str) -> str:
+    """data.path=/tmp/.../Fish.csv -> data.path=Fish.csv: the scratch folder says nothing."""
+    key, _, value = override.partition("=")
+    return f"{key}={Path(value).name}" if key == "data.path" else override
 
 
 CASES = ("default", "seed004", "fish", "sweep", "smoke")
