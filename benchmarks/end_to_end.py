@@ -152,7 +152,7 @@ def pair_rows(names: list[str], repeats: int, workdir: Path, fish_csv: Path) -> 
         target = TARGETS.get(name)
         rows.append(
             {
-                "what": f"e2e ({name}): `{' '.join(runner[0][3:]) or 'nnexp'}`",
+                "what": f"e2e ({name}): `{' '.join(map(_shown, runner[0][3:])) or 'nnexp'}`",
                 "unit": "s",
                 "runner": runner_s,
                 "hand": hand_s,
