@@ -20,7 +20,10 @@ What it compares, side by side in this one process (start-up in fresh processes,
 - the compute floor of every model: forward + backward + step on one pre-built batch, repeated for as
   many steps as an epoch has, so every figure can also be read as a ratio to the floor;
 - start-up: `nnexp --help`, `nnexp --cfg job` and the time to the first training step, vs
-  `python -c "import torch"` (benchmarks/startup.py).
+  `python -c "import torch"` (benchmarks/startup.py);
+- end to end (`--only e2e`): whole-process wall time of `nnexp` vs a hand-written script for the default
+  run, seed 004's 2,000-epoch full-batch run, the fish preset and a 5-run sweep, and `debug=smoke` on every
+  preset (benchmarks/end_to_end.py; `--e2e-cases` picks cases, `--e2e-repeats` the interleaved pairs).
 
 Ratios compare the time a unit of work takes (tokens per second are inverted first): `runner / hand`
 1.05 means the runner takes 5% longer than the hand-written loop. Repeats are interleaved, so a change
@@ -47,6 +50,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import end_to_end
 import image_epochs
 import lm_throughput
 import startup
@@ -68,6 +72,7 @@ FULL = {
     "lm": {"rounds": 3, "epochs": 4, "max_batches": 30},
     "startup_repeats": 5,
     "floor_repeats": 5,
+    "e2e_repeats": 3,
 }
 QUICK = {
     "mnist": (2_048, 512),
@@ -77,6 +82,7 @@ QUICK = {
     "lm": {"rounds": 1, "epochs": 2, "max_batches": 5},
     "startup_repeats": 1,
     "floor_repeats": 2,
+    "e2e_repeats": 1,
 }
 TINY_PRESETS = {"digits cnn": "digits_cnn", "fish linear": "fish_linreg"}
 BATCH, LR = 256, 0.1  # the MNIST comparisons: batch 256, SGD
@@ -213,19 +219,22 @@ def image_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
 
 
 class EpochClock(logging.Handler):
-    """When the runner logged each `epoch k/N` line: one whole epoch cycle lies between two of them."""
+    """When the runner logged each `epoch k/N` line. The console shows about one line a second (always
+    the first and the last), so an epoch cycle is read as the time between two lines over the epochs
+    between them."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.times: list[float] = []
+        self.times: list[tuple[int, float]] = []  # (epoch, when its line was logged)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("epoch "):
-            self.times.append(record.created)
+        message = record.getMessage()
+        if message.startswith("epoch "):
+            self.times.append((int(message.split()[1].split("/")[0]), record.created))
 
 
-def runner_epoch_cycles(overrides: list[str], run_dir: Path) -> list[float]:
-    """Seconds between consecutive epoch lines of a run through `nnexp.runs.run.run`, console on."""
+def runner_epoch_cycle(overrides: list[str], run_dir: Path) -> float:
+    """Mean seconds of an epoch cycle after the first, of a run through `nnexp.runs.run.run`, console on."""
     from nnexp.runs.run import run
 
     logger, clock = logging.getLogger("nnexp"), EpochClock()
@@ -237,7 +246,8 @@ def runner_epoch_cycles(overrides: list[str], run_dir: Path) -> list[float]:
     finally:
         logger.removeHandler(clock)
         logger.setLevel(level)
-    return [later - earlier for earlier, later in zip(clock.times, clock.times[1:], strict=False)]
+    (first, started), (last, ended) = clock.times[0], clock.times[-1]
+    return (ended - started) / (last - first)
 
 
 def hand_tiny_epochs(cfg, epochs: int) -> tuple[list[float], Any]:
@@ -295,9 +305,9 @@ def tiny_rows(sizes: dict[str, Any], workdir: Path, fish_csv: Path) -> list[dict
         hand_times: list[float] = []
         for repeat in range(sizes["tiny_repeats"]):
             run_dir = Path(tempfile.mkdtemp(prefix=f"runner_{preset}_", dir=workdir))
-            runner_times += runner_epoch_cycles(overrides, run_dir)[1:]  # the first warms up
+            runner_times.append(runner_epoch_cycle(overrides, run_dir))  # the first epoch warms up
             times, (step, steps) = hand_tiny_epochs(cfg, epochs)
-            hand_times += times[1:]
+            hand_times.append(statistics.mean(times[1:]))  # the mean, as the runner's is
             note(
                 f"{label} repeat {repeat + 1}: runner {statistics.median(runner_times) * 1e3:.1f} ms, "
                 f"hand {statistics.median(hand_times) * 1e3:.1f} ms per epoch"
@@ -457,16 +467,9 @@ def book(workdir: Path) -> tuple[Path, str]:
 
 
 def fish(workdir: Path) -> tuple[Path, str]:
-    for folder in (Path(os.environ.get("NNEXP_DATA_ROOT", "data")), SHARED_DATA):
-        if (folder / "Fish.csv").is_file():
-            return (folder / "Fish.csv").resolve(), "Fish.csv"
-    path = workdir / "Fish.csv"
-    rows = [
-        f"Bream,{100 + 3 * i},{20 + i % 9},{22 + i % 9},{25 + i % 9},{4 + i % 11},{2 + i % 5}"
-        for i in range(159)
-    ]
-    path.write_text("Species,Weight,Length1,Length2,Length3,Height,Width\n" + "\n".join(rows) + "\n")
-    return path, "a stand-in Fish.csv of 159 rows"
+    """Always a synthetic fish-market CSV of 159 rows (the real one's size), written here: the suite
+    depends on nothing beside the checkout."""
+    return end_to_end.write_fish_csv(workdir / "Fish.csv"), "a synthetic Fish.csv of 159 rows"
 
 
 def uptime() -> str:
@@ -533,9 +536,19 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("images", "tiny", "lm", "startup"),
-        default=("images", "tiny", "lm", "startup"),
+        choices=("images", "tiny", "lm", "startup", "e2e"),
+        default=("images", "tiny", "lm", "startup", "e2e"),
         help="run only these parts (default: all)",
+    )
+    parser.add_argument(
+        "--e2e-cases",
+        nargs="+",
+        choices=end_to_end.CASES,
+        default=list(end_to_end.CASES),
+        help="the end-to-end cases to run (default: all)",
+    )
+    parser.add_argument(
+        "--e2e-repeats", type=int, help="interleaved pairs per end-to-end case (3; --quick 1)"
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -554,6 +567,7 @@ def main(argv: list[str] | None = None) -> str:
             "tiny": lambda: tiny_rows(sizes, workdir, fish_csv),
             "lm": lambda: lm_rows(sizes, workdir, text),
             "startup": lambda: startup_rows(sizes),
+            "e2e": lambda: end_to_end.rows(args.e2e_cases, args.e2e_repeats or sizes["e2e_repeats"], workdir),
         }
         for name in args.only:
             note(f"--- {name}")

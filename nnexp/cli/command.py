@@ -51,6 +51,10 @@ def _job(cfg: DictConfig) -> float | None:
             _record_not_started(Path(hydra_cfg.runtime.output_dir))
             record_stopped_job(Path(hydra_cfg.runtime.output_dir))
             sys.exit(128 + signal.SIGTERM)
+    if multirun:  # jobs in one process reuse an unchanged data set (nnexp/data/cache.py)
+        from nnexp.data.cache import keep_between_jobs
+
+        keep_between_jobs()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     again = resumed_job(cfg, run_dir) if multirun else None  # in `nnexp -m resume=SWEEP_FOLDER`
     if again is not None and again.skip:

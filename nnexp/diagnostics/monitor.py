@@ -19,6 +19,21 @@ from nnexp.train.losses import LossFn
 log = logging.getLogger("nnexp")
 
 
+# The probe (a forward and backward pass on diagnostics.probe_rows rows) costs about a third of a
+# full-batch digits epoch, and a fifth of the fish preset's 7-batch epoch. With diagnostics.probe_every=auto
+# it runs after each of the first epochs, where most findings appear, then PROBE_TIMES times more over the
+# run (so every epoch of a run of up to 49 epochs), and after the last epoch.
+PROBE_FIRST_EPOCHS = 10
+PROBE_TIMES = 25
+
+
+def probe_interval(setting: int | str, epochs: int) -> int:
+    """Every how many epochs the probe runs after the first PROBE_FIRST_EPOCHS (which it always probes)."""
+    if setting == "auto":
+        return max(1, epochs // PROBE_TIMES)
+    return int(setting)
+
+
 class Diagnostics:
     """With `diagnostics.enabled=false` only the stuck-loss check (trainer.stuck_epochs) runs."""
 
@@ -41,6 +56,8 @@ class Diagnostics:
         self.chance = Chance.of(data, loss_name)
         self.watch = TrainingWatch(self.chance, self.watch_options, checks=self.enabled)
         self.probe = Probe(data, options.probe_rows, trainer.batch_size) if self.enabled else None
+        self.probe_every = probe_interval(options.get("probe_every", "auto"), trainer.epochs)
+        self.epochs = trainer.epochs
 
     def before_training(self, model: nn.Module, loss_fn: LossFn) -> dict[str, Any] | None:
         """The setup checks on the untrained model; returns the initial loss against the expected one."""
@@ -58,15 +75,19 @@ class Diagnostics:
             record.update(expected=round(expected["expected"], 6), why=expected["why"])
         return record
 
-    def after_epoch(self, model: nn.Module, loss_fn: LossFn, row: dict[str, Any]) -> None:
-        """Add the probe's columns to the epoch's row, then check it."""
-        if self.probe is not None:
+    def after_epoch(self, model: nn.Module, loss_fn: LossFn, row: dict[str, Any]) -> bool:
+        """Add the probe's columns to the epoch's row (on its cadence), then check it; True if it warned."""
+        epoch = row["epoch"]
+        due = epoch <= PROBE_FIRST_EPOCHS or epoch % self.probe_every == 0 or epoch == self.epochs
+        if self.probe is not None and due:
             row.update(self.probe.measure(model, loss_fn).columns())
+        warned = False
         for finding in self.watch.update(row):
-            self.report(finding)
+            warned = self.report(finding) or warned
         for code, epoch in self.watch.pop_resolved():
             if self.diagnosis.resolve(code, epoch) is not None:
                 log.info("[%s] resolved at epoch %d: the model now scores better than guessing", code, epoch)
+        return warned
 
     def replay(self, history: list[dict[str, Any]]) -> None:
         """A resumed run: pass the recorded epochs through the checks again, quietly."""
@@ -76,10 +97,11 @@ class Diagnostics:
             for code, epoch in self.watch.pop_resolved():
                 self.diagnosis.resolve(code, epoch)
 
-    def report(self, finding: Finding) -> None:
+    def report(self, finding: Finding) -> bool:
         added = self.diagnosis.add(finding)
         if added is not None:
             log.warning("%s", added.line())
+        return added is not None
 
     @property
     def stuck(self) -> bool:

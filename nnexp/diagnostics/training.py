@@ -66,7 +66,7 @@ class TrainingWatch:
         self.stuck = StuckLossDetector(options.stuck_epochs, options.stuck_tolerance)
         self.evaluated: list[tuple[int, float, float]] = []  # (epoch, train loss, val loss)
         self.found: set[str] = set()
-        self.previous: dict[str, Any] | None = None  # the last epoch's row
+        self.previous: dict[str, Any] | None = None  # the last probed epoch's row
         self.lowest: float = math.inf  # the lowest training loss (or MSE) of the epochs before
         self.resolved: dict[str, int] = {}  # code -> the epoch it stopped holding
         self.newly_resolved: list[tuple[str, int]] = []  # since the last `pop_resolved`
@@ -97,8 +97,9 @@ class TrainingWatch:
             self.resolved["chance-level"] = row["epoch"]
             self.newly_resolved.append(("chance-level", row["epoch"]))
         findings += self._unstable(row)
-        findings += probe_findings(row, self.options, epoch, previous=self.previous or {})
-        self.previous = row
+        if any(key.startswith((GRAD_NORM, DEAD_RELU)) for key in row):  # a probed epoch
+            findings += probe_findings(row, self.options, epoch, previous=self.previous or {})
+            self.previous = row  # the last probed epoch: a dead layer must be dead in two probes running
         findings += self._overfitting(row)
         return findings
 

@@ -23,8 +23,13 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, damaged or not made of plain tensors and numbers."""
 
 
-def training_state(experiment: Any, epoch: int, history: list[dict[str, Any]], cfg: DictConfig) -> dict:
-    """What `restore_training_state` needs to continue after `epoch` as if never stopped."""
+def training_state(
+    experiment: Any, epoch: int, history: list[dict[str, Any]], cfg: DictConfig | dict[str, Any]
+) -> dict:
+    """What `restore_training_state` needs to continue after `epoch` as if never stopped.
+
+    `cfg` may be the resolved config as a dict already (the epoch loop resolves it once per run).
+    """
     state = {
         "model": experiment.model.state_dict(),
         "optimizer": experiment.optimizer.state_dict(),
@@ -35,7 +40,7 @@ def training_state(experiment: Any, epoch: int, history: list[dict[str, Any]], c
         "epoch": epoch,
         "history": history,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True),
         "data_spec": experiment.data.spec.to_dict(),
     }
     if torch.cuda.is_available() and experiment.device.type == "cuda":

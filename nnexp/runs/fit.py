@@ -13,10 +13,11 @@ import time
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from nnexp.diagnostics.training import Chance
+from nnexp.runs.cadence import CHECKPOINT_EVERY_S, CONSOLE_EVERY_S, FINISH_EPOCH_UNDER_S, Every
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
@@ -42,9 +43,18 @@ def fit(
 ) -> list[dict[str, Any]]:
     """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
 
-    After every epoch the whole training state is checkpointed, so a stopped run resumes exactly.
+    Every epoch's row goes to metrics.csv. The whole training state is checkpointed every
+    `trainer.checkpoint_every_s` seconds, after the last epoch, on a stop signal and when the run stops
+    early, so a stopped run resumes exactly (from its last checkpoint; resume drops the rows after it).
     """
     trainer = cfg.trainer
+    # Plain values: a config lookup costs microseconds, and a tiny epoch is a few milliseconds.
+    epochs, eval_every, clip_grad_norm, seed = (
+        trainer.epochs,
+        trainer.eval_every,
+        trainer.clip_grad_norm,
+        cfg.seed,
+    )
     data, task = experiment.data, experiment.data.spec.task
     batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
     batches_per_epoch = steps_per_epoch(data, trainer)
@@ -61,28 +71,32 @@ def fit(
     generation = cfg.get("generation") if task == "language_model" else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
+    checkpoints = Every(trainer.get("checkpoint_every_s", CHECKPOINT_EVERY_S))
+    console_lines = Every(CONSOLE_EVERY_S)
+    saved_config = OmegaConf.to_container(cfg, resolve=True)  # the same for every checkpoint of the run
+    last_epoch_s = math.inf  # a stop signal lets a short epoch finish, so it is checkpointed
+    shuffle = trainer.get("shuffle", True)
 
     # steps.csv with trainer.log_every_n_steps; None (off, the default) costs a step nothing
     steps = StepLog.open(folder.path, trainer.get("log_every_n_steps"), start_epoch, batches_per_epoch)
 
-    with TrainingProgress(console, trainer.epochs, batches_per_epoch) as progress:
+    with TrainingProgress(console, epochs, batches_per_epoch) as progress, folder.writing_metrics():
 
         def after_batch(loss: torch.Tensor) -> None:
             progress.on_batch(loss)
             divergence.after_batch(loss)
             if steps is not None:
                 steps.after_step(loss, epoch, experiment.optimizer)
-            if stop is not None:
+            if stop is not None and last_epoch_s >= FINISH_EPOCH_UNDER_S:
                 stop.check()
 
-        for epoch in range(start_epoch + 1, trainer.epochs + 1):
+        for epoch in range(start_epoch + 1, epochs + 1):
             epoch_started = time.perf_counter()
             progress.start_epoch(epoch)
             divergence.start_epoch(epoch)
             # The data order depends only on (seed, epoch), so a run can be resumed exactly;
             # trainer.shuffle=false keeps the rows' own order every epoch, as the lectures' fish run does.
-            shuffle = trainer.get("shuffle", True)
-            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch) if shuffle else None
+            order = torch.Generator().manual_seed(seed * 100_003 + epoch) if shuffle else None
             batches = itertools.islice(train.batches(batch_size, order), batches_per_epoch)
             train_metrics = train_epoch(
                 experiment.model,
@@ -90,7 +104,7 @@ def fit(
                 experiment.loss_fn,
                 experiment.optimizer,
                 penalty=experiment.penalty,
-                clip_grad_norm=trainer.clip_grad_norm,
+                clip_grad_norm=clip_grad_norm,
                 on_batch=after_batch,
             )
             train_seconds = time.perf_counter() - epoch_started
@@ -100,7 +114,7 @@ def fit(
             row: dict[str, Any] = {"epoch": epoch}
             row.update({f"train_{name}": value for name, value in train_metrics.items()})
             if data.val is not None:
-                due = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
+                due = epoch % eval_every == 0 or epoch == epochs
                 val_metrics = (
                     evaluate_split(experiment.model, data.val, experiment.loss_fn)
                     if due
@@ -111,8 +125,9 @@ def fit(
             if tokens is not None:
                 row["tokens_per_s"] = round(tokens / train_seconds)
             row["train_seconds"] = round(train_seconds, 4)
+            warned = False
             if diagnostics is not None:
-                diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
+                warned = diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
             folder.append_metrics(row)
@@ -123,15 +138,25 @@ def fit(
                 if hasattr(logger, "log_model"):  # tensorboard: histograms of weights and gradients
                     logger.log_model(experiment.model, step=epoch)
             history.append(row)
-            log.info(format_epoch_line(epoch, trainer.epochs, row))
-            if generation and generation.every and epoch % generation.every == 0 and epoch < trainer.epochs:
-                sample(experiment, generation, folder, f"epoch {epoch}", cfg.seed * 100_003 + epoch)
+            last = epoch == epochs
+            if console_lines.due(force=epoch == start_epoch + 1 or last or warned):
+                log.info(format_epoch_line(epoch, epochs, row))
+            if generation and generation.every and epoch % generation.every == 0 and epoch < epochs:
+                sample(experiment, generation, folder, f"epoch {epoch}", seed * 100_003 + epoch)
 
             step_scheduler(experiment, row)
             stopper = experiment.early_stopping
             stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
-            folder.save_checkpoint(training_state(experiment, epoch, history, cfg))
-            if diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False):
+            stop_stuck = (
+                diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False)
+            )
+            stopping = stop_early or stop_stuck or (stop is not None and stop.requested is not None)
+            if checkpoints.due(force=last or stopping):
+                folder.save_checkpoint(training_state(experiment, epoch, history, saved_config))
+            if stop is not None:
+                stop.check()  # a signal during a short epoch: acted on now that the epoch is saved
+            last_epoch_s = time.perf_counter() - epoch_started
+            if stop_stuck:
                 log.info("stopping: the loss is stuck (trainer.stop_when_stuck=true)")
                 break
             if stop_early:

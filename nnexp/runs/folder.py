@@ -88,6 +88,7 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._metric_columns: list[str] | None = None
+        self._metrics_writer: tuple[Any, csv.DictWriter] | None = None  # (open file, writer) while training
 
     @property
     def metrics_path(self) -> Path:
@@ -127,18 +128,37 @@ class RunFolder:
         return summary if isinstance(summary, dict) else None
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        """Append one epoch; flushed at once so an interrupted run keeps every finished epoch."""
-        new_file = self._metric_columns is None
-        if new_file:
-            self._metric_columns = list(row)
-        with (
-            _writing(self.metrics_path),
-            self.metrics_path.open("a" if not new_file else "w", newline="") as handle,
-        ):
-            writer = csv.DictWriter(handle, fieldnames=self._metric_columns)
-            if new_file:
-                writer.writeheader()
+        """Append one epoch; flushed at once so an interrupted run keeps every finished epoch.
+
+        The file stays open between rows: opening it per row cost a tenth of a tiny (fish) epoch.
+        """
+        with _writing(self.metrics_path):
+            if self._metrics_writer is None:
+                new_file = self._metric_columns is None
+                if new_file:
+                    self._metric_columns = list(row)
+                handle = self.metrics_path.open("w" if new_file else "a", newline="")
+                writer = csv.DictWriter(handle, fieldnames=self._metric_columns)
+                if new_file:
+                    writer.writeheader()
+                self._metrics_writer = (handle, writer)
+            handle, writer = self._metrics_writer
             writer.writerow({key: _csv_value(row.get(key)) for key in self._metric_columns})
+            handle.flush()
+
+    @contextmanager
+    def writing_metrics(self) -> Iterator[None]:
+        """metrics.csv stays open for appends inside this block, and is closed however it ends."""
+        try:
+            yield
+        finally:
+            self.close_metrics()
+
+    def close_metrics(self) -> None:
+        """Close metrics.csv (it stays open between rows while a run trains)."""
+        if self._metrics_writer is not None:
+            self._metrics_writer[0].close()
+            self._metrics_writer = None
 
     def epochs_recorded(self) -> int:
         if not self.metrics_path.is_file():
@@ -152,6 +172,7 @@ class RunFolder:
         Rows after the checkpoint (an epoch that ended after its last save) go, so none is repeated; a
         metrics.csv deleted or damaged since is rebuilt, so the resumed run's record is whole.
         """
+        self.close_metrics()
         self._metric_columns = None
         if not history:
             self.metrics_path.unlink(missing_ok=True)

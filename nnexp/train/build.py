@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nnexp.data import DataBundle, DataSpec
+from nnexp.data import cache as data_cache
 from nnexp.errors import ConfigError, UserError, first_line
 from nnexp.models.init import initialize
 from nnexp.train import lm_loop
@@ -60,7 +61,11 @@ def build(cfg: DictConfig) -> Experiment:
         # Small recurrent nets on a busy CPU run faster on one thread than fighting for two.
         torch.set_num_threads(cfg.trainer.threads)
     seed_everything(cfg.seed)
-    data: DataBundle = _instantiate(cfg.data).to(device)
+    # Inside a sweep, an unchanged data config reuses the last job's tensors (nnexp/data/cache.py).
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    data: DataBundle = data_cache.cached(
+        data_cfg, cfg.seed, device, lambda: _instantiate(cfg.data).to(device)
+    )
     regularization = cfg.get("regularization") or {}
 
     dropout = regularization["dropout"]["p"] if "dropout" in regularization else None

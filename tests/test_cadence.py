@@ -1,0 +1,152 @@
+"""Bookkeeping on a cadence (issue 17): the checkpoint on a time cadence, the probe on an epoch cadence,
+the console line at most about once a second, and still every epoch's row in metrics.csv; a run
+killed between two checkpoints resumes to the metrics an uninterrupted run records."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import NNEXP, read_summary, run_folders, run_nnexp
+from nnexp.data import DataBundle, DataSpec, TensorSplit
+from nnexp.diagnostics.monitor import PROBE_FIRST_EPOCHS, Diagnostics
+from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
+from nnexp.models.mlp import MLP
+from nnexp.runs.checkpoint import load_checkpoint
+
+# Full-batch digits, a few milliseconds an epoch: a run made almost only of bookkeeping.
+LONG_TINY_RUN = ["trainer.batch_size=full", "trainer.epochs=400", "optim=sgd", "optim.lr=0.05", "device=cpu"]
+TIMING = {"train_seconds", "seconds"}
+
+
+def metric_rows(folder: Path) -> list[dict[str, str]]:
+    """metrics.csv without the timing columns, which no two runs share."""
+    with (folder / "metrics.csv").open(newline="") as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(handle)]
+
+
+def start_then_signal(tmp_path: Path, signum: int, rows: int, *args: str) -> Path:
+    """Start a run in tmp_path/run; once metrics.csv holds `rows` rows, send `signum`."""
+    folder = tmp_path / "run"
+    process = subprocess.Popen([*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    metrics = folder / "metrics.csv"
+    while not (metrics.exists() and metrics.read_text().count("\n") > rows):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.005)
+    process.send_signal(signum)
+    process.communicate(timeout=120)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> list[dict[str, str]]:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    result = run_nnexp(*LONG_TINY_RUN, cwd=root)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(root)
+    return metric_rows(folder)
+
+
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_metrics(tmp_path, uninterrupted):
+    """SIGKILL leaves rows after the last checkpoint in metrics.csv; resume drops them and retrains."""
+    folder = start_then_signal(
+        tmp_path, signal.SIGKILL, 50, *LONG_TINY_RUN, "trainer.checkpoint_every_s=3600"
+    )
+    written = len(metric_rows(folder))
+    saved = load_checkpoint(folder / "checkpoint.pt")["epoch"]
+    assert saved == 0 and written >= 50  # an hour's cadence: only the checkpoint before training
+    resumed = run_nnexp(f"resume={folder}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metric_rows(folder) == uninterrupted  # no row lost or doubled, every value the same
+    assert read_summary(folder)["epochs_completed"] == 400
+
+
+def test_a_stop_signal_in_a_short_epoch_checkpoints_that_epoch(tmp_path, uninterrupted):
+    """SIGTERM lets a short epoch finish and saves it, whatever the cadence: resume repeats nothing."""
+    folder = start_then_signal(
+        tmp_path, signal.SIGTERM, 50, *LONG_TINY_RUN, "trainer.checkpoint_every_s=3600"
+    )
+    assert read_summary(folder)["status"] == "interrupted"
+    written = len(metric_rows(folder))
+    assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == written >= 50
+    resumed = run_nnexp(f"resume={folder}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metric_rows(folder) == uninterrupted
+
+
+def test_the_console_shows_the_first_and_last_epochs_and_about_one_line_a_second(tmp_path):
+    result = run_nnexp(*LONG_TINY_RUN, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert lines[0].startswith("epoch 1/400 ") and lines[-1].startswith("epoch 400/400 ")
+    [folder] = run_folders(tmp_path)
+    train_time = read_summary(folder)["train_time_s"]
+    assert len(lines) <= train_time / 1.0 + 3  # one a second, plus the first, the last and a warning
+    assert len(metric_rows(folder)) == 400  # metrics.csv keeps every epoch
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("trainer.checkpoint_every_s=-1", "trainer.checkpoint_every_s=-1 is not allowed"),
+        ("trainer.checkpoint_every_s=often", "trainer.checkpoint_every_s=often is not allowed"),
+        ("diagnostics.probe_every=0", "diagnostics.probe_every=0 is not allowed"),
+    ],
+)
+def test_a_bad_cadence_is_refused_in_one_line_before_anything_is_created(tmp_path, override, said):
+    result = run_nnexp(override, cwd=tmp_path)
+    assert result.returncode == 2
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def tiny_diagnostics(epochs: int, probe_every: int | str) -> tuple[Diagnostics, torch.nn.Module]:
+    from omegaconf import OmegaConf
+
+    inputs, targets = torch.randn(32, 4), torch.arange(32) % 3
+    bundle = DataBundle(DataSpec("tiny", "classification", (4,), 3),
+                        TensorSplit(inputs, targets), None, TensorSplit(inputs, targets))  # fmt: skip
+    options = OmegaConf.create(
+        {"enabled": True, "probe_rows": 16, "probe_every": probe_every, "after_epochs": 5, "after_steps": 0,
+         "dead_relu_share": 0.5, "gradient_ratio": 1000, "expect": []}
+    )  # fmt: skip
+    trainer = OmegaConf.create({"epochs": epochs, "batch_size": 8, "stuck_epochs": 0})
+    return Diagnostics(bundle, "cross_entropy", options, trainer, 4), MLP((4,), 3, hidden=[8])
+
+
+@pytest.mark.parametrize(
+    ("epochs", "probe_every", "probed"),
+    [
+        (30, "auto", list(range(1, 31))),  # a short run: every epoch, as before
+        (100, "auto", [*range(1, 11), *range(12, 101, 4)]),  # the fish preset's
+        (2000, "auto", [*range(1, 11), *range(80, 2001, 80)]),  # a long one: 35 probes
+        (25, 7, [*range(1, 11), 14, 21, 25]),
+    ],
+)
+def test_the_probe_runs_on_the_first_epochs_then_on_its_cadence_and_at_the_last(epochs, probe_every, probed):
+    diagnostics, model = tiny_diagnostics(epochs, probe_every)
+    seen = []
+    for epoch in range(1, epochs + 1):
+        row = {"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5}
+        diagnostics.after_epoch(model, torch.nn.functional.cross_entropy, row)
+        if any(key.startswith("grad_norm/") for key in row):
+            seen.append(epoch)
+    assert seen == probed
+    assert PROBE_FIRST_EPOCHS == 10
+
+
+def test_a_relu_layer_dead_in_two_probes_running_is_found_across_unprobed_epochs():
+    watch = TrainingWatch(Chance(accuracy=0.1), WatchOptions(stuck_epochs=0))
+    rows = [{"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.9} for epoch in range(1, 8)]
+    rows[1]["dead_relu/layers.2"] = 0.9  # probed at epochs 2 and 6 only, dead both times
+    rows[5]["dead_relu/layers.2"] = 0.95
+    found = {row["epoch"]: [finding.code for finding in watch.update(row)] for row in rows}
+    assert found[6] == ["dead-relu"] and all(not codes for epoch, codes in found.items() if epoch != 6)
