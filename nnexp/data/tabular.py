@@ -150,7 +150,6 @@ def numeric_columns(table: Any, exclude: list[str]) -> list[str]:
 
 def read_numeric_columns(path: Path, columns: list[str]):
     """The named columns of a CSV as floats, or a DataError that says which file, column and cell."""
-    import numpy as np
     import pandas as pd
 
     if not path.is_file():
@@ -189,6 +188,13 @@ def read_numeric_columns(path: Path, columns: list[str]):
         raise DataError(
             f"column {absent[0]!r} is not in {path}: choose from {', '.join(map(str, table.columns))}"
         )
+    return as_numbers(table, columns, path, "fix the cell or drop the column")
+
+
+def as_numbers(table: Any, columns: list[str], path: Path, fix: str) -> Any:
+    """The table with `columns` as float64, or a DataError naming the file, column, row and cell."""
+    import pandas as pd
+
     for name in columns:
         numbers = pd.to_numeric(table[name], errors="coerce")
         bad = ~np.isfinite(numbers.to_numpy(dtype="float64"))
@@ -197,8 +203,7 @@ def read_numeric_columns(path: Path, columns: list[str]):
             cell = table[name][row]
             held = "an empty cell" if pd.isna(cell) else f"{str(cell)!r}"
             raise DataError(
-                f"{path}: column {name!r} holds {held} at data row {row + 1}, "
-                f"not a finite number; fix the cell or drop the column"
+                f"{path}: column {name!r} holds {held} at data row {row + 1}, not a finite number; {fix}"
             )
         table[name] = numbers.astype("float64")
     return table

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from nnexp.data.tabular import as_numbers
 from nnexp.errors import DataError, UserError, exit_with, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -142,8 +143,6 @@ def _target_scale(scales: dict[str, Any] | None, target: str, num_targets: int) 
 
 def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:
     """The CSV with its feature columns as floats, or a DataError naming the file, column and cell."""
-    import numpy as np
-
     try:
         table = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
@@ -158,18 +157,7 @@ def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:
             f"{path}: column {absent[0]!r} is missing; the run was trained on the columns "
             f"{', '.join(features)}: add it"
         )
-    for name in features:
-        numbers = pd.to_numeric(table[name], errors="coerce")
-        bad = ~np.isfinite(numbers.to_numpy(dtype="float64"))
-        if bad.any():
-            row = int(bad.argmax())
-            cell = table[name][row]
-            held = "an empty cell" if pd.isna(cell) else repr(str(cell))
-            raise DataError(
-                f"{path}: column {name!r} holds {held} at data row {row + 1}, not a number; fix the cell"
-            )
-        table[name] = numbers.astype("float64")
-    return table
+    return as_numbers(table, features, path, "fix the cell")
 
 
 # ---- image files --------------------------------------------------------------------------------------
