@@ -82,6 +82,17 @@ def test_a_stop_signal_in_a_short_epoch_checkpoints_that_epoch(tmp_path, uninter
     assert metric_rows(folder) == uninterrupted
 
 
+def test_a_stop_in_a_long_epoch_loses_only_that_epoch_whatever_the_cadence(tmp_path):
+    """Epochs of a second or more are checkpointed as they end: a stop mid-epoch resumes from the last one."""
+    long_epochs = ["trainer.batch_size=1", "trainer.epochs=6", "model.hidden=[1024,1024]", "device=cpu"]
+    folder = start_then_signal(tmp_path, signal.SIGTERM, 2, *long_epochs, "trainer.checkpoint_every_s=3600")
+    summary = read_summary(folder)
+    assert summary["status"] == "interrupted" and summary["epochs_completed"] < 6
+    rows = metric_rows(folder)
+    assert all(float(row["train_seconds"]) >= 1 for row in csv.DictReader((folder / "metrics.csv").open()))
+    assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == len(rows) >= 2
+
+
 def test_the_console_shows_the_first_and_last_epochs_and_about_one_line_a_second(tmp_path):
     result = run_nnexp(*LONG_TINY_RUN, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

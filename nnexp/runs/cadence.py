@@ -22,6 +22,11 @@ CONSOLE_EVERY_S = 1.0
 # resume); a longer one stops at the next batch, as before, and resumes from the last checkpoint.
 FINISH_EPOCH_UNDER_S = 1.0
 
+# An epoch at least FINISH_EPOCH_UNDER_S long is checkpointed when it ends, whatever the cadence, as long
+# as the last write took at most this share of it: a stop in the middle of a long epoch then loses only
+# that epoch, not up to checkpoint_every_s of training.
+LONG_EPOCH_WRITE_SHARE = 0.05
+
 
 class Every:
     """Due when `seconds` have passed since it was last marked done (or when forced)."""

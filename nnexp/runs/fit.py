@@ -17,7 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from nnexp.diagnostics.training import Chance
-from nnexp.runs.cadence import CHECKPOINT_EVERY_S, CONSOLE_EVERY_S, FINISH_EPOCH_UNDER_S, Every
+from nnexp.runs.cadence import (
+    CHECKPOINT_EVERY_S,
+    CONSOLE_EVERY_S,
+    FINISH_EPOCH_UNDER_S,
+    LONG_EPOCH_WRITE_SHARE,
+    Every,
+)
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
@@ -44,8 +50,9 @@ def fit(
     """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
 
     Every epoch's row goes to metrics.csv. The whole training state is checkpointed every
-    `trainer.checkpoint_every_s` seconds, after the last epoch, on a stop signal and when the run stops
-    early, so a stopped run resumes exactly (from its last checkpoint; resume drops the rows after it).
+    `trainer.checkpoint_every_s` seconds, after every epoch of a second or more, after the last epoch, on a
+    stop signal and when the run stops early, so a stopped run resumes exactly (from its last checkpoint;
+    resume drops the rows after it).
     """
     trainer = cfg.trainer
     # Plain values: a config lookup costs microseconds, and a tiny epoch is a few milliseconds.
@@ -75,6 +82,7 @@ def fit(
     console_lines = Every(CONSOLE_EVERY_S)
     saved_config = OmegaConf.to_container(cfg, resolve=True)  # the same for every checkpoint of the run
     last_epoch_s = math.inf  # a stop signal lets a short epoch finish, so it is checkpointed
+    write_s = 0.0  # how long the last checkpoint took to write
     shuffle = trainer.get("shuffle", True)
 
     # steps.csv with trainer.log_every_n_steps; None (off, the default) costs a step nothing
@@ -151,8 +159,12 @@ def fit(
                 diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False)
             )
             stopping = stop_early or stop_stuck or (stop is not None and stop.requested is not None)
-            if checkpoints.due(force=last or stopping):
+            epoch_s = time.perf_counter() - epoch_started
+            long_epoch = epoch_s >= FINISH_EPOCH_UNDER_S and write_s <= LONG_EPOCH_WRITE_SHARE * epoch_s
+            if checkpoints.due(force=last or stopping or long_epoch):
+                writing = time.perf_counter()
                 folder.save_checkpoint(training_state(experiment, epoch, history, saved_config))
+                write_s = time.perf_counter() - writing
             if stop is not None:
                 stop.check()  # a signal during a short epoch: acted on now that the epoch is saved
             last_epoch_s = time.perf_counter() - epoch_started
