@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from test_lectures import ONE_EXAMPLE
 
 from conftest import run_nnexp, write_fish_csv
 from nnexp.cli.hydra_hooks import register_resolvers
@@ -39,14 +40,18 @@ TEXT = (
 
 def describe(preset: str) -> tuple[str, bool, set[str]]:
     """(the data loader the preset uses, whether it is itself a sweep, the diagnostics it demonstrates).
-    A CSV preset reading one column `x` is one of seed 004's curve fits (nnexp.data.curve's file)."""
+    A CSV preset reading one column `x` is one of seed 004's curve fits (nnexp.data.curve's file), one
+    reading x1-x4 seed 001's one-example lesson: each runs on its own kind of file."""
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     expected = set(cfg.diagnostics.expect)
     target = str(cfg.data._target_)
-    if ".tabular." in target and list(cfg.data.get("features", [])) == ["x"]:
+    features = list(cfg.data.get("features", [])) if ".tabular." in target else []
+    if features == ["x"]:
         target = "curve"
+    elif features == ["x1", "x2", "x3", "x4"]:
+        target = "one_row"
     return target, str(cfg.hydra.mode) == "RunMode.MULTIRUN", expected
 
 
@@ -54,7 +59,7 @@ DESCRIBED = {preset: describe(preset) for preset in PRESETS}
 
 
 def data_family(target: str) -> str:
-    if target == "curve":
+    if target in ("curve", "one_row"):
         return target
     for family in ("images", "text", "tabular", "digits"):
         if f".{family}." in target:
@@ -75,6 +80,9 @@ def stand_in_data(family: str, tmp_path: Path) -> list[str]:
         return [f"++data.path={write_fish_csv(tmp_path / 'Fish.csv', rows=159)}"]
     if family == "curve":
         return [f"++data.path={write_curve_csv(tmp_path / 'curve.csv')}"]
+    if family == "one_row":
+        (tmp_path / "one_example.csv").write_text(ONE_EXAMPLE)
+        return [f"++data.path={tmp_path / 'one_example.csv'}"]
     return []
 
 
