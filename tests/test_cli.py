@@ -237,7 +237,9 @@ def hydra_groups(loader, parent: str = "") -> dict[str, list[str]]:
 
 
 def test_help_read_from_disk_lists_what_hydra_composes():
-    """`nnexp --help` reads configs/ without Hydra: the same groups and options, defaults marked."""
+    """`nnexp --help` reads configs/ without Hydra: the same groups and options, defaults marked. A subfolder
+    of a group's options (experiments/lectures/) is listed as Hydra composes it, `experiment=lectures/NAME`,
+    rather than as the group `experiment/lectures` Hydra's own --help shows."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -249,6 +251,9 @@ def test_help_read_from_disk_lists_what_hydra_composes():
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         expected = hydra_groups(GlobalHydra.instance().config_loader())
         choices = compose(config_name="config", return_hydra_config=True).hydra.runtime.choices
+        compose(config_name="config", overrides=["experiment=lectures/digits_softmax"])  # the spelling works
+    for sub in ("experiment/lectures",):
+        expected["experiment"] += [f"lectures/{option}" for option in expected.pop(sub)]  # after the others
     assert config_groups(CONFIG_DIR) == dict(sorted(expected.items()))
     shown = " ".join(help_text(CONFIG_DIR).split())  # long option lists are wrapped
     for group, options in expected.items():

@@ -17,6 +17,10 @@ MISTAKES = [
     (["modle=mlp"], "unknown key modle (did you mean model?)"),
     (["model=mlpp"], "model=mlpp is not an option (did you mean model=mlp?): choose one of"),
     (["experiment=nope"], "experiment=nope is not an option"),
+    (
+        ["experiment=lectures/digits_sofmax"],
+        "experiment=lectures/digits_sofmax is not an option (did you mean experiment=lectures/digits_softmax",
+    ),
     (["~seed"], "~seed would remove a key nnexp reads"),
     (["model.hidden=[1,2"], "cannot read the command line"),
     (["optim=sgd,adam"], "optim=sgd,adam gives several values: to run each, sweep with -m (nnexp -m optim="),

@@ -158,7 +158,9 @@ def _how_to_choose(group: str) -> str:
 
 
 def _options_of(group: str) -> list[str]:
-    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+    """The group's options; those in a subfolder are named with it (experiment=lectures/fish_unshuffled)."""
+    folder = CONFIG_DIR / group
+    return sorted(path.relative_to(folder).with_suffix("").as_posix() for path in folder.rglob("*.yaml"))
 
 
 def _default_groups() -> set[str]:
@@ -259,6 +261,9 @@ def _groups() -> set[str]:
 def _missing_option_message(error: MissingConfigException) -> str:
     missing = error.missing_cfg_file or ""
     group, _, option = missing.rpartition("/")
+    top, _, below = missing.partition("/")
+    if "/" in below and top != "hydra" and (CONFIG_DIR / top).is_dir():  # experiment=lectures/nope
+        return _not_an_option(top, below)
     options = sorted(error.options or [])
     unloadable = re.search(r"Could not load '([\w/]+)/([^'/]+)'", str(error))
     if unloadable and not options:  # one of a list of options (logger=[csv,foo]): Hydra names no choices

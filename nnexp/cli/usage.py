@@ -42,6 +42,10 @@ def config_groups(config_dir: Path) -> dict[str, list[str]]:
         options = sorted(name.removesuffix(".yaml") for name in files if name.endswith(".yaml"))
         if group != "." and options:
             groups[group] = options
+    for group in [group for group in groups if "/" in group]:  # experiment/lectures: experiment=lectures/NAME
+        parent, _, sub = group.rpartition("/")
+        if parent in groups and parent != "hydra":
+            groups[parent] += [f"{sub}/{option}" for option in groups.pop(group)]
     return dict(sorted(groups.items()))
 
 

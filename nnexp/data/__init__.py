@@ -1,7 +1,7 @@
 """Data sets as tensors, plus a spec that tells the rest of the run their shape and task.
 
 Every builder in this package returns a `DataBundle`; the model, the loss and the metrics read
-their sizes from its `spec`, never from the user.
+their sizes from its `spec`, never from the user. (`curve` only writes a CSV: a 1-D curve-fitting set.)
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ def load_csv(
     else:
         train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
     train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
-    if len(train_rows) < 2:  # one row has no spread to normalise by and nothing to learn a slope from
+    # One row has no spread to normalise by; unnormalised, it is seed 001's one-example lesson.
+    if len(train_rows) < (2 if normalize_features or normalize_target else 1):
         raise DataError(
             f"{path}: {len(table)} data rows leave {len(train_rows)} for training after the test and "
             f"validation splits; use a file with more rows or a smaller data.test_size"
