@@ -87,4 +87,10 @@ def _strings(node: Any) -> list[str]:
 
 
 def _versions(bundle: DataBundle) -> list[int]:
-    return [tensor._version for split in bundle.splits().values() for tensor in (split.inputs, split.targets)]
+    """The in-place version of every tensor a split holds (inputs and targets, or a text's tokens)."""
+    return [
+        value._version
+        for split in bundle.splits().values()
+        for value in vars(split).values()
+        if isinstance(value, torch.Tensor)
+    ]
