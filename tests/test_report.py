@@ -211,6 +211,18 @@ def test_the_report_in_a_pipe_has_no_line_padded_with_spaces(tmp_path, capsys):
     assert [line for line in out.splitlines() if line != line.rstrip()] == []
 
 
+def test_a_report_it_wrote_is_written_over_but_a_page_it_did_not_write_is_not(sweep, tmp_path, capsys):
+    table, page = tmp_path / "table.csv", tmp_path / "page.html"
+    assert main([str(sweep), "--csv", str(table), "--html", "--out", str(page)]) == 0
+    assert main([str(sweep), "--csv", str(table), "--html", "--out", str(page)]) == 0  # its own: rewritten
+    notes = tmp_path / "notes.html"
+    notes.write_text("<h1>my notes</h1>")
+    capsys.readouterr()
+    assert main([str(sweep), "--csv", str(table), "--html", "--out", str(notes)]) == 2
+    assert "is not a report nnexp-report wrote" in capsys.readouterr().err
+    assert notes.read_text() == "<h1>my notes</h1>"
+
+
 def test_a_report_on_one_run_folder_writes_nothing_into_it(tmp_path, capsys):
     run = fake_run(tmp_path / "run", ["seed=0"], 0.9)
     before = sorted(path.name for path in run.iterdir())
@@ -230,11 +242,15 @@ def test_a_report_on_one_run_folder_writes_nothing_into_it(tmp_path, capsys):
         ("--plot", ".", "is a folder; name a file"),
         ("--csv", "outputs/multirun/2026-01-01/10-00-00/ledger.jsonl", "a file nnexp keeps for its runs"),
         ("--csv", "link.csv", "never writes into one"),  # a link to a run's metrics.csv
+        ("--csv", "mine.csv", "is not a report nnexp-report wrote"),  # a user's own file is never replaced
+        ("--plot", "mine.png", "is not a report nnexp-report wrote"),
     ],
 )
 def test_an_output_file_that_cannot_be_written_is_refused_before_any_is(sweep, tmp_path, capsys, option,
                                                                          target, said):  # fmt: skip
     (tmp_path / "link.csv").symlink_to(sweep / "0" / "metrics.csv")
+    (tmp_path / "mine.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "mine.png").write_bytes(b"\x89PNG\r\n\x1a\n my figure")
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     csv_elsewhere = ["--csv", str(tmp_path / "report.csv")] if option == "--plot" else []
     assert main([str(sweep), *csv_elsewhere, option, str(tmp_path / target)]) == 2

@@ -71,11 +71,15 @@ def fmt(value: Any, std: Any = None) -> str:
     return text
 
 
+GENERATOR = '<meta name="generator" content="nnexp">'
+
+
 def document(title: str, body: Iterable[str], script: str = "") -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        GENERATOR,  # how nnexp-report knows a page it may write over
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
         *body,
         f"<script>{script}</script>" if script else "",

@@ -402,11 +402,30 @@ def _unwritable(path: Path | None) -> str | None:
         return "is a file nnexp keeps for its runs; choose another name"
     if path.is_dir():
         return "is a folder; name a file"
+    if target.is_file() and not _written_by_nnexp_report(target):
+        return "exists and is not a report nnexp-report wrote; choose a new name, or move the file first"
     if not folder.is_dir():
         return f"the folder {folder} does not exist; create it first or choose another"
     if not os.access(folder, os.W_OK):
         return f"the folder {folder} is not writable; choose another"
     return None
+
+
+def _written_by_nnexp_report(path: Path) -> bool:
+    """A file a report may replace: its own default files beside the runs, or a table or page it wrote."""
+    from nnexp.look.page import GENERATOR
+
+    if path.name in ("report.csv", "report.png", "report.html"):
+        return True
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    if path.suffix == ".csv":  # a run table starts with `run`; a grouped one ends with runs,completed,...
+        header = start.split("\n", 1)[0].strip().split(",")
+        return header[:1] == ["run"] or {"runs", "completed", "wall_s"} <= set(header)
+    return path.suffix in (".html", ".htm") and GENERATOR in start
 
 
 def _label(row: pd.Series, differing: list[str]) -> str:
