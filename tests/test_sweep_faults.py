@@ -37,6 +37,8 @@ def test_sigterm_to_a_sweep_records_the_stopped_job_in_the_ledger(tmp_path):
     wait_for_metrics(tmp_path, 1, sweep)
     sweep.send_signal(signal.SIGTERM)
     assert sweep.wait(timeout=120) == 143
+    (sweep_folder,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    assert f"resume the sweep with: nnexp -m resume={sweep_folder}" in sweep.stderr.read()
     (stopped,) = ledger_of(tmp_path)
     assert stopped["status"] == "interrupted" and "seed=1" in stopped["overrides"]
     (folder,) = run_folders(tmp_path)  # the jobs after it never started

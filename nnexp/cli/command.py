@@ -111,7 +111,10 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         # A signal stops a whole sweep too, not just its current job; the ledger still gets its line.
         if multirun:
             record_stopped_job(run_dir)
-        if (run_dir / CHECKPOINT_FILE).is_file():
+        if multirun:  # the whole sweep stopped: resuming this one job would leave the rest unrun
+            sweep = run_dir.parent
+            sys.stderr.write(f"nnexp: {interrupted}; resume the sweep with: nnexp -m resume={sweep}\n")
+        elif (run_dir / CHECKPOINT_FILE).is_file():
             sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
         elif not (multirun or resume or cfg.get("lr_find")) and release_claimed_dir(run_dir):
             # Stopped while it was set up: as before the folder existed, nothing is kept. So a stopped
