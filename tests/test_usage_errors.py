@@ -90,3 +90,20 @@ def test_hydra_full_error_adds_the_trace_and_keeps_the_exit_code(tmp_path):
     result = run_nnexp("optim.lrr=0.1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "unknown key optim.lrr" in result.stderr
+
+
+def test_a_launcher_whose_hydra_plugin_is_missing_names_what_was_typed_and_the_install(monkeypatch):
+    """hydra/launcher=gpus builds on Hydra's joblib plugin: without nnexp's sweep extra, say so."""
+    from hydra.errors import MissingConfigException
+
+    from nnexp.cli.preflight import _missing_option_message
+
+    monkeypatch.setattr("sys.argv", ["nnexp", "-m", "hydra/launcher=gpus", "seed=0,1"])
+    missing = MissingConfigException(
+        "Could not find 'hydra/launcher/joblib'", missing_cfg_file="hydra/launcher/joblib",
+        options=["gpus", "parallel", "slurm"],
+    )  # fmt: skip
+    message = _missing_option_message(missing)
+    assert message == "hydra/launcher=gpus needs Hydra's joblib plugin, which is not installed: " + (
+        "pip install -e '.[sweep]'"
+    )

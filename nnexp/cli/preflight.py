@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,7 +274,13 @@ def _missing_option_message(error: MissingConfigException) -> str:
     return _not_an_option(group, option, options)
 
 
+HYDRA_PLUGINS = ("joblib", "submitit_local", "submitit_slurm", "optuna")  # what nnexp's sweep extra brings
+
+
 def _not_an_option(group: str, option: str, options: list[str] | None = None) -> str:
+    if group.startswith("hydra/") and option in HYDRA_PLUGINS:  # named by nnexp's own gpus/parallel/slurm
+        typed = next((arg for arg in sys.argv[1:] if arg.startswith(f"{group}=")), f"{group}={option}")
+        return f"{typed} needs Hydra's {option} plugin, which is not installed: pip install -e '.[sweep]'"
     if options is None:
         options = _options_of(group)
     hint = difflib.get_close_matches(option, options, n=1)
