@@ -106,6 +106,8 @@ def test_a_run_with_two_targets_predicts_each_in_its_own_units(tmp_path):
         expected = outputs[:, column] * scales[target]["std"] + scales[target]["mean"]
         got = written[f"predicted_{target}"].to_numpy()[test_rows]
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4)
+        recorded = pd.read_csv(run / "predictions.csv")  # the run's own record, in the CSV's units too
+        np.testing.assert_allclose(recorded[f"predicted_{target}"], expected.numpy(), rtol=1e-4)
 
 
 def digit_png(pixels: torch.Tensor, path: Path, zoom: int = 8) -> Path:

@@ -138,15 +138,18 @@ def write_predictions(predictions: Predictions, spec: DataSpec, path: Path, appe
             columns += [targets[:, k], outputs[:, k]]
         header.append("loss")
         columns.append(predictions.losses)
-        scale = spec.details.get("target_scale")
-        name = spec.details.get("target")
-        if scale and isinstance(name, str) and targets.shape[1] == 1:
-            # the target as the CSV has it: z-score undone
-            header += [name, f"predicted_{name}"]
-            columns += [
-                targets[:, 0] * scale["std"] + scale["mean"],
-                outputs[:, 0] * scale["std"] + scale["mean"],
-            ]
+        scales = spec.details.get("target_scale")
+        named = spec.details.get("target")
+        names = [named] if isinstance(named, str) else list(named or [])
+        if scales and len(names) == targets.shape[1]:
+            # each target as the CSV has it: z-score undone ({mean, std} for one, {name: {...}} for several)
+            for k, name in enumerate(names):
+                scale = scales if len(names) == 1 else scales[name]
+                header += [name, f"predicted_{name}"]
+                columns += [
+                    targets[:, k] * scale["std"] + scale["mean"],
+                    outputs[:, k] * scale["std"] + scale["mean"],
+                ]
     write_csv(path, header, columns, append=append)
 
 
