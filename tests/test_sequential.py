@@ -105,7 +105,8 @@ def test_a_linear_to_linear_regression_ends_in_the_datas_one_target():
 
 def test_the_default_layer_list_is_the_default_mlp():
     default_mlp = build_model(compose_config("model=mlp").model, DIGITS)
-    assert count(sequential(DIGITS)) == count(default_mlp) == (64 * 128 + 128) + (128 * 10 + 10)
+    weights = (64 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10)  # 64-256-256-10
+    assert count(sequential(DIGITS)) == count(default_mlp) == weights
 
 
 def test_batchnorm_takes_its_size_from_the_layer_before_it_and_options_reach_torch():
