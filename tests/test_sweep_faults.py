@@ -56,17 +56,26 @@ def test_every_job_a_stopped_parallel_sweep_started_is_in_its_ledger_and_resumes
     while any(read_summary(f)["status"] == "running" for f in run_folders(tmp_path)):
         assert time.monotonic() < deadline, "a worker kept running after its sweep was stopped"
         time.sleep(0.5)
+
     # Every job folder with a summary, including one a worker opened after the sweep was gone and
-    # recorded as not started (its .hydra/ is written only once a job runs).
-    folders = sorted(path.parent for path in (tmp_path / "outputs" / "multirun").glob("*/*/*/summary.json"))
-    started = sorted(int(folder.name) for folder in folders)
-    deadline = time.monotonic() + 30  # a worker's last ledger line may land just after its summary
-    while time.monotonic() < deadline:
+    # recorded as not started (its .hydra/ is written only once a job runs). Such a late worker writes
+    # its summary, then its ledger line, so both are read again until they agree.
+    def job_folders() -> list[Path]:
+        return sorted(path.parent for path in (tmp_path / "outputs" / "multirun").glob("*/*/*/summary.json"))
+
+    def ledger_matches(folders: list[Path]) -> bool:
         written = any((tmp_path / "outputs").rglob("ledger.jsonl"))
-        if written and sorted(entry["job"] for entry in ledger_of(tmp_path)) == started:
+        return written and sorted(entry["job"] for entry in ledger_of(tmp_path)) == sorted(
+            int(folder.name) for folder in folders
+        )
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if ledger_matches(job_folders()):
             break
         time.sleep(0.5)
-    assert sorted(entry["job"] for entry in ledger_of(tmp_path)) == started
+    folders = job_folders()
+    assert sorted(entry["job"] for entry in ledger_of(tmp_path)) == sorted(int(f.name) for f in folders)
     stopped = [folder for folder in folders if read_summary(folder).get("epochs_completed", 0) > 0]
     assert stopped, "at least one job had trained when the signal came"
     one_more = read_summary(stopped[0])["epochs_completed"] + 1
