@@ -13,7 +13,8 @@ Cases and their targets (ratios `nnexp / hand`, medians of the pairs):
     (the per-epoch target, <= 1.5x, is the suite's "tiny" section);
 (d) sweep: `nnexp -m experiment=digits_mlp seed=0,1,2,3,4` vs five hand scripts one after another,
     <= 0.4x;
-(e) smoke: `debug=smoke` on every preset (images with data.synthetic=true), each <= 15 s.
+(e) smoke: `debug=smoke` on every preset, experiments/lectures/ included (images with data.synthetic=true,
+    files on stand-ins this benchmark writes), each <= 15 s.
 
 Every nnexp command runs with its default outputs on (metrics.csv, summary, checkpoint, plots) in a
 scratch folder; measure on an idle machine (`uptime` load < 0.5).
@@ -36,14 +37,13 @@ HAND = BENCHMARKS / "hand"
 EXPERIMENTS = BENCHMARKS.parent / "experiments"
 NNEXP = [sys.executable, "-m", "nnexp"]
 PYTHON = [sys.executable]
-IMAGE_DATA = ("mnist", "fashion_mnist")
-TEXT_DATA = ("time_machine",)
 
-SEED004 = ["model.hidden=[64]", "model.activation=tanh", "optim=sgd", "optim.lr=0.001", "optim.momentum=0.9",
-           "trainer.batch_size=full", "trainer.epochs=2000"]  # fmt: skip
-SEED004_HAND = ["--hidden", "64", "--activation", "tanh", "--optim", "sgd", "--lr", "0.001",
+SEED004 = ["model.hidden=[64]", "model.dropout=0", "model.activation=tanh", "optim=sgd", "optim.lr=0.001",
+           "optim.momentum=0.9", "trainer.batch_size=full", "trainer.epochs=2000"]  # fmt: skip
+SEED004_HAND = ["--hidden", "64", "--dropout", "0", "--activation", "tanh", "--optim", "sgd", "--lr", "0.001",
                 "--momentum", "0.9", "--batch-size", "full", "--epochs", "2000"]  # fmt: skip
-DIGITS_MLP_HAND = ["--hidden", "128", "--epochs", "20", "--batch-size", "64"]  # experiment=digits_mlp
+# experiment=digits_mlp
+DIGITS_MLP_HAND = ["--hidden", "128", "--dropout", "0", "--epochs", "20", "--batch-size", "64"]
 SWEEP_SEEDS = range(5)
 TARGETS = {"default": 1.15, "seed004": 1.3, "sweep": 0.4}
 SMOKE_LIMIT_S = 15.0
@@ -73,25 +73,8 @@ def write_text(path: Path) -> Path:
     """A stand-in for The Time Machine, 24,000 characters of its words, for the language-model smoke runs."""
     import random
 
-    words = [
-        "the",
-        "time",
-        "traveller",
-        "for",
-        "so",
-        "it",
-        "will",
-        "be",
-        "convenient",
-        "to",
-        "speak",
-        "of",
-        "him",
-        "was",
-        "expounding",
-        "a",
-        "recondite",
-    ]
+    sentence = "the time traveller for so it will be convenient to speak of him was expounding a recondite"
+    words = sentence.split(" ")
     rng = random.Random(0)
     path.write_text(" ".join(rng.choice(words) for _ in range(4000)) + "\n")
     return path
@@ -162,30 +145,47 @@ def pair_rows(names: list[str], repeats: int, workdir: Path, fish_csv: Path) -> 
     return rows
 
 
-def smoke_overrides(preset: str, fish_csv: Path, text: Path) -> list[str]:
-    source = (EXPERIMENTS / f"{preset}.yaml").read_text()
+def smoke_overrides(preset: str, stand_ins: dict[str, Path]) -> tuple[list[str], bool]:
+    """The overrides that run `preset` in smoke mode on a stand-in for data that needs a download or a
+    file, and whether the preset is itself a sweep (read from its composed config, as the tests do)."""
+    from hydra import compose, initialize_config_dir
+
+    from nnexp.cli.hydra_hooks import register_resolvers
+    from nnexp.paths import CONFIG_DIR
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     overrides = [f"experiment={preset}", "debug=smoke"]
-    data = next(
-        (line.split(":", 1)[1].strip() for line in source.splitlines() if "override /data:" in line), None
-    )
-    if data in IMAGE_DATA or preset in ("three_blue_lr500",):
+    target, data = str(cfg.data._target_), cfg.data
+    features = list(data.get("features") or []) if ".tabular." in target else []
+    if ".images." in target:
         overrides.append("data.synthetic=true")
-    elif data == "fish":
-        overrides.append(f"data.path={fish_csv}")
-    elif data in TEXT_DATA:
-        overrides.append(f"data.path={text}")
-    return overrides
+    elif ".text." in target:
+        overrides.append(f"data.path={stand_ins['text']}")
+    elif features == ["x"]:  # seed 004's curve fits: nnexp.data.curve's file
+        overrides.append(f"data.path={stand_ins['curve']}")
+    elif features == ["x1", "x2", "x3", "x4"]:  # seed 001's one-example lesson
+        overrides.append(f"data.path={stand_ins['one_row']}")
+    elif ".tabular." in target:
+        overrides.append(f"data.path={stand_ins['fish']}")
+    return overrides, str(cfg.hydra.mode) == "RunMode.MULTIRUN"
 
 
 def smoke_rows(repeats: int, workdir: Path, fish_csv: Path, text: Path) -> list[dict[str, Any]]:
+    from nnexp.data.curve import write_curve_csv
+
+    one_row = workdir / "one_example.csv"
+    one_row.write_text("x1,x2,x3,x4,y1,y2\n0.8,0.4,0.4,0.2,1,0\n")  # seed 001's one training example
+    curve = write_curve_csv(workdir / "curve.csv")
+    stand_ins = {"fish": fish_csv, "text": text, "curve": curve, "one_row": one_row}
     rows = []
-    for path in sorted(EXPERIMENTS.glob("*.yaml")):
-        preset = path.stem
-        overrides = smoke_overrides(preset, fish_csv, text)
-        sweep = "hydra:" in path.read_text() and "sweeper" in path.read_text()
+    for path in sorted(EXPERIMENTS.rglob("*.yaml")):
+        preset = path.relative_to(EXPERIMENTS).with_suffix("").as_posix()
+        overrides, sweep = smoke_overrides(preset, stand_ins)
         command = [*NNEXP, *(["-m"] if sweep else []), *overrides]
         times = [
-            timed([command], Path(tempfile.mkdtemp(prefix=f"smoke_{preset}_", dir=workdir)))
+            timed([command], Path(tempfile.mkdtemp(prefix=f"smoke_{path.stem}_", dir=workdir)))
             for _ in range(repeats)
         ]
         seconds = statistics.median(times)

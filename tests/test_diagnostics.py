@@ -248,6 +248,46 @@ def codes_from(watch: TrainingWatch, epochs: list[dict]) -> dict[int, list[str]]
     return found
 
 
+def flat_losses(loss: float, epochs: int = 8) -> list[dict]:
+    return [{"epoch": epoch, "train_loss": loss, "train_mse": loss} for epoch in range(1, epochs + 1)]
+
+
+def test_a_loss_that_stops_at_the_reachable_optimum_has_converged_not_stuck():
+    watch = TrainingWatch(Chance(loss=1.0, metric="mse"), WatchOptions(after_epochs=100, stuck_epochs=5))
+    watch.optimum = 0.2115  # least squares, for an affine model
+    assert codes_from(watch, flat_losses(0.2161)) == {}  # 0.6% of the way from the optimum up to guessing
+    assert watch.converged == (6, 0.2161)
+
+
+def test_a_loss_stuck_above_the_reachable_optimum_is_stuck_and_says_how_far():
+    watch = TrainingWatch(Chance(loss=1.0, metric="mse"), WatchOptions(after_epochs=100, stuck_epochs=5))
+    watch.optimum = 0.2115
+    plateau = flat_losses(0.2553)  # seed 003's unshuffled fish run
+    [finding] = [finding for row in plateau for finding in watch.update(row)]
+    assert finding.code == "stuck-loss" and "above the least-squares optimum 0.2115" in finding.message
+    assert watch.converged is None
+
+
+def test_only_an_affine_model_under_mse_has_a_known_optimum(fish_csv):
+    from nnexp.diagnostics.training import reachable_optimum
+
+    cfg = compose_config("experiment=fish_linreg", f"data.path={fish_csv}")
+    data = build(cfg).data
+    assert reachable_optimum(data, nn.Sequential(nn.Linear(2, 1)), "mse") is not None
+    assert reachable_optimum(data, nn.Sequential(nn.Linear(2, 4), nn.Identity(), nn.Linear(4, 1)), "mse")
+    assert reachable_optimum(data, nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)), "mse") is None
+    assert reachable_optimum(data, nn.Sequential(nn.Linear(2, 1)), "l1") is None
+
+
+def test_a_linear_regression_that_reaches_least_squares_is_told_it_converged(tmp_path, fish_csv):
+    full_batch = ["trainer.batch_size=full", "optim.lr=0.5", "scheduler=none", "trainer.epochs=60"]
+    result = run_nnexp("experiment=fish_linreg", f"data.path={fish_csv}", *full_batch, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [folder] = run_folders(tmp_path)
+    assert "stuck-loss" not in codes_of(folder)
+    assert "has stopped at the least-squares optimum" in result.stdout + result.stderr
+
+
 def test_overfitting_is_a_validation_loss_that_keeps_rising_while_the_training_loss_falls():
     watch = TrainingWatch(Chance(accuracy=0.1), WatchOptions(after_epochs=3, stuck_epochs=0))
     falling = [(1.0 / epoch, 1.0 - 0.1 * epoch) for epoch in range(1, 4)]  # best validation: epoch 3

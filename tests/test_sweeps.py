@@ -73,7 +73,7 @@ def test_a_2x2_sweep_gives_four_run_folders_a_ledger_and_a_report(tmp_path):
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
 def test_a_failing_job_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp_path, launcher):
     result = run_nnexp("-m", *launcher, "optim.lr=-1,0.01", "trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the one job that did not complete was refused for a mistake, as alone
     assert "nnexp: 1 of 2 sweep jobs did not complete (1 failed)" in result.stderr
     assert "Traceback" not in result.stderr
     ledger = read_ledger(sweep_folder(tmp_path) / LEDGER_FILE)
@@ -83,6 +83,19 @@ def test_a_failing_job_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp
     ]
     assert "optim.lr=-1 is not allowed" in ledger[0]["error"]
     assert ledger[1]["metrics"]["test_accuracy"] > 0.1
+
+
+def test_a_sweep_exits_2_only_when_every_job_that_did_not_complete_was_a_mistake(tmp_path):
+    """Each job exits as it would alone (2 a mistake, 3 diverged); the sweep says 2 or 3 only when every
+    job that did not complete agrees, and 1 for a mixture."""
+    for folder in ("mistakes", "mixed"):
+        (tmp_path / folder).mkdir()
+    mistakes = run_nnexp("-m", "optim.lr=-1,-2", "trainer.epochs=1", cwd=tmp_path / "mistakes")
+    assert mistakes.returncode == 2, mistakes.stderr
+    assert "nnexp: 2 of 2 sweep jobs did not complete (2 failed)" in mistakes.stderr
+    mixed = run_nnexp("-m", "optim.lr=-1,1e9", "trainer.epochs=2", cwd=tmp_path / "mixed")
+    statuses = [entry["status"] for entry in read_ledger(sweep_folder(tmp_path / "mixed") / LEDGER_FILE)]
+    assert statuses == ["failed", "diverged"] and mixed.returncode == 1, mixed.stderr
 
 
 def test_the_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):

@@ -3,8 +3,8 @@ metrics printed, nothing saved. The end-to-end benchmark (benchmarks/end_to_end.
 `nnexp` as whole processes.
 
     python benchmarks/hand/digits_mlp.py                                   # = nnexp (the default run)
-    python benchmarks/hand/digits_mlp.py --hidden 64 --activation tanh --optim sgd --lr 0.001 \
-        --momentum 0.9 --batch-size full --epochs 2000                    # = seed 004's long run
+    python benchmarks/hand/digits_mlp.py --hidden 64 --dropout 0 --activation tanh --optim sgd \
+        --lr 0.001 --momentum 0.9 --batch-size full --epochs 2000         # = seed 004's long run
 """
 
 import argparse
@@ -16,7 +16,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--hidden", type=int, default=128)
+parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+parser.add_argument("--dropout", type=float, default=0.3)
 parser.add_argument("--activation", default="relu", choices=("relu", "tanh"))
 parser.add_argument("--optim", default="adam", choices=("adam", "sgd"))
 parser.add_argument("--lr", type=float, default=0.001)
@@ -34,8 +35,12 @@ x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_
 x_train, x_val, y_train, y_val = train_test_split(x_train, y_train, test_size=0.1, random_state=1234)
 batch = len(y_train) if args.batch_size == "full" else int(args.batch_size)
 
-activation = nn.ReLU() if args.activation == "relu" else nn.Tanh()
-model = nn.Sequential(nn.Linear(64, args.hidden), activation, nn.Linear(args.hidden, 10))
+layers, width = [], 64
+for hidden in args.hidden:
+    layers += [nn.Linear(width, hidden), nn.ReLU() if args.activation == "relu" else nn.Tanh()]
+    layers += [nn.Dropout(args.dropout)] if args.dropout else []
+    width = hidden
+model = nn.Sequential(*layers, nn.Linear(width, 10))
 if args.optim == "adam":
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 else:

@@ -178,18 +178,25 @@ def read_numeric_columns(path: Path, columns: list[str]):
     if twice:  # pandas would rename the second to "name.1" and train on whichever was asked for
         raise DataError(f"{path}: the header names column {twice[0]!r} more than once; rename one of them")
     absent = [name for name in columns if name not in table.columns]
-    if absent and len(table.columns) == 1:
-        separator = next((mark for mark in (";", "\t", "|") if mark in str(table.columns[0])), None)
-        if separator is not None:
-            raise DataError(
-                f"data.path={path}: the columns are separated by {separator!r}, not commas; "
-                f"save the file as comma-separated CSV"
-            )
     if absent:
+        refuse_other_separators(table, f"data.path={path}")
         raise DataError(
             f"column {absent[0]!r} is not in {path}: choose from {', '.join(map(str, table.columns))}"
         )
     return as_numbers(table, columns, path, "fix the cell or drop the column")
+
+
+def refuse_other_separators(table: Any, named: str) -> None:
+    """A file read as one column whose header holds a ';', tab or '|' was written with that separator
+    (a spreadsheet in a comma-decimal locale): say so, rather than that a column is missing."""
+    if len(table.columns) != 1:
+        return
+    separator = next((mark for mark in (";", "\t", "|") if mark in str(table.columns[0])), None)
+    if separator is not None:
+        raise DataError(
+            f"{named}: the columns are separated by {separator!r}, not commas; save the file as "
+            f"comma-separated CSV"
+        )
 
 
 def as_numbers(table: Any, columns: list[str], path: Path, fix: str) -> Any:

@@ -13,7 +13,7 @@ from nnexp.data import DataBundle
 from nnexp.diagnostics import Diagnosis, Finding
 from nnexp.diagnostics.probe import Probe
 from nnexp.diagnostics.setup import check_initial_loss, check_setup, expected_initial_loss
-from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions, probe_findings
+from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions, probe_findings, reachable_optimum
 from nnexp.train.losses import LossFn
 
 log = logging.getLogger("nnexp")
@@ -38,7 +38,13 @@ class Diagnostics:
     """With `diagnostics.enabled=false` only the stuck-loss check (trainer.stuck_epochs) runs."""
 
     def __init__(
-        self, data: DataBundle, loss_name: str, options: DictConfig, trainer: DictConfig, steps_per_epoch: int
+        self,
+        data: DataBundle,
+        loss_name: str,
+        options: DictConfig,
+        trainer: DictConfig,
+        steps_per_epoch: int,
+        model: nn.Module | None = None,
     ) -> None:
         self.enabled = bool(options.enabled)
         self.diagnosis = Diagnosis(list(options.expect or []))
@@ -55,6 +61,8 @@ class Diagnostics:
         )
         self.chance = Chance.of(data, loss_name)
         self.watch = TrainingWatch(self.chance, self.watch_options, checks=self.enabled)
+        if model is not None and trainer.get("stuck_epochs", 0) > 0:
+            self.watch.optimum = reachable_optimum(data, model, loss_name)
         self.probe = Probe(data, options.probe_rows, trainer.batch_size) if self.enabled else None
         self.probe_every = probe_interval(options.get("probe_every", "auto"), trainer.epochs)
         self.epochs = trainer.epochs
@@ -87,6 +95,11 @@ class Diagnostics:
         for code, epoch in self.watch.pop_resolved():
             if self.diagnosis.resolve(code, epoch) is not None:
                 log.info("[%s] resolved at epoch %d: the model now scores better than guessing", code, epoch)
+        if self.watch.converged is not None and self.watch.converged[0] == epoch:
+            log.info(
+                "converged by epoch %d: the training loss %.4g has stopped at the least-squares optimum %.4g",
+                epoch, self.watch.converged[1], self.watch.optimum,
+            )  # fmt: skip
         return warned
 
     def replay(self, history: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from nnexp.data import DataBundle
 from nnexp.diagnostics import Finding
@@ -21,6 +22,12 @@ from nnexp.train.safeguards import StuckLossDetector
 CHANCE_MARGIN = 0.02  # accuracy within this of chance counts as chance
 CHANCE_LOSS_SHARE = 0.95  # a loss still at 95% of the chance-level loss counts as chance
 UNSTABLE_FACTOR = 2.0  # a loss above twice both chance and its own lowest has blown up
+# A loss that stopped moving within 2% of the way from guessing down to the best fit the model can reach
+# has converged there: not stuck. (Seed 003's shuffled fish run settles 0.6% of the way above least squares;
+# its unshuffled twin, whose plateau the lecture shows, 5.5%.)
+CONVERGED_SHARE = 0.02
+# The least-squares fit is solved before training only where it costs well under a second.
+OPTIMUM_MAX_VALUES = 5_000_000
 OVERFIT_RISE = 0.10  # validation loss this far (relative) above its best, for `after_epochs` evaluations
 
 
@@ -70,6 +77,10 @@ class TrainingWatch:
         self.lowest: float = math.inf  # the lowest training loss (or MSE) of the epochs before
         self.resolved: dict[str, int] = {}  # code -> the epoch it stopped holding
         self.newly_resolved: list[tuple[str, int]] = []  # since the last `pop_resolved`
+        # The lowest training loss the model can reach, where it is known (an affine model under MSE: the
+        # least-squares fit); a loss that stops there has converged, not stuck.
+        self.optimum: float | None = None
+        self.converged: tuple[int, float] | None = None  # (epoch, loss) where it settled at the optimum
 
     def update(self, row: dict[str, Any]) -> list[Finding]:
         """The findings of this epoch's row whose codes were not found before."""
@@ -86,7 +97,11 @@ class TrainingWatch:
         epoch = row["epoch"]
         findings = []
         stuck = self.stuck.update(epoch, row["train_loss"])
-        if stuck:
+        if stuck and self._at_optimum(row["train_loss"]):
+            self.converged = (epoch, row["train_loss"])
+        elif stuck:
+            if self.optimum is not None:
+                stuck += f", above the least-squares optimum {self.optimum:.4g} the model can reach"
             findings.append(Finding("stuck-loss", stuck, self.stuck.HINT, epoch))
         if not self.checks:
             return findings
@@ -106,6 +121,11 @@ class TrainingWatch:
     @property
     def stuck_found(self) -> bool:
         return self.stuck.warning is not None
+
+    def _at_optimum(self, loss: float) -> bool:
+        if self.optimum is None or self.chance.loss is None:
+            return False
+        return loss <= self.optimum + CONVERGED_SHARE * max(self.chance.loss - self.optimum, 0.0)
 
     def _chance_level(self, row: dict[str, Any]) -> list[Finding]:
         epoch, chance = row["epoch"], self.chance
@@ -181,6 +201,26 @@ class TrainingWatch:
                 epoch,
             )
         ]
+
+
+def reachable_optimum(data: DataBundle, model: nn.Module, loss_name: str) -> float | None:
+    """The least-squares training MSE where it is the lowest loss `model` can reach: an affine model (linear
+    layers, nothing between them but identity, flatten or dropout) fitted under MSE. None elsewhere."""
+    if data.spec.task != "regression" or loss_name != "mse" or not _is_affine(model):
+        return None
+    inputs = data.train.inputs
+    if inputs.numel() + len(inputs) > OPTIMUM_MAX_VALUES:
+        return None
+    from nnexp.diagnostics.baselines import least_squares
+
+    return least_squares(data)["train_mse"]
+
+
+def _is_affine(model: nn.Module) -> bool:
+    layers = [module for module in model.modules() if not list(module.children())]
+    kinds = (nn.Linear, nn.Identity, nn.Flatten, nn.Dropout)
+    has_linear = any(isinstance(layer, nn.Linear) for layer in layers)
+    return has_linear and all(isinstance(layer, kinds) for layer in layers)
 
 
 def probe_findings(

@@ -42,6 +42,9 @@ def _mosaic(tiles: np.ndarray, columns: int, band: float) -> tuple[np.ndarray, i
     return canvas, cell_h, cell_w, top
 
 
+LABEL_INCH_PER_CHARACTER = 0.075  # a label's width at fontsize 8, with a gap to its neighbour
+
+
 def save_image_grid(
     images: np.ndarray,
     labels: Sequence[str],
@@ -59,6 +62,8 @@ def save_image_grid(
 
     tiles = as_pictures(np.asarray(images, dtype=np.float64))
     lines = max((label.count("\n") + 1 for label in labels if label), default=0)
+    longest = max((len(line) for label in labels for line in label.splitlines()), default=0)
+    per_cell = max(per_cell, LABEL_INCH_PER_CHARACTER * longest)  # long class names must not overlap
     band = 0.3 + 0.25 * lines if lines else 0.12
     canvas, cell_h, cell_w, top = _mosaic(tiles, min(columns, len(tiles)), band=band)
     height, width = tiles.shape[1:3]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from nnexp.data.tabular import as_numbers
+from nnexp.data.tabular import as_numbers, refuse_other_separators
 from nnexp.errors import DataError, UserError, exit_with, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -153,6 +153,7 @@ def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:
         raise DataError(f"{path}: the file has a header but no rows; add the rows to predict")
     absent = [name for name in features if name not in table.columns]
     if absent:
+        refuse_other_separators(table, str(path))
         raise DataError(
             f"{path}: column {absent[0]!r} is missing; the run was trained on the columns "
             f"{', '.join(features)}: add it"

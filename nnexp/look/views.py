@@ -175,11 +175,12 @@ def _top_losses(predictions: Predictions, split: TensorSplit, spec: DataSpec, ru
     predicted, targets = predictions.predicted[rows], predictions.targets[rows]
     chance = predictions.probabilities[rows, predicted]
     labels = [
-        f"#{row} {names[p]}/{names[t]}\n{predictions.losses[row]:.2f} / {c:.2f}"
+        f"#{row} {names[p]}\ntrue: {names[t]}\n{predictions.losses[row]:.2f} / {c:.2f}"
         for row, p, t, c in zip(rows, predicted, targets, chance, strict=True)
     ]
     title = (
-        f"highest losses ({predictions.split}): #index predicted/true, loss / probability of the prediction"
+        f"highest losses ({predictions.split}): #index predicted, true label, loss / probability of the "
+        f"prediction"
     )
     return figures.save_image_grid(
         _inputs(split, rows), labels, list(predicted != targets), run_dir / TOP_LOSSES_PLOT, title

@@ -124,6 +124,8 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         except BaseException as error:
             summary["status"] = _status_after(error)
             summary["error"] = str(error) or type(error).__name__
+            if isinstance(error, UserError):  # so a sweep's exit code can say whose mistake it was
+                summary["exit_code"] = error.exit_code
             _record_diagnostics(summary, experiment, getattr(error, "finding", None))
             summary.setdefault("epochs_completed", folder.epochs_recorded())
             if isinstance(error, TrainingInterrupted) and folder.checkpoint_path.is_file():
@@ -270,7 +272,9 @@ def start_diagnostics(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]
     """
     loss_name = resolve_loss_name(cfg.loss.name, experiment.data.spec)
     steps = steps_per_epoch(experiment.data, cfg.trainer)
-    experiment.diagnostics = Diagnostics(experiment.data, loss_name, cfg.diagnostics, cfg.trainer, steps)
+    experiment.diagnostics = Diagnostics(
+        experiment.data, loss_name, cfg.diagnostics, cfg.trainer, steps, model=experiment.model
+    )
     return experiment.diagnostics.before_training(experiment.model, experiment.loss_fn)
 
 

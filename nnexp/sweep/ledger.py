@@ -56,6 +56,7 @@ def _entry(
         "epochs_completed": summary.get("epochs_completed"),
         "wall_time_s": summary.get("wall_time_s"),
         "diagnostics": [finding["code"] for finding in summary.get("diagnostics", [])],
+        **({"exit_code": summary["exit_code"]} if "exit_code" in summary else {}),
     }
 
 
@@ -144,7 +145,7 @@ class SweepLedger(Callback):
                 f"each job's status and error: {ledger}\n"
             )
             # SystemExit passes through Hydra's callback guard, which catches only Exception.
-            sys.exit(3 if set(counts) == {"diverged"} else 1)
+            sys.exit(sweep_exit_code(unfinished))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra_cfg = HydraConfig.get()
@@ -159,6 +160,16 @@ class SweepLedger(Callback):
         if entry["status"] != "completed":
             log.error("sweep job %s (%s) %s; see %s", entry["job"], " ".join(entry["overrides"]),
                       entry["status"], root / LEDGER_FILE)  # fmt: skip
+
+
+def sweep_exit_code(unfinished: list[dict[str, Any]]) -> int:
+    """3 when every job that did not complete diverged, 2 when each was refused for a mistake in its
+    settings or data (as a single run would exit), else 1."""
+    if all(entry["status"] == "diverged" for entry in unfinished):
+        return 3
+    if all(entry.get("exit_code") == 2 for entry in unfinished):
+        return 2
+    return 1
 
 
 def objective_value(cfg: DictConfig, final_metrics: dict[str, float]) -> float | None:
