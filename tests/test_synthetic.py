@@ -236,3 +236,14 @@ def test_nnexp_predict_refuses_a_synthetic_run_with_nothing_to_read_in_one_line(
         f"nnexp: error: {folder}: this run's inputs (8, synthetic) are neither named CSV columns nor images, "
         f"so nnexp-predict has nothing to read new examples from"
     ]
+
+
+def test_a_sweeps_second_job_trains_on_the_same_fresh_samples_as_its_first(tmp_path):
+    """`nnexp -m` keeps the first job's data for the second (same data config and seed): its fresh
+    batches must be the ones a new bundle draws, so both jobs' losses match step for step."""
+    result = run_nnexp("-m", "experiment=lectures/toy_linear_linear", "trainer.eval_every=1,2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = run_folders(tmp_path)
+    losses = [pd.read_csv(folder / "metrics.csv")["train_loss"].tolist() for folder in (first, second)]
+    assert len(losses[0]) == 20 and losses[0] == losses[1]
+    assert len(set(losses[0])) == 20  # a new example every step, so no two losses alike
