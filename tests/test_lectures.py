@@ -69,3 +69,16 @@ def test_seed_003s_cnn_run_reports_the_notebooks_310848_weights_and_311114_param
     assert [row["output_shape"] for row in counts["layers"]] == [[64, 254, 254], [192, 250, 250], [10]]
     console = result.stdout + result.stderr
     assert "310,848" in console and "311,114" in console
+
+
+def test_the_weight_count_leaves_out_every_bias_a_recurrent_layers_too():
+    """`weights` in parameters.json: nn.RNN names its biases bias_ih_l0 and bias_hh_l0."""
+    from torch import nn
+
+    from nnexp.models.summary import format_parameter_counts, parameter_counts
+
+    counts = parameter_counts(nn.Sequential(nn.RNN(3, 4), nn.Linear(4, 2)))
+    assert counts["total"] == (4 * 3 + 4 * 4 + 4 + 4) + (4 * 2 + 2)
+    assert counts["weights"] == 4 * 3 + 4 * 4 + 4 * 2
+    assert "no biases" in format_parameter_counts(counts)
+    assert "no biases" not in format_parameter_counts(parameter_counts(nn.Linear(2, 1, bias=False)))
