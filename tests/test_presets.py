@@ -61,7 +61,7 @@ DESCRIBED = {preset: describe(preset) for preset in PRESETS}
 def data_family(target: str) -> str:
     if target in ("curve", "one_row"):
         return target
-    for family in ("images", "text", "tabular", "digits"):
+    for family in ("images", "text", "tabular", "digits", "synthetic"):  # synthetic: drawn, needs no stand-in
         if f".{family}." in target:
             return family
     return target  # a new kind of data: runs with no stand-in, so it shows up here if it needs one

@@ -19,6 +19,7 @@ from nnexp.cli import model_checks as model
 from nnexp.cli.data_checks import DATA_SWITCH_RULES, check_named_splits
 from nnexp.cli.model_checks import INITS, check_model_lists
 from nnexp.cli.output_checks import check_outputs
+from nnexp.cli.synthetic_checks import SYNTHETIC_RULES, check_synthetic
 from nnexp.errors import ConfigError
 
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
@@ -204,6 +205,7 @@ RULES = [
     _rule("data.normalize_features", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule("data.test_fraction", lambda v: _number(v) and 0 < v < 1, "a fraction in (0, 1)", 0.2),
     *(_rule(*rule) for rule in DATA_SWITCH_RULES),  # data.test_size, features, target, scale_on, ...
+    *(_rule(*rule) for rule in SYNTHETIC_RULES),  # data=synthetic: data.shape, low, high, target_rule, ...
     # Image data (data=mnist, data=fashion_mnist) and image models (model=cnn, lenet, resnet).
     _rule("data.root", lambda v: isinstance(v, str) and v != "", "a folder path", "data"),
     _rule("data.download", lambda v: isinstance(v, bool), "true or false", "false"),
@@ -387,6 +389,7 @@ def _check_text_and_model(cfg: DictConfig) -> None:
 def _check_combinations(cfg: DictConfig) -> None:
     _check_text_and_model(cfg)
     check_named_splits(cfg)
+    check_synthetic(cfg)
     optim = cfg.get("optim", {})
     if optim.get("nesterov") and (optim.get("momentum", 0) <= 0 or optim.get("dampening", 0) != 0):
         raise ConfigError(

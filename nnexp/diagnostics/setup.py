@@ -50,8 +50,9 @@ def check_initial_loss(measured: float, expected: dict[str, Any] | None, data: D
     if expected["expected"] == 0:  # a constant target: guessing scores 0, so any start is "far above" it
         return []
     hint = "start from smaller weights (model.init=default, or a smaller model.init_std)"
-    if data.spec.task == "regression":
-        # Suggest normalising only a target that can be: data.normalize_target refuses a constant column.
+    if data.spec.task == "regression" and not data.spec.details.get("synthetic"):
+        # Suggest normalising only a target that can be: data.normalize_target refuses a constant column
+        # (and data=synthetic has no such key).
         targets = data.train.targets.double()
         spread = targets.std(dim=0, correction=0)
         if ((targets.mean(dim=0).abs() > spread) & (spread > 0)).any():
@@ -119,7 +120,10 @@ def _input_scale(inputs: torch.Tensor) -> list[Finding]:
     values = inputs.detach().float().reshape(len(inputs), -1)
     rms = values.square().mean().sqrt().item()
     seen = f"values from {values.min().item():.4g} to {values.max().item():.4g}"
-    hint = "normalise the inputs (digits: data.scale=true; CSV columns: data.normalize_features=true)"
+    hint = (
+        "normalise the inputs (digits: data.scale=true; CSV columns: data.normalize_features=true; "
+        "data=synthetic: e.g. data.low=0 data.high=1)"
+    )
     if rms > INPUT_RMS_LIMIT:
         return [
             Finding(

@@ -160,7 +160,8 @@ class TrainingWatch:
     def _unstable(self, row: dict[str, Any]) -> list[Finding]:
         """A training loss that climbed far above both its lowest and what guessing scores."""
         chance = self.chance
-        if chance.loss is None:
+        # A constant target: guessing its mean scores 0, so every loss is "far above" it; no yardstick.
+        if chance.loss is None or chance.loss <= 0:
             return []
         value, lowest = row[f"train_{chance.metric}"], self.lowest
         self.lowest = min(lowest, value)

@@ -65,6 +65,15 @@ def predict(run_dir: Path, inputs: list[str], invert: bool = False, num_tokens: 
     if task == "language_model":
         return _continue_text(saved.path, inputs, num_tokens)
     files = _existing_files(inputs)
+    shape = tuple(saved.spec.input_shape)
+    if (task == "regression" and "features" not in saved.spec.details) or (
+        task != "regression" and len(shape) != 3
+    ):
+        # data=synthetic: vectors with no CSV columns to read, or images with no files to read them from
+        raise DataError(
+            f"{saved.path}: this run's inputs ({'x'.join(map(str, shape))}, {saved.spec.name}) are neither "
+            f"named CSV columns nor images, so nnexp-predict has nothing to read new examples from"
+        )
     if task == "regression":
         if len(files) != 1 or files[0].suffix.lower() != ".csv":
             raise DataError(f"{' '.join(inputs)}: {_wants(saved.spec)}")

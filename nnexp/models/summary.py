@@ -9,8 +9,9 @@ from torch import nn
 
 
 def parameter_counts(model: nn.Module, example: torch.Tensor | None = None) -> dict[str, Any]:
-    """{"total": N, "layers": [{"layer", "type", "parameters"[, "output_shape"]}, ...]} over the modules
-    owning parameters; with `example` (a batch of one input) each layer's output shape per example."""
+    """{"total": N, "weights": W, "layers": [{"layer", "type", "parameters"[, "output_shape"]}, ...]} over
+    the modules owning parameters; with `example` (a batch of one input) each layer's output shape per
+    example. `weights` leaves the biases out, as lectures often count a network's size."""
     shapes = output_shapes(model, example) if example is not None else {}
     layers = []
     for name, module in model.named_modules():
@@ -19,7 +20,11 @@ def parameter_counts(model: nn.Module, example: torch.Tensor | None = None) -> d
             layers.append({"layer": name, "type": type(module).__name__, "parameters": owned})
             if name in shapes:
                 layers[-1]["output_shape"] = shapes[name]
-    return {"total": sum(p.numel() for p in model.parameters()), "layers": layers}
+    # bias, or a recurrent layer's bias_ih_l0
+    weights = sum(
+        p.numel() for name, p in model.named_parameters() if not name.split(".")[-1].startswith("bias")
+    )
+    return {"total": sum(p.numel() for p in model.parameters()), "weights": weights, "layers": layers}
 
 
 @torch.no_grad()
@@ -57,7 +62,8 @@ def output_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, list[int
 
 
 def format_parameter_counts(counts: dict[str, Any]) -> str:
-    width = max((len(row["layer"]) for row in counts["layers"]), default=5)
+    # wide enough for the layer names and the "total" and "weights" rows under them
+    width = max([len("weights"), *(len(row["layer"]) for row in counts["layers"])])
     has_shapes = any("output_shape" in row for row in counts["layers"])
     lines = [
         f"{'parameters per layer:':<{width + 29}}output shape (one example)"
@@ -70,4 +76,6 @@ def format_parameter_counts(counts: dict[str, Any]) -> str:
             line += "   " + " x ".join(str(size) for size in row["output_shape"])
         lines.append(line)
     lines.append(f"  {'total':<{width}}  {'':<11} {counts['total']:>10,}")
+    if counts.get("weights", counts["total"]) != counts["total"]:
+        lines.append(f"  {'weights':<{width}}  {'no biases':<11} {counts['weights']:>10,}")
     return "\n".join(lines)
