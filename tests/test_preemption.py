@@ -79,29 +79,8 @@ def pending(pid: int, signum: int) -> bool:
     return any(int(fields[name], 16) >> (signum - 1) & 1 for name in ("ShdPnd", "SigPnd"))
 
 
-@pytest.mark.slow
-def test_a_submitit_local_job_at_its_time_limit_is_requeued_by_submitit_and_finishes_its_folder(tmp_path):
-    """No signal is sent here. With `hydra.launcher.timeout_min=1` (whole minutes: the shortest limit
-    the submitit_local launcher takes), submitit's local controller itself sends SIGUSR2 its fixed
-    `signal_delay_s` (30 s) before the minute is up; the job checkpoints, submitit's handler counts a
-    time-out and requeues it, the controller starts it again, and it finishes the same run folder with
-    an uninterrupted run's metrics, no row repeated.
-
-    So that the warning finds the job training on a machine of any speed or load, the test pauses the
-    job (SIGSTOP) after its first epoch until the controller's SIGUSR2 is waiting for it, then lets it
-    go on (SIGCONT): a run of 20 epochs that lasts past the warning, without 30 s of computing."""
-    job = ["seed=0", "trainer.epochs=20", "trainer.batch_size=8", "trainer.threads=1", "device=cpu"]
-    (tmp_path / "straight").mkdir()
-    straight = subprocess.Popen([*NNEXP, *job], cwd=tmp_path / "straight", stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
-    limited = [*NNEXP, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", *job]
-    with (tmp_path / "sweep.err").open("w") as errors:
-        sweep = subprocess.Popen(limited, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=errors)
-    deadline = time.monotonic() + 300
-    while epochs_in(tmp_path) < 1:
-        assert sweep.poll() is None and time.monotonic() < deadline, "the job never trained an epoch"
-        time.sleep(0.02)
-    [task] = submitit_tasks(sweep.pid)
+def pause_until_warned(task: int) -> None:
+    """Hold the job still (SIGSTOP) until submitit's controller has sent its SIGUSR2, then let it go on."""
     os.kill(task, signal.SIGSTOP)
     try:
         deadline = time.monotonic() + 120  # the warning is due 30 s after the job started
@@ -110,17 +89,57 @@ def test_a_submitit_local_job_at_its_time_limit_is_requeued_by_submitit_and_fini
             time.sleep(0.2)
     finally:
         os.kill(task, signal.SIGCONT)
+
+
+def submitit_times(log_lines: list[str], message: str) -> list[float]:
+    """When submitit logged `message`, in seconds (lines begin `submitit INFO (2026-11-28 11:11:12,612)`)."""
+    stamps = [line.split("(", 1)[1].split(")", 1)[0] for line in log_lines if message in line]
+    return [time.mktime(time.strptime(stamp.split(",")[0], "%Y-%m-%d %H:%M:%S")) for stamp in stamps]
+
+
+@pytest.mark.slow
+def test_a_submitit_local_job_longer_than_its_time_limit_is_requeued_and_finishes_its_folder(tmp_path):
+    """No signal is sent here. With `hydra.launcher.timeout_min=1` (whole minutes: the shortest limit
+    the submitit_local launcher takes), submitit's local controller itself sends SIGUSR2 its fixed
+    `signal_delay_s` (30 s) before the minute is up; the job checkpoints, submitit's handler counts a
+    time-out and requeues it, the controller starts it again, and so twice: the job ends more than a
+    minute after it started, in the same run folder, with an uninterrupted run's rows and metrics.
+
+    So that each warning finds the job training on a machine of any speed or load, the test holds the
+    job still (SIGSTOP) after an epoch until the controller's SIGUSR2 waits for it, then lets it go on
+    (SIGCONT): a 20-epoch run outlasts its limit without a minute of computing."""
+    job = ["seed=0", "trainer.epochs=20", "trainer.batch_size=8", "trainer.threads=1", "device=cpu"]
+    (tmp_path / "straight").mkdir()
+    straight = subprocess.Popen([*NNEXP, *job], cwd=tmp_path / "straight", stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+    limited = [*NNEXP, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", *job]
+    with (tmp_path / "sweep.err").open("w") as errors:
+        sweep = subprocess.Popen(limited, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=errors)
+    paused: list[tuple[int, int]] = []  # (job process, epochs in metrics.csv) at each pause
+    deadline = time.monotonic() + 300
+    while len(paused) < 2:
+        assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.err").read_text()
+        tasks = submitit_tasks(sweep.pid)
+        epochs = epochs_in(tmp_path)
+        # the first attempt once it has trained an epoch, the requeued one once it has trained on
+        before = paused[-1] if paused else (None, 0)
+        if tasks and tasks[0] != before[0] and epochs > before[1]:
+            pause_until_warned(tasks[0])
+            paused.append((tasks[0], epochs))
+        time.sleep(0.02)
     assert sweep.wait(timeout=300) == 0, (tmp_path / "sweep.err").read_text()[-2000:]
     assert straight.wait(timeout=300) == 0
 
     [folder] = [path for path in run_folders(tmp_path) if "multirun" in path.parts]
     [log_file] = folder.parent.glob(".submitit/*/*_log.out")  # one job id, however often it is requeued
     logged = [line for line in log_file.read_text().splitlines() if line.startswith("submitit ")]
-    timeouts = sum("SIGUSR2 on" in line and "this job is timed-out" in line for line in logged)
-    assert timeouts >= 1 and sum("Requeued job" in line for line in logged) == timeouts, logged
+    assert sum("Caught signal SIGUSR2" in line and "this job is timed-out" in line for line in logged) == 2
+    assert sum("Requeued job" in line for line in logged) == 2, logged
+    started, ended = submitit_times(logged, "Starting with")[0], submitit_times(logged, "Job completed")[-1]
+    assert ended - started > 60  # longer than its limit: without the requeues it was killed at 60 s
     summary = read_summary(folder)
-    assert summary["status"] == "completed" and len(summary["resumed_at"]) == timeouts
-    assert 1 <= summary["resumed_from_epoch"] < 20
+    assert summary["status"] == "completed" and len(summary["resumed_at"]) == 2
+    assert paused[1][1] <= summary["resumed_from_epoch"] < 20  # from where the second warning found it
     [straight_folder] = run_folders(tmp_path / "straight")
     assert metric_rows(folder) == metric_rows(straight_folder)  # no row repeated or missing, same numbers
     assert summary["metrics"]["final"] == read_summary(straight_folder)["metrics"]["final"]
