@@ -147,6 +147,47 @@ def test_a_submitit_local_job_longer_than_its_time_limit_is_requeued_and_finishe
     assert [json.loads(line)["status"] for line in ledger] == ["completed"]  # one line for the job
 
 
+@pytest.mark.slow
+def test_a_job_past_its_last_requeue_ends_interrupted_in_one_line_and_its_sweep_resumes(tmp_path):
+    """With `++hydra.launcher.max_num_timeout=0` submitit requeues no time-out: the warned job ends
+    `interrupted` at its checkpoint, with its ledger line; the sweep ends with one line and exit 1, no
+    traceback; `nnexp -m resume=SWEEP` then finishes it with an uninterrupted run's rows."""
+    job = ["seed=0", "trainer.epochs=20", "trainer.batch_size=8", "trainer.threads=1", "device=cpu"]
+    limited = [*NNEXP, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1"]
+    with (tmp_path / "sweep.err").open("w") as errors:
+        sweep = subprocess.Popen([*limited, "++hydra.launcher.max_num_timeout=0", *job], cwd=tmp_path,
+                                 stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
+    (tmp_path / "straight").mkdir()
+    straight = subprocess.Popen([*NNEXP, *job], cwd=tmp_path / "straight", stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while epochs_in(tmp_path) < 1 or not submitit_tasks(sweep.pid):
+        assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.err").read_text()
+        time.sleep(0.02)
+    pause_until_warned(submitit_tasks(sweep.pid)[0])
+    assert sweep.wait(timeout=300) == 1
+    assert straight.wait(timeout=300) == 0
+    said = (tmp_path / "sweep.err").read_text()
+    assert "Traceback" not in said and "nnexp: 1 of 1 sweep jobs did not complete (1 interrupted)" in said
+
+    [folder] = [path for path in run_folders(tmp_path) if "multirun" in path.parts]
+    summary = read_summary(folder)
+    assert summary["status"] == "interrupted" and "timed-out too many times" in summary["error"]
+    assert (folder / "checkpoint.pt").is_file()
+    [line] = (folder.parent / "ledger.jsonl").read_text().splitlines()
+    assert json.loads(line)["status"] == "interrupted"
+    [job_said] = folder.parent.glob(".submitit/*/*_log.err")  # the job's own stderr
+    assert f"resume the sweep with: nnexp -m resume={folder.parent}" in job_said.read_text()
+
+    resumed = run_nnexp("-m", f"resume={folder.parent}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    [straight_folder] = run_folders(tmp_path / "straight")
+    assert read_summary(folder)["status"] == "completed"
+    assert metric_rows(folder) == metric_rows(straight_folder)
+    ledger = (folder.parent / "ledger.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in ledger] == ["completed"]
+
+
 def test_without_a_scheduler_sigusr1_stops_a_run_to_resume(tmp_path):
     """A plain run is not killed by SIGUSR1 (the default action): it stops cleanly, resumable."""
     process = subprocess.Popen([*NNEXP, *JOB], cwd=tmp_path, stdout=subprocess.DEVNULL,
