@@ -107,7 +107,8 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
         if interrupted.requeue:  # a cluster's warning: the scheduler requeues the job, which resumes
             from nnexp.sweep.preemption import requeue
 
-            requeue(interrupted.signum, run_dir)
+            requeue(interrupted.signum, run_dir)  # returns only for a job it will not requeue
+            return None
         # A signal stops a whole sweep too, not just its current job; the ledger still gets its line.
         if multirun:
             record_stopped_job(run_dir)

@@ -12,25 +12,31 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 SUMMARY_FILE = "summary.json"
 
 
-def requeue(signum: int, run_dir: Path) -> NoReturn:
-    """Hand the stopped job to the scheduler's handler for `signum`, which requeues it and exits."""
+def requeue(signum: int, run_dir: Path) -> None:
+    """Hand the stopped job to the scheduler's handler for `signum`, which requeues it and exits.
+
+    Returns only when the scheduler will not requeue it (it timed out `max_num_timeout` times): the job
+    then ends `interrupted` at its checkpoint like any unfinished sweep job (its ledger line, the sweep's
+    one line and exit code at its end) instead of ending the process without a result, which made the
+    sweep's own process end in submitit's traceback.
+    """
     name = signal.Signals(signum).name
-    sys.stderr.write(f"nnexp: {name}: checkpointed; the job is requeued and continues in {run_dir}\n")
     handler = signal.getsignal(signum)
     try:
         if callable(handler):
             handler(signum, None)  # submitit: pickles the job again, requeues it, exits
+    except SystemExit:
+        sys.stderr.write(f"nnexp: {name}: checkpointed; the job is requeued and continues in {run_dir}\n")
+        raise
     except Exception as error:  # it will not be requeued (timed out too many times, ...)
         _mark_interrupted(run_dir, f"not requeued: {error}")
-        from nnexp.sweep.ledger import record_stopped_job
-
-        record_stopped_job(run_dir)
-        sys.stderr.write(f"nnexp: not requeued ({error}); resume with: nnexp resume={run_dir}\n")
+        resume = f"nnexp -m resume={run_dir.parent}"
+        sys.stderr.write(f"nnexp: {name}: not requeued ({error}); resume the sweep with: {resume}\n")
+        return
     sys.exit(128 + signum)
 
 
