@@ -160,6 +160,8 @@ def fit(
             )
             stopping = stop_early or stop_stuck or (stop is not None and stop.requested is not None)
             records.add(row, stopping=stopping)  # the epoch a run stops after is always written
+            # a signal since then still saves this epoch (its row, if held, is written as the loop ends)
+            stopping = stopping or (stop is not None and stop.requested is not None)
             epoch_s = time.perf_counter() - epoch_started
             long_epoch = epoch_s >= FINISH_EPOCH_UNDER_S and write_s <= LONG_EPOCH_WRITE_SHARE * epoch_s
             if checkpoints.due(force=last or stopping or long_epoch):
