@@ -22,8 +22,9 @@ What it compares, side by side in this one process (start-up in fresh processes,
 - start-up: `nnexp --help`, `nnexp --cfg job` and the time to the first training step, vs
   `python -c "import torch"` (benchmarks/startup.py);
 - end to end (`--only e2e`): whole-process wall time of `nnexp` vs a hand-written script for the default
-  run, seed 004's 2,000-epoch full-batch run, the fish preset and a 5-run sweep, and `debug=smoke` on every
-  preset (benchmarks/end_to_end.py; `--e2e-cases` picks cases, `--e2e-repeats` the interleaved pairs).
+  run, seed 004's 2,000-epoch full-batch run (also with `trainer.log_every_n_epochs=100`), the fish preset
+  and a 5-run sweep, and `debug=smoke` on every preset (benchmarks/end_to_end.py; `--e2e-cases` picks
+  cases, `--e2e-repeats` the interleaved pairs).
 
 Ratios compare the time a unit of work takes (tokens per second are inverted first): `runner / hand`
 1.05 means the runner takes 5% longer than the hand-written loop. Repeats are interleaved, so a change

@@ -311,7 +311,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_targets(cfg)
     check_model_lists(cfg)
     _check_combinations(cfg)
-    check_outputs(cfg)  # outputs.* and trainer.log_every_n_steps
+    check_outputs(cfg)  # outputs.*, trainer.log_every_n_steps and trainer.log_every_n_epochs
 
 
 ALLOWED_TARGETS = ("nnexp.", "torch.optim.", "torch.nn.")

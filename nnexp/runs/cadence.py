@@ -1,6 +1,7 @@
 """When the epoch loop's bookkeeping happens: the checkpoint on a time cadence, the console line at most
 about once a second. Both exist so that a tiny epoch (full-batch digits: about 3 ms) is not outweighed by
-its records; metrics.csv still gets every epoch's row.
+its records; metrics.csv still gets every epoch's row, unless trainer.log_every_n_epochs asks for
+every Nth (runs/epoch_log.py).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from nnexp.runs.cadence import (
 )
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
+from nnexp.runs.epoch_log import EpochLog
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
 from nnexp.runs.steps import StepLog
 from nnexp.train import lm_loop
@@ -49,7 +50,8 @@ def fit(
 ) -> list[dict[str, Any]]:
     """The epoch loop: train, evaluate on the cadence, record a metrics row, step the schedule.
 
-    Every epoch's row goes to metrics.csv. The whole training state is checkpointed every
+    Every epoch's row goes to metrics.csv and the loggers, or every Nth with `trainer.log_every_n_epochs`
+    (runs/epoch_log.py). The whole training state is checkpointed every
     `trainer.checkpoint_every_s` seconds, after every epoch of a second or more, after the last epoch, on a
     stop signal and when the run stops early, so a stopped run resumes exactly (from its last checkpoint;
     resume drops the rows after it).
@@ -87,8 +89,11 @@ def fit(
 
     # steps.csv with trainer.log_every_n_steps; None (off, the default) costs a step nothing
     steps = StepLog.open(folder.path, trainer.get("log_every_n_steps"), start_epoch, batches_per_epoch)
+    # metrics.csv and the loggers: every epoch's row, or every Nth with trainer.log_every_n_epochs
+    records = EpochLog(folder, experiment.loggers, experiment.model, trainer)
 
-    with TrainingProgress(console, epochs, batches_per_epoch) as progress, folder.writing_metrics():
+    progress = TrainingProgress(console, epochs, batches_per_epoch)
+    with progress, folder.writing_metrics(), records.writing():
 
         def after_batch(loss: torch.Tensor) -> None:
             progress.on_batch(loss)
@@ -138,13 +143,8 @@ def fit(
                 warned = diagnostics.after_epoch(experiment.model, experiment.loss_fn, row)
             row["seconds"] = round(time.perf_counter() - epoch_started, 4)
 
-            folder.append_metrics(row)
             if steps is not None:
                 steps.end_epoch()
-            for logger in experiment.loggers:
-                logger.log_metrics(row, step=epoch)
-                if hasattr(logger, "log_model"):  # tensorboard: histograms of weights and gradients
-                    logger.log_model(experiment.model, step=epoch)
             history.append(row)
             last = epoch == epochs
             if console_lines.due(force=epoch == start_epoch + 1 or last or warned):
@@ -159,6 +159,9 @@ def fit(
                 diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False)
             )
             stopping = stop_early or stop_stuck or (stop is not None and stop.requested is not None)
+            records.add(row, stopping=stopping)  # the epoch a run stops after is always written
+            # a signal since then still saves this epoch (its row, if held, is written as the loop ends)
+            stopping = stopping or (stop is not None and stop.requested is not None)
             epoch_s = time.perf_counter() - epoch_started
             long_epoch = epoch_s >= FINISH_EPOCH_UNDER_S and write_s <= LONG_EPOCH_WRITE_SHARE * epoch_s
             if checkpoints.due(force=last or stopping or long_epoch):

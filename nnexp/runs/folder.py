@@ -1,8 +1,9 @@
-"""The files of one run: metrics.csv (a row per epoch), summary.json, checkpoint.pt, and the lock that
-keeps a second process from writing them while one does."""
+"""The files of one run: metrics.csv (a row per logged epoch), summary.json, checkpoint.pt, and the lock
+that keeps a second process from writing them while one does."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import json
@@ -88,6 +89,7 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._metric_columns: list[str] | None = None
+        self._metrics_started = False  # metrics.csv has its header, written by this process
         self._metrics_writer: tuple[Any, csv.DictWriter] | None = None  # (open file, writer) while training
 
     @property
@@ -127,6 +129,11 @@ class RunFolder:
             return None
         return summary if isinstance(summary, dict) else None
 
+    def name_metric_columns(self, columns: list[str]) -> None:
+        """The columns of a metrics.csv not started yet (else the first row written names them)."""
+        if self._metric_columns is None:
+            self._metric_columns = columns
+
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Append one epoch; flushed at once so an interrupted run keeps every finished epoch.
 
@@ -134,13 +141,14 @@ class RunFolder:
         """
         with _writing(self.metrics_path):
             if self._metrics_writer is None:
-                new_file = self._metric_columns is None
-                if new_file:
+                new_file = not self._metrics_started
+                if self._metric_columns is None:
                     self._metric_columns = list(row)
                 handle = self.metrics_path.open("w" if new_file else "a", newline="")
                 writer = csv.DictWriter(handle, fieldnames=self._metric_columns)
                 if new_file:
                     writer.writeheader()
+                self._metrics_started = True
                 self._metrics_writer = (handle, writer)
             handle, writer = self._metrics_writer
             writer.writerow({key: _csv_value(row.get(key)) for key in self._metric_columns})
@@ -161,28 +169,34 @@ class RunFolder:
             self._metrics_writer = None
 
     def epochs_recorded(self) -> int:
+        """The epoch of metrics.csv's last row (with trainer.log_every_n_epochs > 1, rows skip epochs)."""
         if not self.metrics_path.is_file():
             return 0
+        last = 0
         with self.metrics_path.open(newline="") as handle:
-            return sum(1 for _ in csv.DictReader(handle))
+            for row in csv.DictReader(handle):
+                with contextlib.suppress(TypeError, ValueError):
+                    last = int(row.get("epoch"))
+        return last
 
-    def restore_metrics(self, history: list[dict[str, Any]]) -> None:
+    def restore_metrics(self, history: list[dict[str, Any]], columns: list[str] | None = None) -> None:
         """On resume: metrics.csv becomes the checkpoint's epochs, written as they were first written.
 
         Rows after the checkpoint (an epoch that ended after its last save) go, so none is repeated; a
-        metrics.csv deleted or damaged since is rebuilt, so the resumed run's record is whole.
+        metrics.csv deleted or damaged since is rebuilt, so the resumed run's record is whole. `columns`
+        (default: the first row's) is the header, written even when no row is.
         """
         self.close_metrics()
-        self._metric_columns = None
-        if not history:
+        self._metric_columns, self._metrics_started = None, False
+        columns = columns or (list(history[0]) if history else None)
+        if not columns:
             self.metrics_path.unlink(missing_ok=True)
             return
-        columns = list(history[0])
         with _writing(self.metrics_path), self.metrics_path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows({key: _csv_value(row.get(key)) for key in columns} for row in history)
-        self._metric_columns = columns
+        self._metric_columns, self._metrics_started = columns, True
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         text = json.dumps(_json_safe(content), indent=2) + "\n"

@@ -1,8 +1,9 @@
 """Where metrics go besides metrics.csv (always written): TensorBoard and MLflow, chosen with `logger=`.
 
 `logger=[csv,tensorboard,mlflow]` picks several. Each logger receives every metrics row as it is
-recorded (`log_metrics(row, step)`) and the run's summary at the end (`finish(summary)`), so a chart
-and metrics.csv show the same numbers. The packages are optional extras, imported only when chosen.
+written to metrics.csv (`log_metrics(row, step)`; every Nth epoch's with trainer.log_every_n_epochs)
+and the run's summary at the end (`finish(summary)`), so a chart and metrics.csv show the same numbers.
+The packages are optional extras, imported only when chosen.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from nnexp.look.views import per_class_view, write_views
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
+from nnexp.runs.epoch_log import restore_metrics
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
@@ -203,7 +204,7 @@ def _train_and_record(
         folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
     start_epoch, history = restored or (0, [])
     if restored is not None:
-        folder.restore_metrics(history)
+        restore_metrics(folder, history, cfg.trainer)  # the rows trainer.log_every_n_epochs writes
         log.info("resuming after epoch %d of %d", start_epoch, cfg.trainer.epochs)
     if experiment.diagnostics is not None:
         experiment.diagnostics.replay(history)
