@@ -51,6 +51,13 @@ def write_mistake(tmp_path: Path, kind: str) -> list[str]:
         with gzip.open(tmp_path / "book.txt.gz", "wt") as handle:
             handle.write("the time machine " * 2000)
         return ["experiment=time_machine_rnn", "data.path=book.txt.gz"]
+    if kind == "a gzipped csv":
+        with gzip.open(tmp_path / "Fish.csv.gz", "wt") as handle:
+            handle.write(write_fish_csv(tmp_path / "Fish.csv").read_text())
+        return ["data=fish", "data.path=Fish.csv.gz"]
+    if kind == "a workbook named .csv":
+        (tmp_path / "sheet.csv").write_bytes(b"PK\x03\x04" + bytes(200))
+        return ["data=fish", "data.path=sheet.csv"]
     if kind == "binary bytes as the text":
         (tmp_path / "bytes.txt").write_bytes(bytes(range(256)) * 200)
         return ["experiment=time_machine_rnn", "data.path=bytes.txt"]
@@ -79,7 +86,7 @@ MISTAKES = {  # the mistake: what its one line says
     "empty csv": "the file is empty",
     "header only": "has a header but no rows",
     "missing file": "no such file",
-    "a folder as the file": "no such file",
+    "a folder as the file": "data.path=folder.csv is a folder",
     "unknown column": "column 'Heigth' is not in",
     "target also a feature": "data.target='Weight' is also in data.features",
     "a column named twice": "names column 'a' more than once",
@@ -89,6 +96,8 @@ MISTAKES = {  # the mistake: what its one line says
     "a seed past 2**32": "use a whole number from 0 to 4294967295",
     "more validation images than images": "data.val_size=100000 leaves no rows on one side of the split",
     "a gzipped text": "data.path=book.txt.gz is a gzip file: decompress it",
+    "a gzipped csv": "data.path=Fish.csv.gz is a gzip file: decompress it",
+    "a workbook named .csv": "data.path=sheet.csv is a zip (an Excel workbook?) file",
     "binary bytes as the text": "characters are not UTF-8 text",
     "semicolons": "the columns are separated by ';', not commas",
     "utf-16": "not UTF-8 text",

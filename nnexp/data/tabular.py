@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
+from nnexp.data.files import refuse_compressed
 from nnexp.errors import DataError
 
 log = logging.getLogger("nnexp")
@@ -153,8 +154,11 @@ def read_numeric_columns(path: Path, columns: list[str]):
     """The named columns of a CSV as floats, or a DataError that says which file, column and cell."""
     import pandas as pd
 
+    if path.is_dir():
+        raise DataError(f"data.path={path} is a folder; point data.path at the CSV file in it")
     if not path.is_file():
         raise DataError(f"data.path={path}: no such file; point data.path at your CSV file")
+    refuse_compressed(path, f"data.path={path}", "save the sheet as a CSV file")
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
         # Only a blank cell is missing: "nan" or "NA" written in a cell is named as written.

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from nnexp.data import DataBundle, DataSpec
+from nnexp.data.files import refuse_compressed
 from nnexp.errors import ConfigError, DataError
 
 Partition = Literal["random", "sequential"]
@@ -175,18 +176,13 @@ class TextBundle(DataBundle):
         return {"tokenizer": dataclasses.asdict(self.tokenizer), "tokens": self.vocab.tokens}
 
 
-COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ": "xz"}
-
-
 def read_text(source: Path) -> str:
     """The file as text; a compressed or binary file is refused, not trained on as replacement characters.
 
     A few bytes that are not UTF-8 (a Latin-1 accent) are replaced: the tokenizer turns them into spaces.
     """
+    refuse_compressed(source, f"data.path={source}", "give the text file")
     raw = source.read_bytes()
-    for magic, kind in COMPRESSED.items():
-        if raw.startswith(magic):
-            raise DataError(f"data.path={source} is a {kind} file: decompress it, then give the text file")
     text = raw.decode("utf-8", errors="replace")
     unreadable = text.count("\ufffd") + text.count("\x00")
     if unreadable > max(10, len(text) // 100):

@@ -192,8 +192,9 @@ def save_fit(
     path: Path,
     target_name: str,
     curve: dict[str, Any] | None = None,
+    split: str = "test",
 ) -> Path:
-    """Predicted against true for every row (the diagonal is a perfect fit), the least-squares
+    """Predicted against true for every row of `split` (the diagonal is a perfect fit), the least-squares
     baseline's predictions beside the network's; with a single feature, also the fitted curve."""
     plt = _pyplot()
     panels = 2 if curve is not None else 1
@@ -217,14 +218,15 @@ def save_fit(
     )
     low, high = float(everything.min()), float(everything.max())
     axis.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="perfect fit")
-    axis.set(xlabel=f"true {target_name}", ylabel=f"predicted {target_name}", title="test rows")
+    axis.set(xlabel=f"true {target_name}", ylabel=f"predicted {target_name}", title=f"{split} rows")
     axis.set_aspect("equal", adjustable="datalim")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     if curve is not None:
         axis = axes[0][1]
-        axis.scatter(curve["train_x"], curve["train_y"], s=10, color="lightgrey", label="training rows")
-        axis.scatter(curve["test_x"], curve["test_y"], s=18, color="black", label="test rows")
+        if split != "train":  # with no test split the rows shown are the training rows themselves
+            axis.scatter(curve["train_x"], curve["train_y"], s=10, color="lightgrey", label="training rows")
+        axis.scatter(curve["shown_x"], curve["shown_y"], s=18, color="black", label=f"{split} rows")
         axis.plot(curve["grid"], curve["network"], color="tab:blue", linewidth=2, label="network")
         if curve.get("least_squares") is not None:
             axis.plot(

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from nnexp.data.files import refuse_compressed
 from nnexp.data.tabular import as_numbers, refuse_other_separators
 from nnexp.errors import DataError, UserError, exit_with, first_line
 
@@ -152,6 +153,7 @@ def _target_scale(scales: dict[str, Any] | None, target: str, num_targets: int) 
 
 def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:
     """The CSV with its feature columns as floats, or a DataError naming the file, column and cell."""
+    refuse_compressed(path, str(path), "give the CSV file")
     try:
         table = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
@@ -297,8 +299,11 @@ def _header(path: Path) -> list[str] | None:
 
 def write_csv(table: pd.DataFrame, out: Path) -> None:
     partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    table.to_csv(partial, index=False)
-    os.replace(partial, out)  # whole or not at all
+    try:
+        table.to_csv(partial, index=False)
+        os.replace(partial, out)  # whole or not at all
+    finally:
+        partial.unlink(missing_ok=True)  # stopped half-way (a signal, a full disk): nothing is left
 
 
 def console_main() -> None:

@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             rich_table(grouped, columns, f"{len(table)} runs in {len(grouped)} groups, mean ± std", True)
         )
         if csv_path is not None:
-            grouped.drop(columns=["_all"], errors="ignore").to_csv(csv_path, index=False)
+            write_whole(csv_path, grouped.drop(columns=["_all"], errors="ignore").to_csv(index=False))
     else:
         table = sort_table(table, sort)
         columns = ["run", *differing, *INFO_COLUMNS, *with_baseline_name(metrics, table), DIAGNOSTICS_COLUMN]
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             shown.remove(DIAGNOSTICS_COLUMN)
         console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
         if csv_path is not None:
-            table[columns].to_csv(csv_path, index=False)
+            write_whole(csv_path, table[columns].to_csv(index=False))
     written = csv_path or "not written (a run folder: --csv FILE writes it)"
     console.print(f"table: {written}")
 
@@ -378,9 +378,17 @@ def _write_html(
         sys.stderr.write(f"nnexp-report: warning: {problem}\n")
 
     page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, warn)
+    write_whole(path, page)
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a reader, or a stop half-way, never sees half a file."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _refuse(problem: str) -> int:

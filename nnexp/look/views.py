@@ -232,13 +232,15 @@ def _fit(experiment: Experiment, predictions: Predictions, split: TensorSplit, p
             else features[0],
             "train_x": data.train.inputs.cpu().numpy(),
             "train_y": data.train.targets.cpu().numpy(),
-            "test_x": split.inputs[rows].cpu().numpy(),
-            "test_y": predictions.targets,
+            "shown_x": split.inputs[rows].cpu().numpy(),
+            "shown_y": predictions.targets,
             "grid": grid.cpu().numpy(),
             "network": network,
             "least_squares": least_squares_predict(weights, grid[:, None]).numpy(),
         }
-    return figures.save_fit(predictions.targets, predictions.predicted, baseline, path, target_name, curve)
+    return figures.save_fit(
+        predictions.targets, predictions.predicted, baseline, path, target_name, curve, predictions.split
+    )
 
 
 def per_class_view(per_class_metrics: dict[str, Any] | None) -> Table | str | None:
