@@ -168,6 +168,7 @@ def test_a_language_model_run_continues_a_prefix_as_nnexp_generate_does(tmp_path
     assert row == {"prefix": "the time", "generated": generate_from_run(run, "the time", 12, 0.0)}
     assert len(row["generated"]) == len("the time") + 12
     assert main_exit(run, book) == 2  # a file, where the text itself is wanted
+    assert main_exit(run, "the", "--num-tokens", 99_999_999_999) == 2  # refused at once, not hours of silence
 
 
 def test_a_previous_prediction_is_overwritten_but_no_other_file(fish_run, tmp_path):

@@ -113,6 +113,9 @@ def test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_and_changes_nothing
     assert "it is a run folder: resume it with nnexp resume=" in said
     said = refused(str(sweep), "seed=7", cwd=tmp_path)
     assert "cannot resume the sweep with seed=7: a resumed sweep keeps its overrides" in said
+    said = refused(str(sweep), "hydra/launcher=paralel", cwd=tmp_path)  # checked as a new sweep's launcher is
+    assert "hydra/launcher=paralel is not an option" in said
+    assert "did you mean hydra/launcher=parallel" in said
 
     held = os.open(sweep / "0", os.O_RDONLY)  # as a process still training job 0 holds it
     fcntl.flock(held, fcntl.LOCK_EX)

@@ -285,7 +285,9 @@ RULES = [
         "model.embedding_dim", lambda v: v is None or (_whole(v) and v >= 1), "null (one-hot) or a size", 32
     ),
     _rule("generation.prefix", lambda v: isinstance(v, str), "a string", "'time traveller'"),
-    _rule("generation.num_tokens", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 50),
+    _rule(
+        "generation.num_tokens", lambda v: _whole(v) and 0 <= v <= 100_000, "a whole number up to 100000", 50
+    ),
     _rule(
         "generation.every", lambda v: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1", 10
     ),

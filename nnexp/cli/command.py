@@ -192,11 +192,13 @@ def main() -> None:
 def _resume_sweep(overrides: list[str]) -> None:
     """`nnexp -m resume=SWEEP_FOLDER`: Hydra relaunches the sweep's own overrides into its folder, and
     each job skips, resumes or runs (nnexp/sweep/resume.py)."""
+    from nnexp.cli.preflight import check_plugins
     from nnexp.runs.folder import hold_for_this_process
     from nnexp.sweep.resume import RESUMING_ENV, drop_lines_to_rewrite, sweep_to_resume
 
     try:
         sweep = sweep_to_resume(overrides)
+        check_plugins(sweep.relaunch)
         hold_for_this_process(sweep.folder)  # one process resumes a sweep at a time
     except UserError as error:
         exit_with(error)

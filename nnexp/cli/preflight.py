@@ -106,6 +106,14 @@ def _point_value(override: Override, position: int) -> str | None:
     return f"{override.get_key_element()}={values[position]}"
 
 
+def check_plugins(overrides: list[str]) -> None:
+    """ConfigError when the launcher or sweeper `overrides` choose needs a Hydra plugin that is not
+    installed (`nnexp -m resume=SWEEP hydra/launcher=parallel` on the base install)."""
+    chosen = [arg for arg in overrides if arg.startswith(("hydra/launcher=", "hydra/sweeper="))]
+    if chosen:
+        _compose(chosen, overrides)
+
+
 def _compose(point: list[str], all_overrides: list[str]) -> DictConfig:
     _refuse_values_naming_no_option(point)
     try:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from nnexp.errors import DataError, UserError, exit_with, first_line
 
+MAX_TOKENS = 100_000  # a book's chapter; more is a typo (it would run for hours, printing nothing)
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -24,8 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="for sampling (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.num_tokens < 0 or args.temperature < 0:
-        parser.error("--num-tokens and --temperature must be >= 0")
+    if not 0 <= args.num_tokens <= MAX_TOKENS or args.temperature < 0:
+        parser.error(f"--num-tokens must be from 0 to {MAX_TOKENS:,} and --temperature >= 0")
     try:
         print(generate_from_run(args.run_dir, args.prefix, args.num_tokens, args.temperature, args.seed))
     except UserError as error:

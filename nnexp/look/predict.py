@@ -226,13 +226,13 @@ def load_image(path: Path, spec: Any, invert: bool = False) -> Any:
 
 
 def _continue_text(run_dir: Path, inputs: list[str], num_tokens: int) -> pd.DataFrame:
-    from nnexp.look.generate import generate_from_run
+    from nnexp.look.generate import MAX_TOKENS, generate_from_run
 
     prefix = " ".join(inputs)
     if len(inputs) == 1 and Path(prefix).is_file():  # a CSV or an image given to a language model
         raise DataError(f"{prefix}: this run is a language model: give the text to continue, in quotes")
-    if num_tokens < 0:
-        raise DataError(f"--num-tokens {num_tokens}: use a number >= 0")
+    if not 0 <= num_tokens <= MAX_TOKENS:
+        raise DataError(f"--num-tokens {num_tokens}: use a number from 0 to {MAX_TOKENS:,}")
     return pd.DataFrame(
         [{"prefix": prefix, "generated": generate_from_run(run_dir, prefix, num_tokens, 0.0)}]
     )
