@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_folders, run_nnexp, write_fish_csv
+from conftest import compose_config, run_folders, run_nnexp, write_fish_csv
+from nnexp.errors import ConfigError
+from nnexp.models.summary import parameter_counts
 
 
 def write_mistake(tmp_path: Path, kind: str) -> list[str]:
@@ -151,3 +153,23 @@ def test_a_folder_of_the_users_named_as_the_run_folder_keeps_its_files_and_gains
     assert result.returncode == 2
     assert [path.name for path in folder.iterdir()] == ["plan.txt"]
     assert (folder / "plan.txt").read_text() == "try a smaller learning rate\n"
+
+
+def test_a_run_that_cannot_fit_in_the_free_memory_is_refused_before_its_first_step(monkeypatch):
+    """The weights, gradients and optimiser state, and each layer's outputs for a batch, against the memory
+    free where the run would train: too much is one line naming the fixes, not the out-of-memory killer."""
+    from nnexp.train import memory
+    from nnexp.train.build import build
+
+    wide = "model.layers=[{conv:{channels:100000,kernel_size:3}},flatten,linear]"
+    cfg = compose_config("model=sequential", wide)
+    experiment = build(cfg)
+    counts = parameter_counts(experiment.model, experiment.data.train.inputs[:1])
+    needed = memory.memory_needed(counts, "Adam", 32, 4096)
+    # 100,000 channels of 6 x 6 per example: 14.4 MB, kept and matched by its gradient for 32 examples
+    assert needed > 32 * 2 * 100_000 * 36 * 4
+    monkeypatch.setattr(memory, "memory_free", lambda device: needed - 1)
+    with pytest.raises(ConfigError, match=r"use smaller layers or a smaller trainer.batch_size"):
+        memory.refuse_what_does_not_fit(counts, experiment, cfg.trainer)
+    monkeypatch.setattr(memory, "memory_free", lambda device: needed)
+    memory.refuse_what_does_not_fit(counts, experiment, cfg.trainer)  # just fits: no refusal

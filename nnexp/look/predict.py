@@ -23,6 +23,7 @@ import pandas as pd
 from nnexp.data.files import refuse_compressed
 from nnexp.data.tabular import as_numbers, refuse_other_separators
 from nnexp.errors import DataError, UserError, exit_with, first_line
+from nnexp.look.whole import write_whole
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SHOWN_ROWS = 50  # rows printed; --out holds them all
@@ -298,12 +299,7 @@ def _header(path: Path) -> list[str] | None:
 
 
 def write_csv(table: pd.DataFrame, out: Path) -> None:
-    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        table.to_csv(partial, index=False)
-        os.replace(partial, out)  # whole or not at all
-    finally:
-        partial.unlink(missing_ok=True)  # stopped half-way (a signal, a full disk): nothing is left
+    write_whole(out, table.to_csv(index=False))
 
 
 def console_main() -> None:

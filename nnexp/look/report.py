@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nnexp.errors import first_line
+from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
 from nnexp.runs.folder import holds_a_run
 from nnexp.train.metrics import HIGHER_IS_BETTER
@@ -379,16 +380,6 @@ def _write_html(
 
     page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, warn)
     write_whole(path, page)
-
-
-def write_whole(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all: a reader, or a stop half-way, never sees half a file."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _refuse(problem: str) -> int:

@@ -42,6 +42,7 @@ from nnexp.sweep.devices import job_assignment
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.lr_finder import CSV_FILE, PLOT_FILE, LrFinderOptions, LrFinderResult, find_lr
+from nnexp.train.memory import refuse_what_does_not_fit
 from nnexp.train.metrics import better
 from nnexp.train.safeguards import Diverged, StopOnSignal, TrainingInterrupted
 
@@ -111,7 +112,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
             loggers = build_loggers(cfg, folder.path)
             experiment.loggers = loggers
             summary.update(describe(experiment, cfg))
-            _record_parameters(experiment, folder, with_shapes=not cfg.trainer.get("compile", False))
+            _record_parameters(experiment, folder, cfg.trainer)
             initial_loss = start_diagnostics(experiment, cfg)
             if initial_loss is not None:
                 summary["initial_loss"] = initial_loss
@@ -287,10 +288,12 @@ def _record_diagnostics(summary: dict[str, Any], experiment: Experiment | None, 
     summary["diagnostics"] = found
 
 
-def _record_parameters(experiment: Experiment, folder: RunFolder, with_shapes: bool) -> None:
+def _record_parameters(experiment: Experiment, folder: RunFolder, trainer: DictConfig) -> None:
     """parameters.json and the table in the log; the output shapes come from one training example
-    (left out for a compiled model, which would compile again for it)."""
+    (left out for a compiled model, which would compile again for it). A run too big for memory stops here."""
+    with_shapes = not trainer.get("compile", False)
     example = next(iter(experiment.data.train.batches(1)))[0] if with_shapes else None
     counts = parameter_counts(experiment.model, example)
     log.info(format_parameter_counts(counts))
     folder.write_json(PARAMETERS_FILE, counts)
+    refuse_what_does_not_fit(counts, experiment, trainer)
