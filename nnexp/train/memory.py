@@ -48,9 +48,12 @@ def memory_free(device: torch.device) -> int | None:
 
 def refuse_what_does_not_fit(counts: dict[str, Any], experiment: Any, trainer: Any) -> None:
     """ConfigError, before the first step, when the run cannot fit in the memory free where it runs."""
-    batch_size = len(experiment.data.train) if trainer.batch_size == "full" else int(trainer.batch_size)
+    rows = len(experiment.data.train)
+    batch_size = rows if trainer.batch_size == "full" else min(int(trainer.batch_size), rows)
+    largest = max(len(split) for split in experiment.data.splits().values())  # a batch is never bigger
+    eval_batch_size = min(int(trainer.eval_batch_size), largest)
     optimizer = type(experiment.optimizer).__name__
-    needed = memory_needed(counts, optimizer, batch_size, int(trainer.eval_batch_size))
+    needed = memory_needed(counts, optimizer, batch_size, eval_batch_size)
     device = experiment.device
     free = memory_free(device)
     if free is not None and needed > free:
