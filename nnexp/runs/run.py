@@ -140,8 +140,9 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
             with contextlib.suppress(OutputError):  # a full disk is already being reported
                 folder.write_summary(summary)
             finish_loggers(loggers, summary)
-            plot_run(folder.path)  # learning_curves.png
-            write_run_page(folder.path)  # report.html, last: it embeds every view written before it
+            if summary.get("status") != "requeued":  # requeued: the time to the limit is for the checkpoint
+                plot_run(folder.path)  # learning_curves.png
+                write_run_page(folder.path)  # report.html, last: it embeds every view written before it
     return result
 
 
@@ -268,10 +269,8 @@ def _best_of(history: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def start_diagnostics(experiment: Experiment, cfg: DictConfig) -> dict[str, Any] | None:
-    """Attach the learner diagnostics and run the checks on the untrained model and the data.
-
-    Returns the initial loss against the one an untrained model should score (None when disabled).
-    """
+    """Attach the learner diagnostics and run the checks on the untrained model and the data; returns the
+    initial loss against the one an untrained model should score (None when disabled)."""
     loss_name = resolve_loss_name(cfg.loss.name, experiment.data.spec)
     steps = steps_per_epoch(experiment.data, cfg.trainer)
     experiment.diagnostics = Diagnostics(
@@ -289,8 +288,8 @@ def _record_diagnostics(summary: dict[str, Any], experiment: Experiment | None, 
 
 
 def _record_parameters(experiment: Experiment, folder: RunFolder, trainer: DictConfig) -> None:
-    """parameters.json and the table in the log; the output shapes come from one training example
-    (left out for a compiled model, which would compile again for it). A run too big for memory stops here."""
+    """parameters.json and the log's table, the shapes from one example (not for a compiled model, which
+    would compile again for it). A run too big for memory stops here."""
     with_shapes = not trainer.get("compile", False)
     example = next(iter(experiment.data.train.batches(1)))[0] if with_shapes else None
     counts = parameter_counts(experiment.model, example)
