@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,18 @@ def write_fish_csv(path: Path, rows: int = 80, seed: int = 0, noise: float = 40)
 @pytest.fixture
 def fish_csv(tmp_path: Path) -> Path:
     return write_fish_csv(tmp_path / "Fish.csv")
+
+
+def start_then_signal(tmp_path: Path, signum: int, rows: int, *args: str) -> Path:
+    """Start a run in tmp_path/run; once metrics.csv holds `rows` rows, send `signum`."""
+    folder = tmp_path / "run"
+    process = subprocess.Popen([*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    metrics = folder / "metrics.csv"
+    while not (metrics.exists() and metrics.read_text().count("\n") > rows):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.005)
+    process.send_signal(signum)
+    process.communicate(timeout=120)
+    return folder

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import csv
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import NNEXP, read_summary, run_folders, run_nnexp
+from conftest import read_summary, run_folders, run_nnexp, start_then_signal
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.diagnostics.monitor import PROBE_FIRST_EPOCHS, Diagnostics
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
@@ -29,21 +27,6 @@ def metric_rows(folder: Path) -> list[dict[str, str]]:
     """metrics.csv without the timing columns, which no two runs share."""
     with (folder / "metrics.csv").open(newline="") as handle:
         return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(handle)]
-
-
-def start_then_signal(tmp_path: Path, signum: int, rows: int, *args: str) -> Path:
-    """Start a run in tmp_path/run; once metrics.csv holds `rows` rows, send `signum`."""
-    folder = tmp_path / "run"
-    process = subprocess.Popen([*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 180
-    metrics = folder / "metrics.csv"
-    while not (metrics.exists() and metrics.read_text().count("\n") > rows):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.005)
-    process.send_signal(signum)
-    process.communicate(timeout=120)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import csv
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import NNEXP, compose_config, read_summary, run_folders, run_nnexp
+from conftest import compose_config, read_summary, run_folders, run_nnexp, start_then_signal
 from nnexp.cli.checks import check_config
 from nnexp.runs.checkpoint import load_checkpoint
 
@@ -39,21 +37,6 @@ def train(root: Path, *args: str) -> Path:
     result = run_nnexp(*args, cwd=root)
     assert result.returncode == 0, result.stderr
     [folder] = run_folders(root)
-    return folder
-
-
-def start_then_signal(tmp_path: Path, signum: int, rows: int, *args: str) -> Path:
-    """Start a run in tmp_path/run; once metrics.csv holds `rows` rows, send `signum`."""
-    folder = tmp_path / "run"
-    process = subprocess.Popen([*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 180
-    metrics = folder / "metrics.csv"
-    while not (metrics.exists() and metrics.read_text().count("\n") > rows):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.005)
-    process.send_signal(signum)
-    process.communicate(timeout=120)
     return folder
 
 
