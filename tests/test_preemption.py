@@ -116,14 +116,17 @@ def test_a_submitit_local_job_longer_than_its_time_limit_is_requeued_and_finishe
     with (tmp_path / "sweep.err").open("w") as errors:
         sweep = subprocess.Popen(limited, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=errors)
     paused: list[tuple[int, int]] = []  # (job process, epochs in metrics.csv) at each pause
+    first_seen: dict[int, int] = {}  # job process -> epochs in metrics.csv when it was first seen
     deadline = time.monotonic() + 300
     while len(paused) < 2:
         assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.err").read_text()
         tasks = submitit_tasks(sweep.pid)
         epochs = epochs_in(tmp_path)
-        # the first attempt once it has trained an epoch, the requeued one once it has trained on
-        before = paused[-1] if paused else (None, 0)
-        if tasks and tasks[0] != before[0] and epochs > before[1]:
+        if tasks:
+            first_seen.setdefault(tasks[0], epochs)
+        # Each attempt once it has trained an epoch of its own, so its signal handlers are in place: one
+        # held still while it starts would meet the warning with SIGUSR2's default action, and die.
+        if tasks and tasks[0] not in dict(paused) and epochs > first_seen[tasks[0]]:
             pause_until_warned(tasks[0])
             paused.append((tasks[0], epochs))
         time.sleep(0.02)
