@@ -165,9 +165,9 @@ def test_a_run_that_cannot_fit_in_the_free_memory_is_refused_before_its_first_st
     cfg = compose_config("model=sequential", wide)
     experiment = build(cfg)
     counts = parameter_counts(experiment.model, experiment.data.train.inputs[:1])
-    needed = memory.memory_needed(counts, "Adam", 32, 4096)
+    needed, batch_size = memory.run_needs(counts, experiment, cfg.trainer)
     # 100,000 channels of 6 x 6 per example: 14.4 MB, kept and matched by its gradient for 32 examples
-    assert needed > 32 * 2 * 100_000 * 36 * 4
+    assert batch_size == 32 and needed > 32 * 2 * 100_000 * 36 * 4
     monkeypatch.setattr(memory, "memory_free", lambda device: needed - 1)
     with pytest.raises(ConfigError, match=r"use smaller layers or a smaller trainer.batch_size"):
         memory.refuse_what_does_not_fit(counts, experiment, cfg.trainer)

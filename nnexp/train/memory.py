@@ -46,14 +46,19 @@ def memory_free(device: torch.device) -> int | None:
     return None
 
 
-def refuse_what_does_not_fit(counts: dict[str, Any], experiment: Any, trainer: Any) -> None:
-    """ConfigError, before the first step, when the run cannot fit in the memory free where it runs."""
+def run_needs(counts: dict[str, Any], experiment: Any, trainer: Any) -> tuple[int, int]:
+    """(bytes the run needs at least, its training batch size): no batch is bigger than its split."""
     rows = len(experiment.data.train)
     batch_size = rows if trainer.batch_size == "full" else min(int(trainer.batch_size), rows)
-    largest = max(len(split) for split in experiment.data.splits().values())  # a batch is never bigger
+    largest = max(len(split) for split in experiment.data.splits().values())
     eval_batch_size = min(int(trainer.eval_batch_size), largest)
     optimizer = type(experiment.optimizer).__name__
-    needed = memory_needed(counts, optimizer, batch_size, eval_batch_size)
+    return memory_needed(counts, optimizer, batch_size, eval_batch_size), batch_size
+
+
+def refuse_what_does_not_fit(counts: dict[str, Any], experiment: Any, trainer: Any) -> None:
+    """ConfigError, before the first step, when the run cannot fit in the memory free where it runs."""
+    needed, batch_size = run_needs(counts, experiment, trainer)
     device = experiment.device
     free = memory_free(device)
     if free is not None and needed > free:
