@@ -158,7 +158,7 @@ def read_numeric_columns(path: Path, columns: list[str]):
         raise DataError(f"data.path={path} is a folder; point data.path at the CSV file in it")
     if not path.is_file():
         raise DataError(f"data.path={path}: no such file; point data.path at your CSV file")
-    refuse_compressed(path, f"data.path={path}", "save the sheet as a CSV file")
+    refuse_compressed(path, f"data.path={path}", "point data.path at the CSV file")
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
         # Only a blank cell is missing: "nan" or "NA" written in a cell is named as written.
