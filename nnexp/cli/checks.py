@@ -21,6 +21,7 @@ from nnexp.cli.model_checks import INITS, check_model_lists
 from nnexp.cli.output_checks import check_outputs
 from nnexp.cli.synthetic_checks import SYNTHETIC_RULES, check_synthetic
 from nnexp.errors import ConfigError
+from nnexp.trust import check_targets
 
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
@@ -300,6 +301,7 @@ _ABSENT = object()
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first problem in `cfg`; return quietly when it is sound."""
     _check_sections(cfg)
+    check_targets(OmegaConf.to_container(cfg, resolve=False))  # nnexp/trust.py: exact names only
     _check_nothing_missing(cfg)
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
@@ -310,31 +312,9 @@ def check_config(cfg: DictConfig) -> None:
                 f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} (e.g. {rule.example})",
                 key=rule.key,
             )
-    _check_targets(cfg)
     check_model_lists(cfg)
     _check_combinations(cfg)
     check_outputs(cfg)  # outputs.*, trainer.log_every_n_steps and trainer.log_every_n_epochs
-
-
-ALLOWED_TARGETS = ("nnexp.", "torch.optim.", "torch.nn.")
-
-
-def _check_targets(node: Any, path: str = "") -> None:
-    """A `_target_` is code that runs: only nnexp's builders and torch.optim / torch.nn classes may."""
-    if not isinstance(node, DictConfig):
-        return
-    for key in node:
-        child = node._get_node(key)
-        if key == "_target_":
-            target = child._value()
-            if not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)):
-                raise ConfigError(
-                    f"{path}_target_={target} is not allowed: a target must be one of nnexp's own "
-                    f"builders or a torch.optim / torch.nn class",
-                    key=f"{path}_target_",
-                )
-        else:
-            _check_targets(child, f"{path}{key}.")
 
 
 REQUIRED_SECTIONS = ("data", "model", "loss", "optim", "trainer", "device")

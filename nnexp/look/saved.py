@@ -13,6 +13,7 @@ from torch import nn
 
 from nnexp.data import DataSpec
 from nnexp.errors import DataError, first_line
+from nnexp.trust import check_untrusted
 
 
 @dataclass
@@ -43,6 +44,7 @@ def load_saved_run(run_dir: Path) -> SavedRun:
             f"run stopped before its first epoch keeps no model)"
         )
     checkpoint = load_checkpoint(checkpoint_path)
+    check_untrusted(checkpoint.get("config"), str(checkpoint_path))  # before anything in it is built
     try:
         spec_fields = dict(checkpoint["data_spec"])
         spec = DataSpec(**{**spec_fields, "input_shape": tuple(spec_fields["input_shape"])})

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nnexp.cli.checks import REQUIRED_SECTIONS, check_config
 from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder
+from nnexp.trust import check_untrusted
 
 if TYPE_CHECKING:
     from nnexp.train.build import Experiment
@@ -47,6 +48,7 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
         cfg = OmegaConf.load(saved)
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as error:
         raise ConfigError(f"resume={run_dir}: cannot read {saved}: {str(error).splitlines()[0]}") from None
+    check_untrusted(OmegaConf.to_container(cfg, resolve=False), str(saved))  # before anything resolves
     missing = [name for name in REQUIRED_SECTIONS if not isinstance(cfg, DictConfig) or name not in cfg]
     if missing or any(not isinstance(cfg[name], DictConfig) for name in REQUIRED_SECTIONS):
         what = f"it has no {missing[0]} section" if missing else "its sections are not the ones nnexp writes"

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnexp.errors import ConfigError, first_line
 from nnexp.sweep.ledger import LEDGER_FILE, mark_recorded, read_ledger, sweep_root
+from nnexp.sweep.recorded import check_recorded_overrides, check_recorded_search_space
+from nnexp.trust import UntrustedConfig
 
 RESUMING_ENV = "NNEXP_RESUME_SWEEP"  # the sweep folder being resumed; inherited by the launcher's workers
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of the sweep: its overrides, launcher and sweeper
@@ -47,6 +49,8 @@ def sweep_to_resume(overrides: list[str]) -> SweepToResume:
     recorded, sweeper = _read_sweep_config(sweep)
     task = [str(arg) for arg in recorded["hydra"]["overrides"]["task"]]
     hydra = [str(arg) for arg in recorded["hydra"]["overrides"]["hydra"] if not str(arg).startswith(_OURS)]
+    check_recorded_overrides([*task, *hydra], sweep / SWEEP_CONFIG)
+    check_recorded_search_space((recorded["hydra"].get("sweeper") or {}).get("params"), sweep / SWEEP_CONFIG)
     for arg in extra:
         if arg not in task and not arg.startswith(_CHANGEABLE):
             raise ConfigError(
@@ -105,8 +109,11 @@ def _refuse_a_changed_config(sweep: Path) -> None:
         try:
             saved = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
             overrides = [str(arg) for arg in OmegaConf.load(hydra_dir / "overrides.yaml")]
+            check_recorded_overrides(overrides, hydra_dir / "overrides.yaml")
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
                 now = OmegaConf.to_container(compose(config_name="config", overrides=overrides))
+        except UntrustedConfig:
+            raise
         except Exception as error:  # a damaged record, or overrides today's configs no longer compose
             raise ConfigError(
                 f"resume={sweep}: cannot compose job {hydra_dir.parent.name}'s config again "

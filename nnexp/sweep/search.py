@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from nnexp.sweep.recorded import check_recorded_overrides
+
 log = logging.getLogger("nnexp")
 
 
@@ -55,6 +57,7 @@ def launched_trials(sweep: Path) -> list[list[str]]:
     trials = []
     while (overrides := sweep / str(len(trials)) / ".hydra" / "overrides.yaml").is_file():
         trials.append([str(line) for line in yaml.safe_load(overrides.read_text()) or []])
+        check_recorded_overrides(trials[-1], overrides)
     return trials
 
 

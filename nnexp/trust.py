@@ -1,0 +1,161 @@
+"""What a config may make nnexp run: nnexp's own builders and torch's optimiser, scheduler and layer classes.
+
+A config's `_target_` is code Hydra imports and calls, and an interpolation's resolver is code OmegaConf
+calls. On the command line the user names them; in a run folder somebody else may have. Run folders are
+shared (mailed, copied between labs), so every reader of one (resume, sweep resume, nnexp-predict,
+nnexp-generate) passes what it read through `check_untrusted` before anything is resolved, instantiated
+or unpickled, and the command line's configs pass through the same rule (`check_targets`).
+
+Trust is decided by exact name, never by prefix: Hydra resolves `torch.nn.functional.torch.load` by
+walking attributes, so a prefix such as "torch.nn." admits `torch.load` itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from nnexp.errors import ConfigError
+
+# Every `_target_` in configs/ and experiments/ (tests/test_trust.py keeps this list and them in step).
+NNEXP_BUILDERS = frozenset(
+    {
+        "nnexp.data.digits.load_digits",
+        "nnexp.data.images.load_fashion_mnist",
+        "nnexp.data.images.load_mnist",
+        "nnexp.data.synthetic.load_synthetic",
+        "nnexp.data.tabular.load_csv",
+        "nnexp.data.text.load_text",
+        "nnexp.models.cnn.CNN",
+        "nnexp.models.linear.Linear",
+        "nnexp.models.mlp.MLP",
+        "nnexp.models.recurrent.GRU",
+        "nnexp.models.recurrent.LSTM",
+        "nnexp.models.recurrent.RNN",
+        "nnexp.models.resnet.ResNet",
+        "nnexp.models.sequential.Sequential",
+    }
+)
+
+# torch classes by module: a target is `<module>.<Class>` exactly, and the class must be a subclass of
+# the base named here (checked by looking it up, so `torch.optim.Optimizer.__init__` and the like fail).
+_TORCH_FAMILIES = {
+    "torch.optim": "optimizer",
+    "torch.optim.lr_scheduler": "scheduler",
+    "torch.nn": "module",
+}
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9]*\Z")
+
+# Resolvers a saved config may call: reading an environment variable (the data folder's default is
+# ${oc.env:NNEXP_DATA_ROOT,data}). Others make folders (nnexp_new_dir) or turn a string into config nodes
+# that no check has seen (oc.decode, oc.create).
+SAFE_RESOLVERS = frozenset({"oc.env"})
+_RESOLVER_CALL = re.compile(r"\$\{\s*([^\s:}]+)\s*:")
+
+TRUSTED = "one of nnexp's own builders or a torch.optim / torch.optim.lr_scheduler / torch.nn class"
+
+
+def is_trusted_target(target: Any) -> bool:
+    """True for a builder nnexp ships or a torch optimiser, scheduler or layer class named exactly."""
+    if not isinstance(target, str):
+        return False
+    if target in NNEXP_BUILDERS:
+        return True
+    module, _, name = target.rpartition(".")
+    if module not in _TORCH_FAMILIES or not _CLASS_NAME.match(name):
+        return False
+    return _is_torch_class(module, name)
+
+
+def _is_torch_class(module: str, name: str) -> bool:
+    import importlib
+
+    import torch
+
+    found = getattr(importlib.import_module(module), name, None)
+    if not isinstance(found, type):
+        return False
+    family = _TORCH_FAMILIES[module]
+    if family == "optimizer":
+        return issubclass(found, torch.optim.Optimizer)
+    if family == "scheduler":
+        scheduler = torch.optim.lr_scheduler
+        return issubclass(found, (scheduler.LRScheduler, scheduler.ReduceLROnPlateau))
+    return issubclass(found, torch.nn.Module)
+
+
+def untrusted_parts(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(key path, what is wrong) for each `_target_` or resolver call in a plain config tree that nnexp
+    would not run. `node` is unresolved: dicts, lists and scalars, as OmegaConf.to_container(resolve=False)
+    or torch.load give them."""
+    if isinstance(node, Mapping):
+        for key, child in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_" and not is_trusted_target(child):
+                yield where, f"{where}={_show(child)} is not {TRUSTED}"
+            else:
+                yield from untrusted_parts(child, where)
+    elif isinstance(node, (list, tuple)):
+        for index, child in enumerate(node):
+            yield from untrusted_parts(child, f"{path}[{index}]")
+    elif isinstance(node, str):
+        for resolver in unsafe_resolvers(node):
+            yield path, f"{path}={_show(node)} calls the resolver {resolver}, which a saved config may not"
+
+
+def unsafe_resolvers(text: str) -> list[str]:
+    """The resolvers an interpolation in `text` calls that a saved config may not (nested ones too)."""
+    return [name for name in _RESOLVER_CALL.findall(text) if name not in SAFE_RESOLVERS]
+
+
+def check_untrusted(node: Any, source: str) -> None:
+    """Refuse, in one line naming `source` and the key, a saved config that would make nnexp run code.
+
+    Called on what was read from a run or sweep folder before anything in it is resolved or built.
+    """
+    for _key, problem in untrusted_parts(node):
+        raise UntrustedConfig(
+            f"{source}: {problem}; a run folder holds data, and nnexp never runs code named in one "
+            f"(refusing it: nothing was loaded or run)"
+        )
+
+
+def check_targets(node: Any) -> None:
+    """The command line's rule: every `_target_` in the composed config is trusted by exact name."""
+    for key, _problem in untrusted_parts(node):
+        if key.endswith("_target_"):
+            raise ConfigError(
+                f"{key}={_show(_lookup(node, key))} is not allowed: a target must be {TRUSTED}", key=key
+            )
+
+
+def _lookup(node: Any, dotted: str) -> Any:
+    for part in re.findall(r"[^.\[\]]+", dotted):
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+    return node
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _show(value: Any) -> str:
+    """`value` for a one-line message: control characters escaped, long text cut."""
+    text = _CONTROL.sub(lambda found: repr(found.group())[1:-1], str(value))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+class UntrustedConfig(ConfigError):
+    """A run or sweep folder names code for nnexp to run: refused, exit 2 (it is input, not a bug)."""
+
+
+__all__ = [
+    "NNEXP_BUILDERS",
+    "SAFE_RESOLVERS",
+    "UntrustedConfig",
+    "check_targets",
+    "check_untrusted",
+    "is_trusted_target",
+    "unsafe_resolvers",
+    "untrusted_parts",
+]
