@@ -22,13 +22,13 @@ from omegaconf import OmegaConf
 import nnexp
 from conftest import compose_config, run_nnexp
 from nnexp.cli.checks import check_config
+from nnexp.config.trust import NNEXP_BUILDERS, UntrustedConfig, is_trusted_target
 from nnexp.errors import ConfigError
 from nnexp.look.saved import load_saved_run
 from nnexp.paths import CONFIG_DIR, EXPERIMENT_DIR
 from nnexp.runs.resume import resume_config
 from nnexp.sweep.recorded import check_recorded_overrides
 from nnexp.sweep.resume import sweep_to_resume
-from nnexp.trust import NNEXP_BUILDERS, UntrustedConfig, is_trusted_target
 
 PREDICT = [
     shutil.which("nnexp-predict") or sys.executable,

@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import nn
 
+from nnexp.config.trust import check_untrusted
 from nnexp.data import DataSpec
 from nnexp.errors import DataError, first_line
-from nnexp.trust import check_untrusted
 
 
 @dataclass

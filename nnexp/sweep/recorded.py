@@ -6,7 +6,7 @@ code: Hydra instantiates `hydra.launcher._target_` and `hydra.callbacks`, feeds 
 logging.config.dictConfig (whose `()` key calls anything), adds `hydra.searchpath` folders to the
 configs, and the SLURM launcher writes `hydra.launcher.setup` into the job's shell script. So a recorded
 override is replayed only when it is one nnexp's own sweeps write: a task value whose targets and
-resolvers pass nnexp/trust.py, the mode and folders of the sweep, a launcher or sweeper nnexp ships by
+resolvers pass nnexp/config/trust.py, the mode and folders of the sweep, a launcher or sweeper nnexp ships by
 name, and their plain numeric or word settings.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from nnexp.trust import UntrustedConfig, is_trusted_target, unsafe_resolvers
+from nnexp.config.trust import UntrustedConfig, is_trusted_target, unsafe_resolvers
 
 LAUNCHERS = frozenset({"basic", "joblib", "submitit_local", "submitit_slurm", "parallel", "slurm", "gpus"})
 SWEEPERS = frozenset({"basic", "optuna"})
