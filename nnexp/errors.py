@@ -1,8 +1,10 @@
 """Errors that are the user's to fix: reported as one line with an exit code, never as a traceback."""
 
+import errno
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -21,14 +23,80 @@ class ConfigError(UserError):
         self.key = key  # the offending key, when there is one
 
 
-class OutputError(UserError):
-    """The run folder cannot be written (no space, no permission): not a bug, but not a usage error."""
+ENVIRONMENT_EXIT_CODE = 4  # the machine refused: disk full, permission denied, read-only folder
 
-    exit_code = 1
+
+class OutputError(UserError):
+    """The run folder cannot be written (no space, no permission): not a bug, nor a usage error."""
+
+    exit_code = ENVIRONMENT_EXIT_CODE
+
+
+# The faults of the machine rather than of nnexp or its user, by errno: what the one line calls them.
+ENVIRONMENT_FAULTS = {
+    errno.ENOSPC: "disk is full",
+    errno.EDQUOT: "disk is full",  # the user's quota: the same fix, from the user's side
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+class EnvironmentFault(OutputError):
+    """A write the machine refused (disk full, permission denied, read-only file system), as one line:
+    `<path>: <what>: <fix>`. Exit code 4."""
+
+    def __init__(self, path: str | os.PathLike[str], what: str, fix: str) -> None:
+        super().__init__(f"{path}: {what}: {fix}")
+        self.path, self.what = Path(path), what
+
+
+def environment_fault(
+    error: BaseException, path: str | os.PathLike[str] | None = None, then: str = "run it again"
+) -> EnvironmentFault | None:
+    """The EnvironmentFault `error` is (or was caused by), else None.
+
+    `path` names the file when the OSError does not; `then` is what to do once the machine is fixed
+    (e.g. "resume with: nnexp resume=RUN").
+    """
+    if isinstance(error, EnvironmentFault):
+        return error
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in ENVIRONMENT_FAULTS:
+            break
+        cause = cause.__cause__ or cause.__context__
+    else:
+        return None
+    assert isinstance(cause, OSError)
+    where = Path(cause.filename if cause.filename is not None else path if path is not None else os.getcwd())
+    what = ENVIRONMENT_FAULTS[cause.errno]
+    folder = next((folder for folder in (where, *where.parents) if folder.is_dir()), where.parent)
+    if what == "disk is full":
+        fix = f"free some space there (df -h {folder} shows what is left), then {then}"
+    elif what == "read-only file system":
+        fix = f"{folder} is on a read-only mount: remount it read-write, then {then}"
+    else:
+        fix = f"make {folder} writable for this user (ls -ld {folder} shows its owner), then {then}"
+    return EnvironmentFault(where, what, fix)
 
 
 class DataError(UserError):
     """Input data that is missing, unreadable or does not match the config."""
+
+
+def unwritable_folder(folder: str | os.PathLike[str]) -> EnvironmentFault:
+    """The fault of a folder `os.access` says cannot be written: read-only mount, or no permission."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    code = errno.EROFS if read_only else errno.EACCES
+    fault = environment_fault(OSError(code, os.strerror(code), str(folder)), then="run it again")
+    assert fault is not None
+    return fault
 
 
 def first_line(error: BaseException) -> str:

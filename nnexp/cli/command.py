@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_claimed_dir
-from nnexp.cli.usage import asks_for_help, help_text
-from nnexp.errors import ConfigError, UserError, exit_with
+from nnexp.cli.usage import asks_for_help, help_text, one_command_at_a_time
+from nnexp.errors import ENVIRONMENT_EXIT_CODE, ConfigError, UserError, exit_with
 from nnexp.paths import CONFIG_DIR
 from nnexp.sweep.workers import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 
@@ -32,7 +32,39 @@ def _hydra_main() -> None:
     """Hydra parses the command line, composes the config and calls `_job` with it (once per sweep job)."""
     import hydra
 
+    _write_hydra_records_atomically()
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(_job)()
+
+
+def _write_hydra_records_atomically() -> None:
+    """Hydra writes .hydra/config.yaml, hydra.yaml and overrides.yaml before nnexp's job starts, with a
+    plain open(): a full disk left a 0-byte config.yaml and two chained tracebacks. Its writer is swapped
+    for nnexp's atomic one, and a refused write is one line and exit code 4; the run folder, claimed for a
+    run that never began, is removed again."""
+    import hydra.core.utils as hydra_utils
+
+    if getattr(hydra_utils._save_config, "nnexp", False):
+        return
+
+    def save_config(cfg: Any, filename: str, output_dir: Path) -> None:
+        from omegaconf import OmegaConf
+
+        from nnexp.atomic import write_atomically
+        from nnexp.errors import OutputError, environment_fault
+
+        target = Path(output_dir) / filename
+        try:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            write_atomically(target, OmegaConf.to_yaml(cfg))
+        except OSError as error:
+            # A run that never began leaves no folder (a sweep's job folder is not claimed: it stays).
+            released = release_claimed_dir(Path(output_dir).parent)
+            then = "run it again (nothing was kept: the run had not begun)" if released else "run it again"
+            fault = environment_fault(error, target, then) or OutputError(f"{target}: {error}: {then}")
+            exit_with(fault)  # SystemExit: Hydra's error report catches only Exception
+
+    save_config.nnexp = True  # type: ignore[attr-defined]
+    hydra_utils._save_config = save_config
 
 
 def _job(cfg: DictConfig) -> float | None:
@@ -97,9 +129,13 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
     try:
         return run(cfg, run_dir, resume=resume)
     except UserError as error:
-        if error.exit_code == 2 and not (multirun or resume or (run_dir / METRICS_FILE).exists()):
+        fresh = not (multirun or resume)
+        if error.exit_code == 2 and fresh and not (run_dir / METRICS_FILE).exists():
             # A mistake found before the first epoch: say it, and leave no folder of a run that never was.
             # (A sweep keeps the job's folder: its summary and the ledger record the failure.)
+            release_claimed_dir(run_dir)
+        elif error.exit_code == ENVIRONMENT_EXIT_CODE and fresh and not (run_dir / CHECKPOINT_FILE).exists():
+            # The machine refused before there was anything to resume: a full disk gets its space back.
             release_claimed_dir(run_dir)
         _report(error, multirun)
         return None
@@ -165,12 +201,17 @@ def main() -> None:
     parser = get_args_parser()
     parser.error = _one_line_usage_error  # argparse would print its whole usage first
     args = parser.parse_args()
+    if (several := one_command_at_a_time(args)) is not None:  # Hydra's answer is a ValueError traceback
+        exit_with(ConfigError(several))
     if is_resume(args.overrides) and args.multirun:
         _resume_sweep(args.overrides)
         return
     if is_resume(args.overrides):
+        from nnexp.runs.folder import refuse_unwritable
+
         try:
             run_dir, cfg = resume_config(args.overrides)
+            refuse_unwritable(run_dir, f"resume with: nnexp resume={run_dir}")  # before anything changes
         except UserError as error:
             exit_with(error)
         _unwrap_piped_console()
@@ -244,3 +285,7 @@ def _will_train(args: argparse.Namespace) -> bool:
     """False for the commands that only print (--help, --cfg, --info, completion)."""
     printing = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
     return not any(printing) and args.config_path is None and args.config_dir is None
+
+
+if "hydra.core.utils" in sys.modules:  # a sweep's worker process, handed `_job` by a launcher: the same
+    _write_hydra_records_atomically()  # writer for its jobs' .hydra records (it never calls _hydra_main)

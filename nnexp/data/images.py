@@ -12,7 +12,6 @@ import contextlib
 import gzip
 import io
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnexp.atomic import write_atomically
 from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation
 from nnexp.errors import DataError
 
@@ -172,9 +172,8 @@ def read_cached(source: ImageSource, root: Path, download: bool) -> dict[str, to
     tensors = _read_with_torchvision(source, root, raw, download)
     try:
         # Written beside and swapped in, so a run starting meanwhile never reads half a file.
-        partial = cache.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
-        torch.save({"stamp": _stamp(raw), "tensors": tensors}, partial)
-        os.replace(partial, cache)
+        content = {"stamp": _stamp(raw), "tensors": tensors}
+        write_atomically(cache, lambda handle: torch.save(content, handle))
     except OSError as error:  # a read-only data folder: decode again next time
         log.info("data: could not cache the decoded images in %s (%s)", cache, error)
     return tensors

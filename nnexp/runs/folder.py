@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
+import io
 import json
+import logging
 import math
 import os
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import OutputError, UserError
+from nnexp.atomic import write_atomically
+from nnexp.errors import OutputError, UserError, environment_fault
 from nnexp.paths import PACKAGE_DIR
 
 METRICS_FILE = "metrics.csv"
@@ -48,7 +54,7 @@ def _lock_or_refuse(path: Path) -> int:
     try:
         descriptor = os.open(path, os.O_RDONLY)
     except OSError as error:
-        raise OutputError(f"cannot open {path}: {error.strerror}") from None
+        raise environment_fault(error, path) or OutputError(f"cannot open {path}: {error.strerror}") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -58,6 +64,22 @@ def _lock_or_refuse(path: Path) -> int:
             f"and then resume"
         ) from None
     return descriptor
+
+
+def refuse_unwritable(path: Path, then: str) -> None:
+    """Refuse a run folder this process cannot write (read-only, someone else's), before anything in it
+    changes: one line, exit code 4. The probe is an unnamed file (O_TMPFILE): nothing appears or stays."""
+    folder = Path(path)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:  # named by the folder, not by the probe
+        error = OSError(error.errno, error.strerror, str(folder))
+        raise environment_fault(error, folder, then) or OutputError(f"{error}: {then}") from None
+    for name in (METRICS_FILE, "nnexp.log", "steps.csv"):  # the files written in place, not replaced
+        if (folder / name).exists() and not os.access(folder / name, os.W_OK):
+            error = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder / name))
+            raise environment_fault(error, folder, then) or OutputError(str(error))
 
 
 def holds_a_run(path: Path) -> bool:
@@ -139,7 +161,7 @@ class RunFolder:
 
         The file stays open between rows: opening it per row cost a tenth of a tiny (fish) epoch.
         """
-        with _writing(self.metrics_path):
+        with _writing(self.metrics_path, self.then()):
             if self._metrics_writer is None:
                 new_file = not self._metrics_started
                 if self._metric_columns is None:
@@ -151,8 +173,17 @@ class RunFolder:
                 self._metrics_started = True
                 self._metrics_writer = (handle, writer)
             handle, writer = self._metrics_writer
-            writer.writerow({key: _csv_value(row.get(key)) for key in self._metric_columns})
-            handle.flush()
+            written = handle.tell()  # the rows before this one stay whole, whatever happens to it
+            try:
+                writer.writerow({key: _csv_value(row.get(key)) for key in self._metric_columns})
+                handle.flush()
+            except BaseException:
+                self._metrics_writer = None
+                with contextlib.suppress(OSError):
+                    handle.close()  # its buffer cannot be written either; the descriptor closes all the same
+                with contextlib.suppress(OSError):
+                    os.truncate(self.metrics_path, written)  # no half row after the last whole one
+                raise
 
     @contextmanager
     def writing_metrics(self) -> Iterator[None]:
@@ -192,10 +223,12 @@ class RunFolder:
         if not columns:
             self.metrics_path.unlink(missing_ok=True)
             return
-        with _writing(self.metrics_path), self.metrics_path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows({key: _csv_value(row.get(key)) for key in columns} for row in history)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({key: _csv_value(row.get(key)) for key in columns} for row in history)
+        with _writing(self.metrics_path, self.then()):  # the old file stays whole until the new one is
+            write_atomically(self.metrics_path, text.getvalue())
         self._metric_columns, self._metrics_started = columns, True
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
@@ -206,7 +239,8 @@ class RunFolder:
         self._replace_atomically(self.path / name, text.encode())
 
     def append_line(self, name: str, line: str) -> None:
-        with _writing(self.path / name), (self.path / name).open("a", encoding="utf-8") as handle:
+        path = self.path / name
+        with _writing(path, self.then()), path.open("a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
@@ -216,37 +250,46 @@ class RunFolder:
         """Written beside the old one and swapped in, so a crash mid-save keeps the previous file."""
         import torch  # here, so that what only looks at run folders (preflight, reports) needs no torch
 
-        temporary = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.tmp")
-        with _writing(self.checkpoint_path):
-            try:
-                with temporary.open("wb") as handle:
-                    torch.save(state, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, self.checkpoint_path)
-            finally:
-                temporary.unlink(missing_ok=True)
+        then = self.then()  # before the write: a first checkpoint that fails leaves nothing to resume
+        with _writing(self.checkpoint_path, then):
+            write_atomically(self.checkpoint_path, lambda handle: torch.save(state, handle))
 
     def _replace_atomically(self, target: Path, content: bytes) -> None:
-        temporary = target.with_name(f".{target.name}.tmp")
-        with _writing(target):
-            try:
-                temporary.write_bytes(content)
-                os.replace(temporary, target)
-            finally:
-                temporary.unlink(missing_ok=True)
+        with _writing(target, self.then()):
+            write_atomically(target, content)
+
+    def then(self) -> str:
+        """What to do once the machine lets this folder be written again."""
+        if self.checkpoint_path.is_file():
+            return f"resume with: nnexp resume={self.path}"
+        return "run it again"
+
+
+class RunLogFile(logging.FileHandler):
+    """nnexp.log. A record that cannot be written (a full disk, a folder made read-only) ends the file
+    quietly instead of printing logging's `--- Logging error ---` traceback for every record: the write
+    that matters (a checkpoint, metrics.csv) reports the fault in one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if isinstance(sys.exc_info()[1], OSError):
+            self.emit = lambda record: None  # type: ignore[method-assign]
+            self.flush = lambda: None  # type: ignore[method-assign]
+            return
+        super().handleError(record)
 
 
 @contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """Turn a failed write into one line that names the file; atomic writes keep the old file."""
+def _writing(path: Path, then: str = "run it again") -> Iterator[None]:
+    """Turn a failed write into one line that names the file (exit code 4); atomic writes keep the old
+    file. `then`: what to do once the machine is fixed."""
     try:
         yield
-    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-        raise OutputError(
-            f"cannot write {path}: {reason}; free some space or choose another output folder"
-        ) from None
+    except OSError as error:
+        fault = environment_fault(error, path, then)
+        if fault is not None:
+            raise fault from None
+        reason = error.strerror or error
+        raise OutputError(f"cannot write {error.filename or path}: {reason}; {then}") from None
 
 
 def _csv_value(value: Any) -> Any:

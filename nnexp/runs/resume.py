@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nnexp.cli.checks import REQUIRED_SECTIONS, check_config
+from nnexp.config.trust import check_untrusted
 from nnexp.errors import ConfigError, first_line
-from nnexp.runs.folder import RunFolder
-from nnexp.trust import check_untrusted
+from nnexp.runs.folder import RunFolder, RunLogFile
 
 if TYPE_CHECKING:
     from nnexp.train.build import Experiment
@@ -64,6 +64,12 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
         reason = str(error).splitlines()[0]
         if "not in struct" in reason and getattr(error, "full_key", None):
             reason = f"the run's config has no key {error.full_key} (a typo?); its keys are in {saved}"
+            hydra = [change for change in changes if change.startswith(("hydra.", "hydra/"))]
+            if hydra and str(error.full_key).startswith("hydra"):  # hydra.run.dir=X: the folder is the run's
+                reason = (
+                    f"a resumed run stays in its own folder ({run_dir}) with the Hydra settings it started "
+                    f"with; leave out {hydra[0]}, or start a new run to train elsewhere"
+                )
         raise ConfigError(f"cannot resume with {' '.join(changes)}: {reason}") from None
     differences = _differences(cfg, changed)
     if differences and options.get("force", "false").lower() != "true":
@@ -186,7 +192,7 @@ def log_into(run_dir: Path) -> None:
     from nnexp.runs.console import ConsoleLogHandler
 
     # delay: the file is opened at the first record, so a refused resume does not touch it
-    file_handler = logging.FileHandler(run_dir / "nnexp.log", mode="a", delay=True)
+    file_handler = RunLogFile(run_dir / "nnexp.log", mode="a", delay=True)
     file_handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
     console = ConsoleLogHandler(show_time=False, show_level=False, show_path=False, markup=False)
     logging.basicConfig(

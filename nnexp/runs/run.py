@@ -6,28 +6,23 @@ events and what the run folder says about them, whatever way the run ends.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import logging
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import rich
 from omegaconf import DictConfig
 from rich.console import Console
-from torch import nn
 
 from nnexp.cli.checks import check_config
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
-from nnexp.errors import OutputError, UserError
-from nnexp.look.page import write_run_page
-from nnexp.look.plots import plot_lr_find, plot_run
+from nnexp.errors import OutputError, UserError, environment_fault
+from nnexp.look.page import PAGE_FILE, write_run_page
+from nnexp.look.plots import plot_run
 from nnexp.look.views import per_class_view, write_views
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
@@ -36,12 +31,13 @@ from nnexp.runs.epoch_log import restore_metrics
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
+from nnexp.runs.lr_range import find_lr_and_record
 from nnexp.runs.provenance import provenance
+from nnexp.runs.result import RunResult
 from nnexp.runs.resume import Resumed, save_config_if_changed
 from nnexp.sweep.devices import job_assignment
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
-from nnexp.train.lr_finder import CSV_FILE, PLOT_FILE, LrFinderOptions, LrFinderResult, find_lr
 from nnexp.train.memory import refuse_what_does_not_fit
 from nnexp.train.metrics import better
 from nnexp.train.safeguards import Diverged, StopOnSignal, TrainingInterrupted
@@ -49,15 +45,6 @@ from nnexp.train.safeguards import Diverged, StopOnSignal, TrainingInterrupted
 log = logging.getLogger("nnexp")
 
 PARAMETERS_FILE = "parameters.json"  # per-layer parameter counts, in the run folder
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    status: str
-    metrics: dict[str, float]  # final values, e.g. test_accuracy
-    summary: dict[str, Any]
-    model: nn.Module | None = field(default=None, repr=False)
 
 
 def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: bool = False) -> RunResult:
@@ -90,6 +77,8 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
             f"{folder.path} completed all {resumed.epoch} epochs: nothing to resume", soft_wrap=True
         )
         metrics = resumed.previous.get("metrics", {}).get("final", {})
+        if not (folder.path / PAGE_FILE).is_file():  # a disk that filled as the run ended: the page now
+            write_run_page(folder.path)
         return RunResult(folder.path, "completed", metrics, resumed.previous)
     # From here a SIGINT/SIGTERM stops the run: at once while it is being set up (every write is atomic),
     # and once training starts at the next batch boundary, never half-way through a step.
@@ -106,6 +95,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
             earlier_wall_time = resumed.previous.get("wall_time_s") or 0.0
         folder.write_summary(summary)
         loggers: list[Any] = []
+        failed = False
         try:
             check_config(cfg)  # again: a sweep job's own values are first seen here
             experiment = experiment or build(cfg)  # a mistake in the data is found before any logger starts
@@ -118,73 +108,51 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
                 summary["initial_loss"] = initial_loss
             _record_diagnostics(summary, experiment)
             if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
-                return _find_lr_and_record(cfg, experiment, folder, console, summary)
+                return find_lr_and_record(cfg, experiment, folder, console, summary)
             if restored is None:  # resumable from the start, even if stopped before the first batch
                 folder.save_checkpoint(training_state(experiment, 0, [], cfg))
             stop.between_batches()
             result = _train_and_record(cfg, experiment, folder, console, summary, stop, restored)
         except BaseException as error:
+            failed = True
+            # A full disk or a refused write met anywhere (a picture, a logger): one line, exit code 4.
+            fault = None
+            if isinstance(error, OSError):
+                fault = environment_fault(error, folder.path, folder.then())
             summary["status"] = _status_after(error)
-            summary["error"] = str(error) or type(error).__name__
-            if isinstance(error, UserError):  # so a sweep's exit code can say whose mistake it was
-                summary["exit_code"] = error.exit_code
+            summary["error"] = str(fault or error) or type(error).__name__
+            if isinstance(fault or error, UserError):  # so a sweep's exit code can say whose mistake it was
+                summary["exit_code"] = (fault or error).exit_code
             _record_diagnostics(summary, experiment, getattr(error, "finding", None))
             summary.setdefault("epochs_completed", folder.epochs_recorded())
             if isinstance(error, TrainingInterrupted) and folder.checkpoint_path.is_file():
                 summary["resume_with"] = f"nnexp resume={folder.path}"
-            if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)):
+            if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)) and fault is None:
                 log.error("run failed:\n%s", traceback.format_exc())
+            if fault is not None:
+                raise fault from None
             raise
         finally:
             summary["wall_time_s"] = round(earlier_wall_time + time.time() - started, 3)
-            with contextlib.suppress(OutputError):  # a full disk is already being reported
+            late_fault = None  # a write refused after the run's own end: said unless a failure is said
+            try:
                 folder.write_summary(summary)
+            except OutputError as error:
+                late_fault = error
             finish_loggers(loggers, summary)
             if summary.get("status") != "requeued":  # requeued: the time to the limit is for the checkpoint
                 plot_run(folder.path)  # learning_curves.png
-                write_run_page(folder.path)  # report.html, last: it embeds every view written before it
+                try:
+                    write_run_page(folder.path)  # report.html, last: it embeds every view written before it
+                except OutputError as error:
+                    late_fault = late_fault or error
+            if late_fault is not None and not failed:
+                raise late_fault
     return result
 
 
 def _timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
-
-
-def _find_lr_and_record(
-    cfg: DictConfig, experiment: Experiment, folder: RunFolder, console: Console, summary: dict[str, Any]
-) -> RunResult:
-    """The lr range test instead of training: lr_find.csv, lr_find.png and the suggestion in the summary.
-
-    No checkpoint: a model trained at every lr in turn is no model to keep or resume. The sweep is
-    short, so a stop signal ends it at once (KeyboardInterrupt) with nothing to resume.
-    """
-    options = LrFinderOptions.from_config(cfg.lr_find)
-    trainer = cfg.trainer
-    batch_size = len(experiment.data.train) if trainer.batch_size == "full" else trainer.batch_size
-    log.info("lr range test: %d steps, lr %g to %g", options.num_steps, options.start_lr, options.end_lr)
-    train_epoch = loops_for(experiment, trainer)[0]
-    found = find_lr(experiment, options, batch_size, train_epoch, trainer.clip_grad_norm, cfg.seed)
-    if found.stopped_early:
-        log.info("lr range test stopped after %d steps: %s", len(found.lrs), found.stopped_early)
-    _save_lr_find(found, folder)
-    summary.update(mode="lr_find", lr_find=found.to_summary(), epochs_completed=0, status="completed")
-    console.print(found.advice(), soft_wrap=True)  # one line, however long, for logs and scripts
-    log.info("run folder: %s", folder.path)
-    return RunResult(folder.path, "completed", {}, summary, experiment.model)
-
-
-def _save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
-    """lr_find.csv (step, lr, loss, smoothed_loss) and lr_find.png in the run folder."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["step", "lr", "loss", "smoothed_loss"])
-    rows = zip(result.lrs, result.losses, result.smoothed_losses, strict=True)
-    writer.writerows((step, *row) for step, row in enumerate(rows))
-    folder.append_line(CSV_FILE, text.getvalue())  # one write of the whole table into the new folder
-    try:
-        plot_lr_find(result, folder.path / PLOT_FILE)
-    except Exception as error:  # the numbers are in the csv; the picture is a bonus
-        log.warning("could not plot the learning-rate sweep: %s", error)
 
 
 def _status_after(error: BaseException) -> str:

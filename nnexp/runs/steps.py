@@ -8,10 +8,13 @@ after the checkpoint it continues from, so no step is written twice.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nnexp.atomic import write_atomically
 
 STEPS_FILE = "steps.csv"
 COLUMNS = ("step", "epoch", "loss", "lr")
@@ -24,10 +27,11 @@ class StepLog:
         self.step = start_epoch * steps_per_epoch  # optimiser steps taken before this process
         self.pending: list[tuple[int, int, torch.Tensor, float]] = []
         kept = _rows_up_to(self.path, start_epoch)
-        with open(self.path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            writer.writerows(kept)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(kept)
+        write_atomically(self.path, text.getvalue())  # a full disk keeps the rows written before
 
     @classmethod
     def open(cls, run_dir: Path, every: int | None, start_epoch: int, steps_per_epoch: int) -> StepLog | None:

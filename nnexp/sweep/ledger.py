@@ -164,11 +164,13 @@ class SweepLedger(Callback):
 
 def sweep_exit_code(unfinished: list[dict[str, Any]]) -> int:
     """3 when every job that did not complete diverged, 2 when each was refused for a mistake in its
-    settings or data (as a single run would exit), else 1."""
+    settings or data, 4 when the machine refused each one's writes (a full disk, a read-only folder), as
+    a single run would exit; else 1."""
     if all(entry["status"] == "diverged" for entry in unfinished):
         return 3
-    if all(entry.get("exit_code") == 2 for entry in unfinished):
-        return 2
+    for code in (2, 4):
+        if all(entry.get("exit_code") == code for entry in unfinished):
+            return code
     return 1
 
 

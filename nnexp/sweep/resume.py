@@ -19,10 +19,11 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from nnexp.atomic import write_atomically
+from nnexp.config.trust import UntrustedConfig
 from nnexp.errors import ConfigError, first_line
 from nnexp.sweep.ledger import LEDGER_FILE, mark_recorded, read_ledger, sweep_root
 from nnexp.sweep.recorded import check_recorded_overrides, check_recorded_search_space
-from nnexp.trust import UntrustedConfig
 
 RESUMING_ENV = "NNEXP_RESUME_SWEEP"  # the sweep folder being resumed; inherited by the launcher's workers
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of the sweep: its overrides, launcher and sweeper
@@ -160,9 +161,7 @@ def drop_lines_to_rewrite(sweep: Path) -> int:
     entries = read_ledger(ledger) if ledger.is_file() else []
     kept = [entry for entry in entries if entry.get("status") == "completed"]
     text = "".join(json.dumps(entry, default=str) + "\n" for entry in kept)
-    partial = ledger.with_name(f".{LEDGER_FILE}.partial")
-    partial.write_text(text)
-    os.replace(partial, ledger)
+    write_atomically(ledger, text)
     return len(kept)
 
 

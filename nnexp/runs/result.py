@@ -1,0 +1,21 @@
+"""What one run hands back: its folder, how it ended, its final metrics, its summary and its model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    metrics: dict[str, float]  # final values, e.g. test_accuracy
+    summary: dict[str, Any]
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+__all__ = ["RunResult"]
