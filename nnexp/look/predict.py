@@ -15,6 +15,7 @@ import argparse
 import csv
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from nnexp.data.files import refuse_compressed
 from nnexp.data.tabular import as_numbers, refuse_other_separators
-from nnexp.errors import DataError, UserError, exit_with, first_line
+from nnexp.errors import DataError, UserError, environment_fault, exit_with, first_line, unwritable_folder
 from nnexp.look.whole import write_whole
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -181,7 +182,10 @@ def predict_images(saved: Any, paths: list[Path], invert: bool) -> pd.DataFrame:
     import torch
 
     spec = saved.spec
-    batch = torch.stack([load_image(path, spec, invert) for path in paths])  # (N, C, H, W)
+    notes: list[str] = []  # printed once every image is read: a refused image stays the only line
+    batch = torch.stack([load_image(path, spec, invert, notes.append) for path in paths])  # (N, C, H, W)
+    for note in notes:
+        _warn(note)
     with torch.inference_mode():
         probabilities = torch.softmax(saved.model(batch).float(), dim=1)
     names = [str(name) for name in spec.details.get("classes") or range(spec.num_outputs)]
@@ -195,32 +199,31 @@ def predict_images(saved: Any, paths: list[Path], invert: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_image(path: Path, spec: Any, invert: bool = False) -> Any:
-    """A PNG or JPEG as the model's input (C, H, W): its channels, size and pixel scale as in training."""
-    import numpy as np
+def load_image(path: Path, spec: Any, invert: bool = False, warn: Callable[[str], None] | None = None) -> Any:
+    """A PNG or JPEG as the model's input (C, H, W): its channels, size and pixel scale as in training.
+
+    Any bit depth, palette, transparency, EXIF rotation (see nnexp.look.images_in); `warn` gets what
+    looks unlike the training images (printed at once when not given)."""
     import torch
-    from PIL import Image, UnidentifiedImageError
+
+    from nnexp.look.images_in import read_pixels
 
     channels, height, width = spec.input_shape
     scale = spec.details.get("pixel_scale")
     if scale is None or channels not in (1, 3):
         raise DataError(f"{path}: this run's data ({spec.name}) records no pixel scale; train the run again")
-    try:
-        with Image.open(path) as opened:
-            pixels = np.asarray(opened.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable PNG or JPEG image ({first_line(error)}); give one") from None
-    image = (
-        torch.from_numpy(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1)[None] / 255
-    )  # (1, C, h, w)
-    if invert:
-        image = 1 - image
+    pixels = read_pixels(path, channels, (height, width), invert, warn or _warn)  # (h, w, C) in 0..1
+    image = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, C, h, w)
     shrinking = image.shape[-2] >= height and image.shape[-1] >= width
     # Averaging when shrinking (no aliasing: a 64x64 drawing of an 8x8 digit gives that digit back).
     image = torch.nn.functional.interpolate(
         image, size=(height, width), mode="area" if shrinking else "bilinear"
     )
     return ((image[0] * scale["white"] - scale["mean"]) / scale["std"]).float()
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"nnexp: warning: {message}\n")
 
 
 # ---- a prefix of text ---------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ def check_out(out: Path, header: list[str], inputs: list[str]) -> None:
     if not target.parent.is_dir():
         raise DataError(f"--out {out}: the folder {target.parent} does not exist; create it first")
     if not os.access(target.parent, os.W_OK):
-        raise DataError(f"--out {out}: the folder {target.parent} is not writable; choose another")
+        raise unwritable_folder(target.parent)  # the machine's refusal: exit code 4
 
 
 def _header(path: Path) -> list[str] | None:
@@ -306,6 +309,8 @@ def console_main() -> None:
     try:
         main()
     except OSError as error:  # a full disk, a device that refuses the write
+        if (fault := environment_fault(error, then="run nnexp-predict again")) is not None:
+            exit_with(fault)  # exit code 4
         sys.stderr.write(
             f"nnexp: error: cannot write {error.filename or 'the output'}: {error.strerror or error}\n"
         )
