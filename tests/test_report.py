@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from nnexp.look.plots import save_learning_curves
+from nnexp.look.plots import overlay_figure, save_learning_curves
 from nnexp.look.report import main, run_record, strongest_baseline
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -258,3 +261,97 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_is(sweep, t
     assert said in err and len(err.splitlines()) == 1
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
     assert not (tmp_path / "no").exists()
+
+
+# ---- many runs: the overlay stays legible, and the console hears nnexp, never a library -------------------
+
+
+def many_runs(root: Path, count: int) -> list[tuple[str, Path]]:
+    """`count` runs whose val_accuracy rises with their index; (label, folder), best first."""
+    for index in range(count):
+        fake_run(root / str(index), [f"optim.lr={index / 1000}", "seed=0"], 0.5 + index / 100)
+    return [(f"optim.lr={index / 1000}", root / str(index)) for index in reversed(range(count))]
+
+
+def test_an_overlay_of_many_runs_names_the_best_eight_and_draws_the_rest_thin_and_grey(tmp_path):
+    from matplotlib.collections import LineCollection
+
+    runs = many_runs(tmp_path / "sweep", 30)
+    figure = overlay_figure(runs, ranked_by="val_accuracy")
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == [label for label, _ in runs[:8]] + [
+        "+22 more in grey"
+    ]
+    assert legend.get_title().get_text() == "best 8 by val_accuracy"
+    figure.canvas.draw()
+    for axis in figure.axes:  # loss and accuracy: 8 runs in colour (val, train), 22 grey in one bundle each
+        assert len(axis.get_lines()) == 16
+        grey = [c for c in axis.collections if isinstance(c, LineCollection)]
+        assert [len(bundle.get_segments()) for bundle in grey] == [22, 22]
+        assert not legend.get_window_extent().overlaps(axis.get_window_extent())  # beside the plots, never on
+    few = overlay_figure(runs[:10])
+    assert len(few.legends[0].get_texts()) == 10 and not few.axes[0].collections  # ten: each named
+
+
+def test_the_report_names_the_best_runs_by_its_sort_column(tmp_path, monkeypatch, capsys):
+    import nnexp.look.plots as plots
+
+    named: list[list[str]] = []
+
+    def spy(*args, **kwargs):
+        figure = draw(*args, **kwargs)
+        named.append([text.get_text() for text in figure.legends[0].get_texts()])
+        return figure
+
+    draw = plots.overlay_figure
+    monkeypatch.setattr(plots, "overlay_figure", spy)
+    runs = many_runs(tmp_path / "sweep", 12)
+    assert main([str(tmp_path / "sweep"), "--plot", "--html"]) == 0  # drawn once, for the file and the page
+    assert named == [[label for label, _ in runs[:8]] + ["+4 more in grey"]]
+    assert main([str(tmp_path / "sweep"), "--plot", "--sort", "val_loss"]) == 0  # all tie: the folders' order
+    assert named[-1][:2] == ["optim.lr=0.0", "optim.lr=0.001"]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_report_of_many_runs_prints_nnexps_warnings_never_a_librarys(tmp_path):
+    many_runs(tmp_path / "sweep", 30)
+    diverged = fake_run(tmp_path / "sweep" / "30", ["optim.lr=3", "seed=0"], 0.1)
+    exploded = "epoch,train_loss,val_loss,val_accuracy\n1,2.3,2.3,0.1\n2,1e308,1e308,0.1\n"
+    (diverged / "metrics.csv").write_text(exploded)
+    command = [sys.executable, "-c", "from nnexp.look.report import console_main; console_main()"]
+    done = subprocess.run([*command, str(tmp_path / "sweep"), "--plot", "--html"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "always"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()  # one line, in nnexp's words, however often matplotlib warned
+    assert line.startswith("nnexp-report: warning: the learning curves were drawn, but may not look right")
+    assert "Warning" not in line and ".py" not in line
+
+
+def test_curves_no_plot_can_scale_to_are_one_warning_and_the_rest_is_written(tmp_path, capsys):
+    runs = many_runs(tmp_path / "sweep", 3)
+    (runs[0][1] / "metrics.csv").write_text("epoch,val_loss,val_accuracy\n1,1,1e308\n2,1,-1e308\n")
+    assert main([str(tmp_path / "sweep"), "--plot", "--html"]) == 0
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    assert line.startswith("nnexp-report: warning: the learning curves could not be drawn")
+    assert "plot: not drawn" in out and not (tmp_path / "sweep" / "report.png").exists()
+    page = (tmp_path / "sweep" / "report.html").read_text()
+    assert "the learning curves could not be drawn" in page and 'id="runs"' in page
+
+
+def test_names_that_look_like_console_markup_are_shown_as_they_are(tmp_path, capsys):
+    fake_run(tmp_path / "[/red]", ["optim=[bold]x"], 0.9)  # rich read these as markup, and raised
+    fake_run(tmp_path / "b", ["optim=[link=https://example.com]here[/link]"], 0.8)
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[/red]" in out and "[bold]x" in out and "[link=https://example.com]here[/link]" in out
+
+
+def test_the_report_ranks_metrics_as_training_does_without_importing_torch():
+    from nnexp.look.report import HIGHER_IS_BETTER
+    from nnexp.train.metrics import HIGHER_IS_BETTER as TRAINING
+
+    assert set(HIGHER_IS_BETTER) == set(TRAINING)
+    code = "import sys, nnexp.look.report; print('torch' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert imported.stdout.strip() == "False", imported.stderr

@@ -2,21 +2,32 @@
 
 Each page is one self-contained file: images embedded as base64 data URIs, the style inline, no script from
 the network and no server, so it opens in any browser, attached to an e-mail or copied off a cluster.
-Every value shown comes from files a user can edit, so every piece of text is escaped.
+
+Run folders are shared, so everything a page shows is untrusted data (folder names, overrides, config values,
+metric names, CSV cells): every piece of text is escaped, every link is a percent-encoded relative path
+(`relative_link`), and every page carries a Content-Security-Policy that lets it run only its own script
+(by its SHA-256) and show only embedded images: no event handler, `javascript:` URL, foreign script,
+stylesheet, font, frame or fetch, should anything slip past the escaping.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import functools
+import hashlib
 import html
 import json
 import logging
 import math
 import os
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from nnexp.atomic import write_atomically
+from nnexp.errors import environment_fault
 
 log = logging.getLogger("nnexp")
 
@@ -74,10 +85,49 @@ def fmt(value: Any, std: Any = None) -> str:
 GENERATOR = '<meta name="generator" content="nnexp">'
 
 
+@functools.cache
+def source_hash(text: str) -> str:
+    """The CSP source that allows exactly this inline <script> or <style> text: 'sha256-<base64>'."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def content_security_policy(script: str = "") -> str:
+    """What a page may load and run: its own inline style and script (by hash), images embedded as data:
+    URIs, nothing else; no inline event handler or `javascript:` URL runs, since neither has the hash."""
+    scripts = source_hash(script) if script else "'none'"
+    return "; ".join([
+        "default-src 'none'",
+        "img-src data:",  # the PNGs, base64 inside the page; no <img> may fetch anything
+        f"style-src {source_hash(STYLE)}",  # the one <style> element; no style="" attribute is used
+        f"script-src {scripts}",
+        "base-uri 'none'",  # no <base> may re-root the relative links
+        "form-action 'none'",
+    ])  # fmt: skip
+
+
+def csp_meta(script: str = "") -> str:
+    return f'<meta http-equiv="Content-Security-Policy" content="{esc(content_security_policy(script))}">'
+
+
+def relative_link(target: Path, page_path: Path) -> str:
+    """The href from the page at `page_path` to the file `target`: a relative path, percent-encoded.
+
+    A folder may be named anything (`javascript:alert(1)`, `<img src=x onerror=...>`, `?#%`): quote() encodes
+    every character but letters, digits, `_.-~` and `/`, so no colon is left to make a scheme
+    (`javascript%3Aalert%281%29/report.html`), nor a `?` or `#` to cut the path short.
+    """
+    relative = os.path.relpath(Path(target).resolve(), Path(page_path).resolve().parent)
+    encoded = urllib.parse.quote(os.fsencode(Path(relative).as_posix()), safe="/")  # bytes: any file name
+    # relpath never starts with "/"; were it to, "//host" would name a server: keep it a path.
+    return f"./{encoded}" if encoded.startswith("/") else encoded
+
+
 def document(title: str, body: Iterable[str], script: str = "") -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        csp_meta(script),  # first in <head>: it governs everything after it
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         GENERATOR,  # how nnexp-report knows a page it may write over
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
@@ -128,14 +178,16 @@ def image_bytes(data: bytes, alt: str, caption: str) -> str:
 
 
 def write_run_page(run_dir: Path) -> Path | None:
-    """Called at the end of every run, however it ended: a failed page is a warning, never a failed run."""
+    """Called at the end of every run, however it ended: a page that cannot be made is a warning, never a
+    failed run; one the machine refuses to store (a full disk) is an EnvironmentFault for the caller."""
+    path = Path(run_dir) / PAGE_FILE
     try:
-        path = Path(run_dir) / PAGE_FILE
-        partial = path.with_name(f".{PAGE_FILE}.{os.getpid()}.tmp")
-        partial.write_text(run_page(Path(run_dir)), encoding="utf-8")
-        os.replace(partial, path)  # a reader never sees half a page
+        write_atomically(path, run_page(Path(run_dir)))  # a reader never sees half a page
         return path
     except Exception as error:  # the run's records are already written; the page is a view of them
+        fault = environment_fault(error, path)
+        if fault is not None:
+            raise fault from None
         log.warning("could not write %s: %s", PAGE_FILE, error)
         return None
 
@@ -318,12 +370,15 @@ def _samples(run_dir: Path) -> list[str]:
 
 __all__ = [
     "PAGE_FILE",
+    "content_security_policy",
     "document",
     "esc",
     "fmt",
     "image",
     "image_bytes",
+    "relative_link",
     "run_page",
+    "source_hash",
     "table",
     "write_run_page",
 ]

@@ -9,11 +9,16 @@ pandas would add 0.4 s of imports to every run for a file of a few dozen rows.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nnexp.errors import first_line
 
 if TYPE_CHECKING:
     from nnexp.train.lr_finder import LrFinderResult
@@ -100,7 +105,7 @@ def save_learning_curves(run_dir: Path) -> Path | None:
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.suptitle(Path(run_dir).name, fontsize=9)
+    figure.suptitle(Path(run_dir).name, fontsize=9, parse_math=False)  # a `$` in a folder's name is no TeX
     figure.tight_layout()
     path = Path(run_dir) / CURVES_FILE
     figure.savefig(path, dpi=100)
@@ -118,8 +123,73 @@ def _plot_steps(axis: Any, steps: Metrics) -> None:
     axis.grid(alpha=0.3)
 
 
-def save_overlay(runs: list[tuple[str, Path]], path: Path, warn: Callable[[str], None] = log.warning) -> Path:
-    """One PNG with the curves of many runs: a colour per run (its label), val solid, train dashed."""
+MAX_NAMED = 10  # an overlay of up to this many runs names each one, in its own colour
+BEST_NAMED = 8  # past that, the first runs given (the report's best) are named; the rest are thin and grey
+GREY = "0.6"
+FAST_PNG = {"compress_level": 1}  # zlib's fastest, as in figures.py
+
+
+def save_overlay(
+    runs: list[tuple[str, Path]],
+    path: Path,
+    warn: Callable[[str], None] = log.warning,
+    ranked_by: str | None = None,
+) -> Path | None:
+    """`overlay_png` written to `path`; None, with a warning and no file written, when it cannot be drawn."""
+    data = overlay_png(runs, warn, ranked_by)
+    if data is None:
+        return None
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)  # a reader never sees half a picture
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def overlay_png(
+    runs: list[tuple[str, Path]], warn: Callable[[str], None] = log.warning, ranked_by: str | None = None
+) -> bytes | None:
+    """The PNG of `overlay_figure`; None when matplotlib cannot draw these curves (values near 1e308 break
+    its tick locator), said through `warn`. matplotlib's own warnings (an overflow) go to `warn` in one
+    sentence, each once, never as their raw text on the console."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure = None
+        try:
+            figure = overlay_figure(runs, warn, ranked_by)
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=100, pil_kwargs=FAST_PNG)
+            data: bytes | None = buffer.getvalue()
+        except (ValueError, ArithmeticError, RuntimeError) as error:
+            warn(f"the learning curves could not be drawn ({first_line(error)}): a value in metrics.csv is "
+                 f"beyond what a plot can scale to; no overlay is drawn")  # fmt: skip
+            data = None
+        finally:
+            if figure is not None:
+                _pyplot().close(figure)
+    said = "; ".join(dict.fromkeys(first_line(warning.message) for warning in caught))  # each once
+    if said and data is not None:
+        warn(f"the learning curves were drawn, but may not look right (matplotlib said: {said})")
+    return data
+
+
+def overlay_figure(
+    runs: list[tuple[str, Path]], warn: Callable[[str], None] = log.warning, ranked_by: str | None = None
+) -> Any:
+    """One figure of the curves of many runs: val solid, train dashed, loss and the main metric side by side.
+
+    `runs` come best first, as nnexp-report sorts them (`ranked_by`: the column). Up to MAX_NAMED runs each
+    get a colour and their label in the legend; past that the first BEST_NAMED do, and the others are drawn
+    thin and grey behind them, the legend saying "+K more in grey" (300 legend entries covered the plot and
+    took seconds to place). The legend sits beside the plots, never over them.
+    """
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     frames = []
     for label, run in runs:
         if (run / "metrics.csv").is_file():
@@ -127,27 +197,80 @@ def save_overlay(runs: list[tuple[str, Path]], path: Path, warn: Callable[[str],
                 frames.append((label, read_metrics(run / "metrics.csv")))
             except (OSError, ValueError, csv.Error) as error:  # one damaged run does not hide the others
                 warn(f"{run / 'metrics.csv'}: cannot be read ({error}); left out of the plot")
-    columns = sorted({column for _, frame in frames for column in frame})
-    panels = curve_panels(columns)
+    named = frames if len(frames) <= MAX_NAMED else frames[:BEST_NAMED]
+    greyed = frames[len(named) :]
+    panels = curve_panels(sorted({column for _, frame in frames for column in frame}))
     plt = _pyplot()
-    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.2), squeeze=False)
-    colours = plt.get_cmap("tab10" if len(frames) <= 10 else "tab20")
-    for index, (label, frame) in enumerate(frames):
-        colour = colours(index % colours.N)
-        for axis, name in zip(axes[0], panels, strict=False):
-            _plot_column(axis, frame, f"val_{name}", color=colour, label=label)
-            has_val = any(not math.isnan(value) for value in frame.get(f"val_{name}", []))
-            _plot_column(axis, frame, f"train_{name}", color=colour, linestyle="--", alpha=0.5,
-                         label=None if has_val else label)  # fmt: skip
+    count = max(len(panels), 1)
+    figure, axes = plt.subplots(1, count, figsize=(6 * count + 3, 4.2), squeeze=False, layout="constrained")
+    tab10 = plt.get_cmap("tab10").colors
+    colours = [*tab10[:7], *tab10[8:], tab10[7]]  # tab10's grey last: never beside the grey runs
     for axis, name in zip(axes[0], panels, strict=False):
+        for split, style in (("val", "-"), ("train", "--")):
+            # The grey runs: one collection per panel and split, not a line each (300 lines drew in seconds).
+            curves = [_points(frame, f"{split}_{name}") for _, frame in greyed]
+            lines = [curve for curve in curves if len(curve) > 1]
+            if lines:
+                axis.add_collection(LineCollection(lines, colors=GREY, linewidths=0.6, linestyles=style,
+                                                   alpha=0.6, zorder=1))  # fmt: skip
+            dots = [curve[0] for curve in curves if len(curve) == 1]  # one epoch: a dot, not nothing
+            if dots:
+                axis.plot(*zip(*dots, strict=True), ".", color=GREY, zorder=1)
+        for index, (_, frame) in enumerate(named):
+            colour = colours[index % len(colours)]
+            for split, style, alpha in (("val", "-", 1.0), ("train", "--", 0.5)):
+                points = _points(frame, f"{split}_{name}")
+                if points:
+                    marker = "." if len(points) < 30 else None
+                    epochs, values = zip(*points, strict=True)
+                    axis.plot(
+                        epochs, values, linestyle=style, color=colour, alpha=alpha, zorder=3, marker=marker
+                    )
+        if name in ("loss", "perplexity") and _spans_decades_in(frames, name):  # e.g. a diverged run's
+            axis.set_yscale("log")
+        axis.autoscale_view()
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set(xlabel="epoch", ylabel=name, title=f"{name} (val solid, train dashed)")
         axis.grid(alpha=0.3)
-    if panels:
-        axes[0][-1].legend(fontsize=8, loc="best")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    handles, labels = [], []
+    for index, (label, frame) in enumerate(named):
+        solid = any(_points(frame, f"val_{name}") for name in panels)
+        handles.append(Line2D([], [], color=colours[index % len(colours)], linestyle="-" if solid else "--"))
+        labels.append(legend_text(label))
+    if greyed:
+        handles.append(Line2D([], [], color=GREY, linewidth=0.8))
+        labels.append(f"+{len(greyed)} more in grey")
+    if panels and handles:
+        title = f"best {len(named)} by {legend_text(ranked_by)}" if greyed and ranked_by else None
+        legend = figure.legend(handles, labels, loc="outside right upper", fontsize=8, title=title,
+                               title_fontsize=8)  # fmt: skip
+        for text in [*legend.get_texts(), legend.get_title()]:
+            text.set_parse_math(False)  # a `$` in a run's name is a dollar, not TeX (a bad formula raised)
+    return figure
+
+
+def _points(metrics: Metrics, column: str) -> list[tuple[float, float]]:
+    """(epoch, value) of the epochs that have a value: validation may run only every few epochs."""
+    return [
+        (epoch, value)
+        for epoch, value in zip(metrics.get("epoch", []), metrics.get(column, []), strict=False)
+        if not (math.isnan(epoch) or math.isnan(value))
+    ]
+
+
+LEGEND_CHARACTERS = 60
+
+
+def legend_text(label: str) -> str:
+    """A run's label short enough for the legend: hundreds of characters would push the plots off the picture.
+    (The legend shows it literally: its texts are drawn with TeX math off, see `_draw_overlay`.)"""
+    return label if len(label) <= LEGEND_CHARACTERS else label[: LEGEND_CHARACTERS - 1] + "…"
+
+
+def _spans_decades_in(frames: list[tuple[str, Metrics]], name: str) -> bool:
+    return _spans_decades({f"{split}_{name}": [value for _, frame in frames
+                                               for value in frame.get(f"{split}_{name}", [])]
+                           for split in ("train", "val")}, name)  # fmt: skip
 
 
 def _spans_decades(metrics: Metrics, name: str) -> bool:
@@ -192,4 +315,15 @@ def plot_lr_find(result: LrFinderResult, path: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["CURVES_FILE", "plot_lr_find", "plot_run", "save_learning_curves", "save_overlay"]
+__all__ = [
+    "BEST_NAMED",
+    "CURVES_FILE",
+    "MAX_NAMED",
+    "legend_text",
+    "overlay_figure",
+    "overlay_png",
+    "plot_lr_find",
+    "plot_run",
+    "save_learning_curves",
+    "save_overlay",
+]

@@ -23,12 +23,12 @@ import pandas as pd
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from nnexp.errors import first_line
+from nnexp.errors import UserError, environment_fault, exit_with, first_line, unwritable_folder
 from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
 from nnexp.runs.folder import holds_a_run
-from nnexp.train.metrics import HIGHER_IS_BETTER
 
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
 INFO_COLUMNS = ("status", "epochs", "wall_s")
@@ -36,6 +36,8 @@ DIAGNOSTICS_COLUMN = "diagnostics"
 PROBLEM = "_problem"  # why a run's files could not be read; said on stderr, not a column of the table
 HEADLINE_METRICS = ("accuracy", "mse", "perplexity")  # the one value of a baseline a row has room for
 BASELINE_COLUMN = "baseline"  # the strongest baseline's name; its value is in baseline_<split>_<metric>
+# As nnexp.train.metrics', which imports torch (2.4 s of a report); tests/test_report.py checks they agree.
+HIGHER_IS_BETTER = frozenset({"accuracy"})
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -205,17 +207,18 @@ def _fmt(value: Any, std: Any = None) -> str:
 
 
 def rich_table(table: pd.DataFrame, columns: list[str], title: str, std: bool = False) -> Table:
-    shown = Table(title=title, title_justify="left")
+    # Text(): a run folder's `[/red]` or `[link=...]` is shown as it is, never read as rich markup.
+    shown = Table(title=Text(title), title_justify="left")
     for column in columns:
         numeric = pd.api.types.is_numeric_dtype(table[column])
-        shown.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        shown.add_column(Text(column), justify="right" if numeric else "left", overflow="fold")
     for _, row in table.iterrows():
         cells = []
         for column in columns:
             spread = row.get(f"{column}_std") if std else None
             cells.append(_fmt(row[column], spread))
         style = None if row.get("status", "completed") == "completed" else "red"
-        shown.add_row(*cells, style=style)
+        shown.add_row(*(Text(cell) for cell in cells), style=style)
     return shown
 
 
@@ -328,31 +331,33 @@ def main(argv: list[str] | None = None) -> int:
         if csv_path is not None:
             write_whole(csv_path, table[columns].to_csv(index=False))
     written = csv_path or "not written (a run folder: --csv FILE writes it)"
-    console.print(f"table: {written}")
+    console.print(Text(f"table: {written}"))
 
+    drawn = None
     if plot_path is not None:
         from nnexp.look.plots import save_overlay
 
-        labels = [_label(row, differing) for _, row in table.iterrows()]
-        runs = list(zip(labels, (Path(p) for p in table["_path"]), strict=True))
-        save_overlay(
-            runs, plot_path, warn=lambda problem: sys.stderr.write(f"nnexp-report: warning: {problem}\n")
-        )
-        console.print(f"plot: {plot_path}")
+        drawn = save_overlay(_curves(table, differing, sort), plot_path, warn=_warn, ranked_by=sort)
+        console.print(Text(f"plot: {drawn or 'not drawn (the warning above says why)'}"))
     if html_path is not None:
-        _write_html(table, differing, metrics, sort, html_path, args.paths)
-        console.print(f"page: {html_path}")
+        # The page embeds the same overlay: drawn once, whether or not --plot wrote it to a file.
+        overlay = None if plot_path is None else drawn.read_bytes() if drawn else b""
+        _write_html(table, differing, metrics, sort, html_path, args.paths, overlay)
+        console.print(Text(f"page: {html_path}"))
     return 0
 
 
-def _write_html(
-    table: pd.DataFrame,
-    differing: list[str],
-    metrics: list[str],
-    sort: str | None,
-    path: Path,
-    paths: list[Path],
-) -> None:
+def _warn(problem: str) -> None:
+    sys.stderr.write(f"nnexp-report: warning: {problem}\n")
+
+
+def _curves(table: pd.DataFrame, differing: list[str], sort: str | None) -> list[tuple[str, Path]]:
+    """(label, run folder) of every run, best first: the overlay names the first ones."""
+    return [(_label(row, differing), Path(row["_path"])) for _, row in sort_table(table, sort).iterrows()]
+
+
+def _write_html(table: pd.DataFrame, differing: list[str], metrics: list[str], sort: str | None, path: Path,
+                paths: list[Path], overlay: bytes | None = None) -> None:  # fmt: skip
     """The page of `nnexp-report --html`: the run table, the overlaid curves, mean ± std over seeds."""
     from nnexp.look.sweep_page import sweep_page
 
@@ -365,20 +370,11 @@ def _write_html(
     if "seed" in differing:  # the runs that differ only in their seed, averaged
         by = [key for key in differing if key != "seed"]
         grouped = sort_table(group_table(table, by, metrics), sort)
-        group_columns = [
-            *by,
-            "runs",
-            "completed",
-            *(c for c in metrics if not c.startswith("train_")),
-            "epochs",
-        ]
-    curves = [(_label(row, differing), Path(row["_path"])) for _, row in table.iterrows()]
+        group_columns = [*by, "runs", "completed", *(c for c in metrics if not c.startswith("train_")),
+                         "epochs"]  # fmt: skip
     title = "nnexp runs: " + " ".join(str(p) for p in paths)
-
-    def warn(problem: str) -> None:
-        sys.stderr.write(f"nnexp-report: warning: {problem}\n")
-
-    page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, warn)
+    curves = _curves(table, differing, sort)
+    page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, _warn, overlay)
     write_whole(path, page)
 
 
@@ -406,7 +402,7 @@ def _unwritable(path: Path | None) -> str | None:
     if not folder.is_dir():
         return f"the folder {folder} does not exist; create it first or choose another"
     if not os.access(folder, os.W_OK):
-        return f"the folder {folder} is not writable; choose another"
+        raise unwritable_folder(folder)  # the machine's refusal: exit code 4
     return None
 
 
@@ -435,7 +431,11 @@ def _label(row: pd.Series, differing: list[str]) -> str:
 def console_main() -> None:
     try:
         sys.exit(main())
+    except UserError as error:  # a full disk, a read-only folder: exit code 4
+        exit_with(error)
     except OSError as error:  # a full disk, a device that refuses the write
+        if (fault := environment_fault(error, then="run nnexp-report again")) is not None:
+            exit_with(fault)
         sys.exit(_refuse(f"cannot write {error.filename or 'the output'}: {error.strerror or error}"))
 
 

@@ -3,19 +3,21 @@
 The table of runs (click a column header to sort it), the learning curves of every run overlaid in one
 figure, and the mean ± std of the runs that differ only in their seed. The table is the one nnexp-report
 prints, read by `nnexp.look.report.collect`; each run's name links to its own report.html.
+
+The run folders are untrusted (people share them): a run's name is shown escaped and linked by a
+percent-encoded relative path, never as a URL it could choose, and the page's Content-Security-Policy
+runs only SORT_SCRIPT, allowed by its SHA-256 (`SORT_SCRIPT_SOURCE`, computed here from the text).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from nnexp.look.page import PAGE_FILE, document, esc, fmt, image_bytes
+from nnexp.look.page import PAGE_FILE, document, esc, fmt, image_bytes, relative_link, source_hash
 
 # Sorts the table by the clicked column: numbers by the value in data-v, text alphabetically;
 # a second click reverses. Inline, a few lines, nothing fetched.
@@ -43,11 +45,14 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   });
 });
 // report.html#sort=COLUMN opens the runs sorted by that column, ascending (a link to share).
-var wanted = location.hash.match(/^#sort=(.+)$/);
+var wanted = location.hash.match(/^#sort=(.+)$/), column = null;
+try { column = wanted && decodeURIComponent(wanted[1]); } catch (e) { column = null; }  // a malformed %
 document.querySelectorAll("#runs th").forEach(function (th) {
-  if (wanted && th.textContent === decodeURIComponent(wanted[1])) th.click();
+  if (column !== null && th.textContent === column) th.click();
 });
 """
+# The page's Content-Security-Policy allows this script, and no other, by its hash.
+SORT_SCRIPT_SOURCE = source_hash(SORT_SCRIPT)
 
 
 def sweep_page(
@@ -60,8 +65,11 @@ def sweep_page(
     curves: list[tuple[str, Path]],
     page_path: Path,
     warn: Callable[[str], None],
+    overlay_png: bytes | None = None,
 ) -> str:
-    """The page's HTML. `runs` is nnexp-report's table (one row per run, `_path` its folder)."""
+    """The page's HTML. `runs` is nnexp-report's table (one row per run, `_path` its folder); `curves` are
+    (label, run folder), best first; `overlay_png` is their overlay when it is drawn already (--plot),
+    b"" when it could not be drawn, None to draw it here."""
     body = [
         f"<h1>{esc(title)}</h1>",
         f"<p class='muted'>{len(runs)} runs, sorted by {esc(sort or 'folder')}; click a column header "
@@ -70,7 +78,7 @@ def sweep_page(
         "<h2>Runs</h2>",
         _runs_table(runs, columns, page_path),
     ]
-    body += ["<h2>Learning curves</h2>", _overlay(curves, warn)]
+    body += ["<h2>Learning curves</h2>", _overlay(curves, sort, warn, overlay_png)]
     body.append("<h2>Mean ± std over seeds</h2>")
     if grouped is None:
         body.append("<p class='muted'>no runs here differ in their seed only</p>")
@@ -107,8 +115,7 @@ def _run_link(name: str, run: Path, page_path: Path) -> str:
     page = run / PAGE_FILE
     if not page.is_file():
         return esc(name)
-    href = os.path.relpath(page.resolve(), page_path.resolve().parent)
-    return f'<a href="{esc(Path(href).as_posix())}">{esc(name)}</a>'
+    return f'<a href="{esc(relative_link(page, page_path))}">{esc(name)}</a>'
 
 
 def _grouped_table(grouped: pd.DataFrame, columns: list[str]) -> str:
@@ -121,17 +128,21 @@ def _grouped_table(grouped: pd.DataFrame, columns: list[str]) -> str:
     return "".join(lines)
 
 
-def _overlay(curves: list[tuple[str, Path]], warn: Callable[[str], None]) -> str:
-    from nnexp.look.plots import save_overlay
+def _overlay(
+    curves: list[tuple[str, Path]], sort: str | None, warn: Callable[[str], None], data: bytes | None
+) -> str:
+    from nnexp.look.plots import BEST_NAMED, MAX_NAMED, overlay_png
 
     if not any((run / "metrics.csv").is_file() for _, run in curves):
         return "<p class='muted'>no run here recorded metrics.csv</p>"
-    with tempfile.TemporaryDirectory(prefix="nnexp-report-") as folder:
-        path = save_overlay(curves, Path(folder) / "overlay.png", warn=warn)
-        data = path.read_bytes()
-    return image_bytes(
-        data, "learning curves of every run", "validation solid, training dashed; a colour per run"
-    )
+    if data is None:
+        data = overlay_png(curves, warn=warn, ranked_by=sort)
+    if not data:  # None, or b"" from nnexp-report: the warning on its console said why
+        return "<p class='muted'>the learning curves could not be drawn (nnexp-report's warning says why)</p>"
+    caption = "validation solid, training dashed; a colour per run"
+    if len(curves) > MAX_NAMED:
+        caption += f" for the first {BEST_NAMED} of the table, the others thin and grey"
+    return image_bytes(data, "learning curves of every run", caption)
 
 
-__all__ = ["sweep_page"]
+__all__ = ["SORT_SCRIPT", "SORT_SCRIPT_SOURCE", "sweep_page"]
