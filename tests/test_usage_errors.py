@@ -55,8 +55,10 @@ def test_in_a_sweep_every_value_must_compose():
         preflight(["optim=sgd,adamm"], multirun=True)
 
 
-def test_in_a_sweep_an_out_of_range_value_is_left_to_its_own_job():
-    preflight(["optim.lr=0.1,-1"], multirun=True)
+def test_in_a_sweep_an_out_of_range_value_stops_the_sweep_before_its_first_job():
+    """Each job is checked as a single run would be (tests/test_api_and_sweep_checks.py)."""
+    with pytest.raises(ConfigError, match=r"optim.lr=-1 is not allowed.*\(sweep job 2 of 2: optim.lr=-1\)"):
+        preflight(["optim.lr=0.1,-1"], multirun=True)
     with pytest.raises(ConfigError, match="trainer.epochs=0"):
         preflight(["optim.lr=0.1,-1", "trainer.epochs=0"], multirun=True)
 
@@ -96,14 +98,14 @@ def test_a_launcher_whose_hydra_plugin_is_missing_names_what_was_typed_and_the_i
     """hydra/launcher=gpus builds on Hydra's joblib plugin: without nnexp's sweep extra, say so."""
     from hydra.errors import MissingConfigException
 
-    from nnexp.cli.preflight import _missing_option_message
+    from nnexp.cli.mistakes import missing_option_message
 
     monkeypatch.setattr("sys.argv", ["nnexp", "-m", "hydra/launcher=gpus", "seed=0,1"])
     missing = MissingConfigException(
         "Could not find 'hydra/launcher/joblib'", missing_cfg_file="hydra/launcher/joblib",
         options=["gpus", "parallel", "slurm"],
     )  # fmt: skip
-    message = _missing_option_message(missing)
+    message = missing_option_message(missing)
     assert message == "hydra/launcher=gpus needs Hydra's joblib plugin, which is not installed: " + (
         "pip install -e '.[sweep]'"
     )

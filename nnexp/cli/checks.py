@@ -20,8 +20,9 @@ from nnexp.cli.data_checks import DATA_SWITCH_RULES, check_named_splits
 from nnexp.cli.model_checks import INITS, check_model_lists
 from nnexp.cli.output_checks import check_outputs
 from nnexp.cli.synthetic_checks import SYNTHETIC_RULES, check_synthetic
+from nnexp.config.trust import check_targets
 from nnexp.errors import ConfigError
-from nnexp.trust import check_targets
+from nnexp.train.lr_finder import check_lr_find  # without torch
 
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
@@ -301,7 +302,7 @@ _ABSENT = object()
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first problem in `cfg`; return quietly when it is sound."""
     _check_sections(cfg)
-    check_targets(OmegaConf.to_container(cfg, resolve=False))  # nnexp/trust.py: exact names only
+    check_targets(OmegaConf.to_container(cfg, resolve=False))  # nnexp/config/trust.py: exact names only
     _check_nothing_missing(cfg)
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
@@ -315,6 +316,7 @@ def check_config(cfg: DictConfig) -> None:
     check_model_lists(cfg)
     _check_combinations(cfg)
     check_outputs(cfg)  # outputs.*, trainer.log_every_n_steps and trainer.log_every_n_epochs
+    check_lr_find(cfg)  # +lr_find=exponential's settings, before the data or the model is built
 
 
 REQUIRED_SECTIONS = ("data", "model", "loss", "optim", "trainer", "device")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -89,3 +90,49 @@ def help_text(config_dir: Path, width: int = 100) -> str:
             )
         )
     return "\n".join([*lines, "", FOOTER])
+
+
+def one_command_at_a_time(args: Any) -> str | None:
+    """Hydra runs one of --run, -m, --cfg, --info and --shell-completion, and meets two with a ValueError
+    traceback: the one line that says so instead (None when the command line asks for one)."""
+    given = [
+        flag
+        for flag, asked in (
+            ("--run", args.run),
+            ("-m", args.multirun),
+            ("--cfg", args.cfg),
+            ("--info", args.info is not None),
+            ("--shell-completion", args.shell_completion),
+        )
+        if asked
+    ]
+    if len(given) < 2:
+        return None
+    if "-m" in given and ("--cfg" in given or "--info" in given):
+        printing = "--cfg" if "--cfg" in given else "--info"
+        shown = f"{printing} {args.cfg or args.info or ''}".strip()
+        point = " ".join(_first_values(args.overrides))
+        return (
+            f"{printing} prints one config and -m runs a sweep: give one of them; to see a sweep job's "
+            f"config, give that job's values without -m (nnexp {shown} {point})".replace("  ", " ")
+        )
+    return f"{' and '.join(given)} cannot be combined: Hydra takes one of --run, -m, --cfg, --info at a time"
+
+
+def _first_values(overrides: list[str]) -> list[str]:
+    """Each override with its first value (`seed=0,1` -> `seed=0`): one job of the sweep they describe."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return overrides
+    lines = []
+    for override in parsed:
+        if override.is_sweep_override() and override.is_discrete_sweep():
+            values = list(override.sweep_string_iterator())
+            lines.append(f"{override.get_key_element()}={values[0]}" if values else override.input_line)
+        else:
+            lines.append(override.input_line)
+    return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,10 @@ def load_csv(
         features = numeric_columns(table, exclude=targets)
         if not features:
             raise DataError(
-                f"data.features=all: {path} has no numeric column beside the target(s) {', '.join(targets)}; "
-                f"list the input columns in data.features"
+                f"data.features=all: {path} has no numeric column beside the target(s) "
+                f"{some_names(targets)}; list the input columns in data.features"
             )
-        log.info("data.features=all: %s", ", ".join(features))
+        log.info("data.features=all: %d columns: %s", len(features), some_names(features))
     features = list(features)
     table = read_numeric_columns(Path(path), [*features, *targets])
     # Read and normalised in 64 bits, trained on in 32: a column too large for those is named below.
@@ -130,6 +131,16 @@ def load_csv(
 NO_TEST_SPLIT = "no test split (data.test_size=0): the model was trained on every row"
 
 
+SHOWN_NAMES = 8  # column names a message lists before "... and N more"
+
+
+def some_names(names: list[str], shown: int = SHOWN_NAMES) -> str:
+    """`a, b, c`; a long list as its first few and how many more (a 2,000-column CSV is one line)."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, ... and {len(names) - shown} more"
+
+
 def _refuse_repeats(key: str, names: list[str]) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -184,8 +195,11 @@ def read_numeric_columns(path: Path, columns: list[str]):
     absent = [name for name in columns if name not in table.columns]
     if absent:
         refuse_other_separators(table, f"data.path={path}")
+        close = difflib.get_close_matches(str(absent[0]), list(map(str, table.columns)), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DataError(
-            f"column {absent[0]!r} is not in {path}: choose from {', '.join(map(str, table.columns))}"
+            f"column {absent[0]!r} is not in {path}{hint}: choose from the {len(table.columns)} columns "
+            f"{some_names(list(map(str, table.columns)))}"
         )
     return as_numbers(table, columns, path, "fix the cell or drop the column")
 
@@ -260,6 +274,12 @@ def _moments(
     scale = values.abs().amax(dim=0).clamp_min(torch.finfo(values.dtype).tiny)
     mean, std = (values / scale).mean(dim=0) * scale, (values / scale).std(dim=0, correction=ddof) * scale
     constant = (std == 0).nonzero().flatten().tolist()
+    if constant and kind == "target":  # one value to predict: nothing to learn (a classifier: one class)
+        raise DataError(
+            f"target column {names[constant[0]]!r} holds the one value {values[0, constant[0]].item():g} in "
+            f"{rows_named}: a model needs a target that varies, and a classifier at least two classes in "
+            f"it; name another column in data.target, or use rows where {names[constant[0]]!r} varies"
+        )
     if constant:
         raise DataError(
             f"{kind} column {names[constant[0]]!r} is constant on {rows_named}, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from nnexp.errors import DataError, UserError, exit_with, first_line
 
@@ -57,6 +58,7 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
             f"{vocab_path} is damaged ({type(error).__name__}: {first_line(error)}); it is written when a "
             f"language-model run starts: run the experiment again"
         ) from None
+    check_prefix(prefix, vocab, tokenizer)
     model = load_saved_run(run_dir).model
     return generate(
         model,
@@ -67,6 +69,45 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
         temperature,
         torch.Generator().manual_seed(seed),
     )
+
+
+def check_prefix(prefix: str, vocab: Any, tokenizer: Any) -> None:
+    """DataError when the prefix, read as the run read its text, has no token the vocabulary knows: the
+    model would start from <unk> alone and continue nothing that was given."""
+    from nnexp.data.text import UNK
+
+    tokens = tokenizer.tokenize(prefix)
+    if any(token in vocab.ids and token != UNK for token in tokens):
+        return
+    unit = "character" if tokenizer.token == "char" else "word"
+    known = [token for token in vocab.tokens if token != UNK]
+    shown = ", ".join(repr(token) for token in known[:KNOWN_SHOWN])
+    more = f" and {len(known) - KNOWN_SHOWN} more" if len(known) > KNOWN_SHOWN else ""
+    read = f" once read as the run read its text ({_preprocessing(tokenizer)})" if prefix.strip() else ""
+    raise DataError(
+        f"the prefix {prefix[:40]!r} has no {unit} this run's vocabulary knows{read}; it knows "
+        f"{shown}{more}: give a prefix written with them, e.g. --prefix {_example(known, tokenizer)!r}"
+    )
+
+
+KNOWN_SHOWN = 12  # the vocabulary's tokens named in the refusal, most frequent first
+
+
+def _preprocessing(tokenizer: Any) -> str:
+    steps = []
+    if tokenizer.replace:
+        steps.append(f"runs of {tokenizer.replace} become one space")
+    if tokenizer.lowercase:
+        steps.append("lower-cased")
+    return ", ".join(steps) or "as it is"
+
+
+def _example(known: list[str], tokenizer: Any) -> str:
+    """A prefix of known tokens: the default one where it is known, else the most frequent tokens."""
+    for example in ("time traveller", "the"):
+        if all(token in known for token in tokenizer.tokenize(example)):
+            return example
+    return tokenizer.join([token for token in known if token.strip()][:3])
 
 
 if __name__ == "__main__":

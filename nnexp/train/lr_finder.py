@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from nnexp.errors import ConfigError
-from nnexp.train.augment import augmented
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where it runs: the config checks read LrFinderOptions without it
+    import torch
+
     from nnexp.train.build import Experiment
 
 log = logging.getLogger("nnexp")
@@ -79,6 +78,20 @@ class LrFinderOptions:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_lr_find(cfg: Any) -> None:
+    """ConfigError for an `lr_find` setting out of range (`+lr_find=exponential lr_find.num_steps=-1`),
+    raised by the config checks before anything is built or printed."""
+    node = cfg.get("lr_find") if hasattr(cfg, "get") else None
+    if node is None:
+        return
+    if not hasattr(node, "keys"):
+        raise ConfigError(
+            f"lr_find={node} is not an option's settings: add the range test with +lr_find=exponential",
+            key="lr_find",
+        )
+    LrFinderOptions.from_config(node)
 
 
 class LossCurve:
@@ -204,6 +217,10 @@ def find_lr(
     state), so each step is a real training step: the task's loss plus any penalty, clipping, bf16.
     Only the optimizer's lr is changed; its other settings and its state are used as they are.
     """
+    import torch
+
+    from nnexp.train.augment import augmented
+
     started = time.perf_counter()
     optimizer = experiment.optimizer
     curve = LossCurve(options.smoothing, options.stop_factor, settle_steps=options.skip_start)
