@@ -92,3 +92,35 @@ def start_then_signal(tmp_path: Path, signum: int, rows: int, *args: str) -> Pat
     process.send_signal(signum)
     process.communicate(timeout=120)
     return folder
+
+
+# --- finished runs shared by the whole session --------------------------------------------------------
+# Training a run costs seconds; reading one back costs milliseconds. A test that only reads a finished run
+# (its files, its model, a resume of a copy) takes it from here: each distinct set of overrides is trained
+# once per pytest session, in this process through nnexp.run, and handed out as a copy the test may damage.
+
+
+@pytest.fixture(scope="session")
+def session_runs(tmp_path_factory):
+    """`session_runs(*overrides)`: the folder of a finished run of `nnexp OVERRIDES`, trained once per
+    session. Read it only; `copy_run` gives a copy to change."""
+    import nnexp
+
+    root = tmp_path_factory.mktemp("session_runs")
+    trained: dict[tuple[str, ...], Path] = {}
+
+    def get(*overrides: str) -> Path:
+        if overrides not in trained:
+            folder = root / f"run{len(trained)}"
+            result = nnexp.run(list(overrides), output_dir=folder)
+            assert result.status == "completed", (overrides, result.status)
+            trained[overrides] = folder
+        return trained[overrides]
+
+    return get
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of a run folder (files, times and modes kept) that a test may change or damage."""
+    shutil.copytree(run, destination, symlinks=True)
+    return destination

@@ -326,3 +326,37 @@ def test_nnexp_sweep_resume_of_a_hostile_sweep_is_one_line_exit_2_and_runs_nothi
     assert "multirun.yaml" in result.stderr and "hydra.callbacks" in result.stderr
     assert not marker.exists()
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+
+
+# --- nnexp-report: it shows a run, and runs nothing from it -------------------------------------------
+
+
+def test_nnexp_report_shows_a_hostile_run_as_data_says_what_it_names_and_runs_nothing(
+    run_copy, tmp_path, capsys
+):
+    from nnexp.look.report import main as report_main
+
+    marker = plant_in_saved_config(run_copy, "model.hidden", None)
+    plant_in_checkpoint(run_copy, "model")
+    assert report_main([str(run_copy), "--csv", str(tmp_path / "report.csv")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "model.hidden._target_" in line]
+    assert len(warnings) == 1 and "nnexp will not resume it or predict with it" in warnings[0]
+    assert not marker.exists()
+
+
+def test_the_sweep_page_links_only_run_pages_nnexp_wrote(tmp_path):
+    from test_report import fake_run
+
+    from nnexp.look.page import PAGE_FILE, write_run_page, written_by_nnexp
+    from nnexp.look.report import main as report_main
+
+    sweep = tmp_path / "sweep"
+    ours, theirs = fake_run(sweep / "0", ["optim.lr=0.1"], 0.9), fake_run(sweep / "1", ["optim.lr=0.2"], 0.8)
+    write_run_page(ours)
+    write_run_page(theirs)
+    page = theirs / PAGE_FILE  # someone's own page in the shared folder: a script, no policy
+    page.write_text("<!DOCTYPE html><html><body><script>document.title='pwned'</script></body></html>")
+    assert written_by_nnexp(ours / PAGE_FILE) and not written_by_nnexp(page)
+    assert report_main([str(sweep), "--html", "--out", str(tmp_path / "sweep.html")]) == 0
+    links = (tmp_path / "sweep.html").read_text()
+    assert 'href="sweep/0/report.html"' in links and "sweep/1/report.html" not in links

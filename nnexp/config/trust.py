@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from nnexp.errors import ConfigError
 
@@ -145,6 +148,22 @@ def _show(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def problem_in_saved_config(path: Path) -> str | None:
+    """What in the saved config at `path` (a run's .hydra/config.yaml) names code, in one line; None when
+    nothing does or there is no such file. For readers that only show a run (nnexp-report): they run
+    nothing from it anyway, but say that resume and predict would refuse it."""
+    try:
+        node = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) if path.is_file() else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # a damaged file is named by whoever reads it for its values
+    for _key, problem in untrusted_parts(node):
+        return f"{path}: {problem}: nnexp will not resume it or predict with it"
+    return None
+
+
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: 300 runs in a report
+
+
 class UntrustedConfig(ConfigError):
     """A run or sweep folder names code for nnexp to run: refused, exit 2 (it is input, not a bug)."""
 
@@ -156,6 +175,7 @@ __all__ = [
     "check_targets",
     "check_untrusted",
     "is_trusted_target",
+    "problem_in_saved_config",
     "unsafe_resolvers",
     "untrusted_parts",
 ]

@@ -110,6 +110,17 @@ def csp_meta(script: str = "") -> str:
     return f'<meta http-equiv="Content-Security-Policy" content="{esc(content_security_policy(script))}">'
 
 
+def written_by_nnexp(page: Path) -> bool:
+    """Whether `page` opens as every run page nnexp writes: with its policy that lets no script run. A
+    report.html in a shared folder may be anyone's; nnexp links only to pages that cannot run code."""
+    head = "\n".join(["<!DOCTYPE html>", _HTML_HEAD, csp_meta()]).encode("utf-8")
+    try:
+        with open(page, "rb") as file:
+            return file.read(len(head)) == head
+    except OSError:
+        return False
+
+
 def relative_link(target: Path, page_path: Path) -> str:
     """The href from the page at `page_path` to the file `target`: a relative path, percent-encoded.
 
@@ -123,10 +134,13 @@ def relative_link(target: Path, page_path: Path) -> str:
     return f"./{encoded}" if encoded.startswith("/") else encoded
 
 
+_HTML_HEAD = '<html lang="en"><head><meta charset="utf-8">'
+
+
 def document(title: str, body: Iterable[str], script: str = "") -> str:
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        _HTML_HEAD,
         csp_meta(script),  # first in <head>: it governs everything after it
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         GENERATOR,  # how nnexp-report knows a page it may write over
@@ -381,4 +395,5 @@ __all__ = [
     "source_hash",
     "table",
     "write_run_page",
+    "written_by_nnexp",
 ]

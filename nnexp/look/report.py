@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from nnexp.config.trust import problem_in_saved_config
 from nnexp.errors import UserError, environment_fault, exit_with, first_line, unwritable_folder
 from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
@@ -135,6 +136,8 @@ def collect(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
         row.update(run_record(run))
         if run in unreadable:
             row[PROBLEM] = unreadable[run]
+        if names_code := problem_in_saved_config(run / ".hydra" / "config.yaml"):  # shown, never run
+            row[PROBLEM] = "; ".join(filter(None, [row.get(PROBLEM), names_code]))
         row["_path"] = str(run)
         rows.append(row)
     table = pd.DataFrame(rows)

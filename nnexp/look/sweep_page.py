@@ -17,7 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from nnexp.look.page import PAGE_FILE, document, esc, fmt, image_bytes, relative_link, source_hash
+from nnexp.look.page import (
+    PAGE_FILE,
+    document,
+    esc,
+    fmt,
+    image_bytes,
+    relative_link,
+    source_hash,
+    written_by_nnexp,
+)
 
 # Sorts the table by the clicked column: numbers by the value in data-v, text alphabetically;
 # a second click reverses. Inline, a few lines, nothing fetched.
@@ -113,7 +122,7 @@ def _sortable_cell(value: Any, std: Any = None) -> str:
 
 def _run_link(name: str, run: Path, page_path: Path) -> str:
     page = run / PAGE_FILE
-    if not page.is_file():
+    if not written_by_nnexp(page):  # missing, or a page nnexp did not write: it might run code
         return esc(name)
     return f'<a href="{esc(relative_link(page, page_path))}">{esc(name)}</a>'
 
