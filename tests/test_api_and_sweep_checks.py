@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 import nnexp
 from conftest import compose_config, run_nnexp
 from nnexp.cli import preflight as preflight_module
-from nnexp.cli.checks import check_config
 from nnexp.cli.preflight import preflight
+from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError, DataError
 
 LR_MINUS_5 = "optim.lr=-5 is not allowed: use a finite number > 0 (e.g. optim.lr=0.01)"

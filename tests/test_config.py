@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError
 from nnexp.paths import CONFIG_DIR, EXPERIMENT_DIR
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config, read_summary, run_folders, run_nnexp, start_then_signal
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.runs.checkpoint import load_checkpoint
 
 # Full-batch digits, a few milliseconds an epoch: the runs the switch is for.

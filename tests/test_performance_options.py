@@ -20,7 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from conftest import compose_config
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.data import TensorSplit
 from nnexp.data.text import TokenSplit
 from nnexp.errors import ConfigError

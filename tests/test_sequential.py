@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from conftest import compose_config, read_summary, run_folders, run_nnexp
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.data import DataSpec
 from nnexp.errors import ConfigError
 from nnexp.models.sequential import Sequential

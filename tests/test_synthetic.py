@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import compose_config, read_summary, run_folders, run_nnexp
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.data import TensorSplit
 from nnexp.data import cache as data_cache
 from nnexp.data.synthetic import FreshSplit

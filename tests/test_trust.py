@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 import nnexp
 from conftest import compose_config, run_nnexp
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.config.trust import NNEXP_BUILDERS, UntrustedConfig, is_trusted_target
 from nnexp.errors import ConfigError
 from nnexp.look.saved import load_saved_run

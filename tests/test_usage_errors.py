@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import compose_config, run_folders, run_nnexp
-from nnexp.cli.checks import check_config
 from nnexp.cli.preflight import preflight
+from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError
 
 MISTAKES = [

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import nnexp
 from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError
 from nnexp.look import figures, views
 from nnexp.look.predictions import per_example_loss

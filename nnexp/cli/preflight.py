@@ -26,7 +26,6 @@ from hydra.errors import (
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.cli.checks import check_config
 from nnexp.cli.hydra_hooks import claim_named_dir
 from nnexp.cli.mistakes import (
     config_dir,
@@ -38,6 +37,7 @@ from nnexp.cli.mistakes import (
     unknown_key_message,
 )
 from nnexp.cli.run_folders import check_output_root
+from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError, first_line
 
 
@@ -97,7 +97,7 @@ def check_single_run(overrides: list[str]) -> None:
 
 
 def check_job(cfg: DictConfig) -> None:
-    """What a run checks of its config (cli/checks.py), on a config composed with Hydra's node."""
+    """What a run checks of its config (config/checks.py), on a config composed with Hydra's node."""
     check_config(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
 
 

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nnexp.cli.checks import REQUIRED_SECTIONS, check_config
+from nnexp.config.checks import REQUIRED_SECTIONS, check_config
 from nnexp.config.trust import check_untrusted
 from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder, RunLogFile

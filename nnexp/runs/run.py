@@ -17,7 +17,7 @@ import rich
 from omegaconf import DictConfig
 from rich.console import Console
 
-from nnexp.cli.checks import check_config
+from nnexp.config.checks import check_config
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError, environment_fault

@@ -1,7 +1,7 @@
 """Checks of what a run writes and how often: the `outputs` section, trainer.log_every_n_steps and
 trainer.log_every_n_epochs (with how it fits trainer.eval_every).
 
-Called by `check_config` (cli/checks.py), so a mistake here is refused the same way, before any run
+Called by `check_config` (config/checks.py), so a mistake here is refused the same way, before any run
 folder exists: one line with the key, the value and the fix.
 """
 

@@ -15,14 +15,14 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nnexp.cli import model_checks as model
-from nnexp.cli.data_checks import DATA_SWITCH_RULES, check_named_splits
-from nnexp.cli.model_checks import INITS, check_model_lists
-from nnexp.cli.output_checks import check_outputs
-from nnexp.cli.synthetic_checks import SYNTHETIC_RULES, check_synthetic
+from nnexp.config import model_checks as model
+from nnexp.config.data_checks import DATA_SWITCH_RULES, check_named_splits
+from nnexp.config.lr_find import check_lr_find
+from nnexp.config.model_checks import INITS, check_model_lists
+from nnexp.config.output_checks import check_outputs
+from nnexp.config.synthetic_checks import SYNTHETIC_RULES, check_synthetic
 from nnexp.config.trust import check_targets
 from nnexp.errors import ConfigError
-from nnexp.train.lr_finder import check_lr_find  # without torch
 
 LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
