@@ -111,6 +111,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     from nnexp.cli.preflight import check_single_run
     from nnexp.cli.run_folders import check_writable
     from nnexp.errors import ConfigError, UserError
+    from nnexp.look.end_of_run import DRAWN
     from nnexp.runs.folder import run_above, run_at_or_below
     from nnexp.runs.run import run as run_config
 
@@ -145,7 +146,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     previous_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        return run_config(cfg, run_dir)
+        return run_config(cfg, run_dir, end=DRAWN)
     except UserError as error:
         if error.exit_code == 2 and not (run_dir / "metrics.csv").exists():
             release_claimed_dir(run_dir)  # as on the command line: a mistake leaves no folder

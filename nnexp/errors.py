@@ -4,8 +4,37 @@ import errno
 import os
 import sys
 import traceback
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+
+
+# A learner diagnostic (nnexp/diagnostics/): the checks during a run yield them, and the errors that stop
+# a run over a classic mistake (a loss that does not fit the task, a NaN loss) carry one into summary.json.
+@dataclass(frozen=True)
+class Finding:
+    code: str  # stable, e.g. "stuck-loss": what tests, reports and users grep for
+    message: str  # what was seen, with the numbers
+    hint: str  # what to try
+    epoch: int | None = None  # None: found before training
+    expected: bool = False  # the experiment declares it demonstrates this mistake
+    resolved_at: int | None = None  # the epoch from which it no longer held (the model went on to learn)
+
+    def line(self) -> str:
+        when = "before training" if self.epoch is None else f"epoch {self.epoch}"
+        note = " (this experiment demonstrates it)" if self.expected else ""
+        if self.resolved_at is not None:
+            note += f" (resolved at epoch {self.resolved_at})"
+        return f"[{self.code}] {when}: {self.message}; try: {self.hint}{note}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def refuse(self, error_class: type[Exception]) -> Exception:
+        """The error that stops a run over this mistake, carrying the finding for summary.json."""
+        error = error_class(f"[{self.code}] {self.message}: {self.hint}")
+        error.finding = self
+        return error
 
 
 class UserError(Exception):

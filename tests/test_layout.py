@@ -1,7 +1,9 @@
 """The package reads as the flow of a run: a folder per stage, small modules, no import cycles.
 
-cli -> train (build, loop) -> runs (run, fit, records) -> sweep -> look; data, models and diagnostics
-are used along the way. Every import counts here, also those inside functions and under TYPE_CHECKING:
+The stages stand in layers, each importing only the layers below it (LAYERS, bottom first): the shared
+modules; data and models; config (the rules, which read the models' layer names); train (build, loop);
+diagnostics; runs (one run from start to summary); look and sweep (which read runs back and launch
+them); cli; the API. Every import counts here, also those inside functions and under TYPE_CHECKING:
 a cycle hidden in a function is still two modules that cannot be understood one without the other.
 """
 
@@ -75,6 +77,53 @@ def package_sources() -> dict[str, str]:
 
 def test_no_module_imports_one_that_imports_it_back():
     assert cycles(import_graph(package_sources())) == []
+
+
+# Bottom first. A package imports only packages in layers below its own (never one beside it).
+LAYERS = [
+    {"errors", "paths", "atomic"},
+    {"data", "models"},
+    {"config"},
+    {"train"},
+    {"diagnostics"},
+    {"runs"},
+    {"look", "sweep"},
+    {"cli"},
+    {"api", "__main__"},
+    {"nnexp"},  # the package's own __init__: nnexp.run (from api) and nnexp.__version__
+]
+
+
+def layer_of(module: str) -> int:
+    package = module.split(".")[1] if "." in module else module
+    return next(index for index, layer in enumerate(LAYERS) if package in layer)
+
+
+def imports_that_do_not_go_down(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) for each import into a package in the importer's own layer or above it."""
+    return {
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets
+        if module.split(".")[:2] != target.split(".")[:2] and layer_of(target) >= layer_of(module)
+    }
+
+
+def test_every_package_imports_only_the_layers_below_it():
+    assert imports_that_do_not_go_down(import_graph(package_sources())) == set()
+
+
+def test_an_import_up_or_sideways_is_found_even_inside_a_function():
+    sources = {
+        "nnexp.runs.run": "def f():\n    from nnexp.look.plots import plot\n",
+        "nnexp.look.plots": "import nnexp.sweep.ledger\n",
+        "nnexp.sweep.ledger": "from nnexp.errors import UserError\n",
+        "nnexp.errors": "",
+    }
+    assert imports_that_do_not_go_down(import_graph(sources)) == {
+        ("nnexp.runs.run", "nnexp.look.plots"),
+        ("nnexp.look.plots", "nnexp.sweep.ledger"),
+    }
 
 
 def test_a_cycle_through_a_third_module_is_found():

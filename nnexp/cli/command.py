@@ -121,13 +121,15 @@ def _assigned_in_sweep(cfg: DictConfig, run_dir: Path) -> contextlib.AbstractCon
 
 def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume: bool = False) -> Any:
     """Run; turn a stop into its exit code and one line: 2 usage, 3 diverged, 130/143 signals."""
+    from nnexp.look.end_of_run import DRAWN
     from nnexp.runs.folder import CHECKPOINT_FILE, METRICS_FILE
     from nnexp.runs.run import run
+    from nnexp.sweep.devices import job_assignment
     from nnexp.sweep.ledger import record_stopped_job
     from nnexp.train.safeguards import TrainingInterrupted
 
     try:
-        return run(cfg, run_dir, resume=resume)
+        return run(cfg, run_dir, resume=resume, end=DRAWN, assigned=job_assignment())
     except UserError as error:
         fresh = not (multirun or resume)
         if error.exit_code == 2 and fresh and not (run_dir / METRICS_FILE).exists():

@@ -1,6 +1,7 @@
 """Learner diagnostics: the classic mistakes, caught before and during training and explained.
 
-Each check yields a `Finding`: a stable code, what was seen (with the numbers) and what to try.
+Each check yields a `Finding`: a stable code, what was seen (with the numbers) and what to try
+(defined in nnexp/errors.py, beside the errors that stop a run over one).
 `setup` looks at the model, loss and data before the first step; `training` reads each epoch's
 metrics row, including what `probe` measured (per-layer gradient norms, dead ReLUs). `baselines`
 gives the classical results (chance, logistic regression, least squares) every run is shown beside.
@@ -8,34 +9,9 @@ gives the classical results (chance, logistic regression, least squares) every r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Finding:
-    code: str  # stable, e.g. "stuck-loss": what tests, reports and users grep for
-    message: str  # what was seen, with the numbers
-    hint: str  # what to try
-    epoch: int | None = None  # None: found before training
-    expected: bool = False  # the experiment declares it demonstrates this mistake
-    resolved_at: int | None = None  # the epoch from which it no longer held (the model went on to learn)
-
-    def line(self) -> str:
-        when = "before training" if self.epoch is None else f"epoch {self.epoch}"
-        note = " (this experiment demonstrates it)" if self.expected else ""
-        if self.resolved_at is not None:
-            note += f" (resolved at epoch {self.resolved_at})"
-        return f"[{self.code}] {when}: {self.message}; try: {self.hint}{note}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def refuse(self, error_class: type[Exception]) -> Exception:
-        """The error that stops a run over this mistake, carrying the finding for summary.json."""
-        error = error_class(f"[{self.code}] {self.message}: {self.hint}")
-        error.finding = self
-        return error
+from nnexp.errors import Finding  # defined with the errors that carry one; read here as diagnostics' own
 
 
 class Diagnosis:

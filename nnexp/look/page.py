@@ -28,10 +28,10 @@ from typing import Any
 
 from nnexp.atomic import write_atomically
 from nnexp.errors import environment_fault
+from nnexp.runs.folder import PAGE_FILE
 
 log = logging.getLogger("nnexp")
 
-PAGE_FILE = "report.html"
 # The views a run may hold, in the order a reader wants them; any other PNG in the folder follows.
 VIEW_IMAGES = (
     "learning_curves.png",

@@ -29,6 +29,7 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 VOCAB_FILE = "vocab.json"  # language models: the tokenizer and every token, in id order
+PAGE_FILE = "report.html"  # the run's page (look/page.py), written last however the run ends
 SAMPLES_FILE = "samples.txt"  # language models: generated text, a line per sample
 
 

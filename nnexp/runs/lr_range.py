@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
 
-from nnexp.look.plots import plot_lr_find
 from nnexp.runs.folder import RunFolder
 from nnexp.runs.result import RunResult
 from nnexp.train.build import Experiment, loops_for
@@ -20,7 +21,12 @@ log = logging.getLogger("nnexp")
 
 
 def find_lr_and_record(
-    cfg: DictConfig, experiment: Experiment, folder: RunFolder, console: Console, summary: dict[str, Any]
+    cfg: DictConfig,
+    experiment: Experiment,
+    folder: RunFolder,
+    console: Console,
+    summary: dict[str, Any],
+    plot: Callable[[LrFinderResult, Path], Any],
 ) -> RunResult:
     """The lr range test instead of training: lr_find.csv, lr_find.png and the suggestion in the summary.
 
@@ -35,14 +41,16 @@ def find_lr_and_record(
     found = find_lr(experiment, options, batch_size, train_epoch, trainer.clip_grad_norm, cfg.seed)
     if found.stopped_early:
         log.info("lr range test stopped after %d steps: %s", len(found.lrs), found.stopped_early)
-    _save_lr_find(found, folder)
+    _save_lr_find(found, folder, plot)
     summary.update(mode="lr_find", lr_find=found.to_summary(), epochs_completed=0, status="completed")
     console.print(found.advice(), soft_wrap=True)  # one line, however long, for logs and scripts
     log.info("run folder: %s", folder.path)
     return RunResult(folder.path, "completed", {}, summary, experiment.model)
 
 
-def _save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
+def _save_lr_find(
+    result: LrFinderResult, folder: RunFolder, plot: Callable[[LrFinderResult, Path], Any]
+) -> None:
     """lr_find.csv (step, lr, loss, smoothed_loss) and lr_find.png in the run folder."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -51,7 +59,7 @@ def _save_lr_find(result: LrFinderResult, folder: RunFolder) -> None:
     writer.writerows((step, *row) for step, row in enumerate(rows))
     folder.append_line(CSV_FILE, text.getvalue())  # one write of the whole table into the new folder
     try:
-        plot_lr_find(result, folder.path / PLOT_FILE)
+        plot(result, folder.path / PLOT_FILE)
     except Exception as error:  # the numbers are in the csv; the picture is a bonus
         log.warning("could not plot the learning-rate sweep: %s", error)
 

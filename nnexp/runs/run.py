@@ -21,21 +21,18 @@ from nnexp.config.checks import check_config
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError, environment_fault
-from nnexp.look.page import PAGE_FILE, write_run_page
-from nnexp.look.plots import plot_run
-from nnexp.look.views import per_class_view, write_views
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
+from nnexp.runs.end_of_run import NOTHING_DRAWN, EndOfRun
 from nnexp.runs.epoch_log import restore_metrics
 from nnexp.runs.fit import fit, sample
-from nnexp.runs.folder import VOCAB_FILE, RunFolder, code_version, nnexp_version
+from nnexp.runs.folder import PAGE_FILE, VOCAB_FILE, RunFolder, code_version, nnexp_version
 from nnexp.runs.loggers import build_loggers, finish_loggers
 from nnexp.runs.lr_range import find_lr_and_record
 from nnexp.runs.provenance import provenance
 from nnexp.runs.result import RunResult
 from nnexp.runs.resume import Resumed, save_config_if_changed
-from nnexp.sweep.devices import job_assignment
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.memory import refuse_what_does_not_fit
@@ -47,18 +44,35 @@ log = logging.getLogger("nnexp")
 PARAMETERS_FILE = "parameters.json"  # per-layer parameter counts, in the run folder
 
 
-def run(cfg: DictConfig, run_dir: Path, console: Console | None = None, resume: bool = False) -> RunResult:
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    console: Console | None = None,
+    resume: bool = False,
+    end: EndOfRun = NOTHING_DRAWN,
+    assigned: dict[str, Any] | None = None,
+) -> RunResult:
     """Train and evaluate the experiment `cfg` describes, writing every record into `run_dir`.
 
     With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh. The folder is
-    locked while this process writes it: a second process on it is refused in one line.
+    locked while this process writes it: a second process on it is refused in one line. `end` draws
+    the pictures and the page (nnexp.look.end_of_run.DRAWN; none by default); `assigned` is a parallel
+    sweep job's own GPU and threads, recorded in the summary.
     """
     folder = RunFolder(run_dir)
     with folder.lock():
-        return _run(cfg, folder, console or rich.get_console(), Resumed.load(folder, cfg) if resume else None)
+        resumed = Resumed.load(folder, cfg) if resume else None
+        return _run(cfg, folder, console or rich.get_console(), resumed, end, assigned)
 
 
-def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed | None) -> RunResult:
+def _run(
+    cfg: DictConfig,
+    folder: RunFolder,
+    console: Console,
+    resumed: Resumed | None,
+    end: EndOfRun,
+    assigned: dict[str, Any] | None,
+) -> RunResult:
     started = time.time()
     summary: dict[str, Any] = {
         "status": "running",
@@ -68,8 +82,8 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         "code_version": code_version(),
         "provenance": provenance(cfg),
     }
-    if (given := job_assignment()) is not None:  # a parallel sweep job's own GPU and threads
-        summary["assigned"] = given
+    if assigned is not None:
+        summary["assigned"] = assigned
     experiment, restored, earlier_wall_time = None, None, 0.0
     if resumed is not None and resumed.is_finished:
         # The console only: the run's own log stays as its training left it.
@@ -78,7 +92,7 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
         )
         metrics = resumed.previous.get("metrics", {}).get("final", {})
         if not (folder.path / PAGE_FILE).is_file():  # a disk that filled as the run ended: the page now
-            write_run_page(folder.path)
+            end.page(folder.path)
         return RunResult(folder.path, "completed", metrics, resumed.previous)
     # From here a SIGINT/SIGTERM stops the run: at once while it is being set up (every write is atomic),
     # and once training starts at the next batch boundary, never half-way through a step.
@@ -108,11 +122,11 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
                 summary["initial_loss"] = initial_loss
             _record_diagnostics(summary, experiment)
             if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
-                return find_lr_and_record(cfg, experiment, folder, console, summary)
+                return find_lr_and_record(cfg, experiment, folder, console, summary, end.lr_find_plot)
             if restored is None:  # resumable from the start, even if stopped before the first batch
                 folder.save_checkpoint(training_state(experiment, 0, [], cfg))
             stop.between_batches()
-            result = _train_and_record(cfg, experiment, folder, console, summary, stop, restored)
+            result = _train_and_record(cfg, experiment, folder, console, summary, stop, end, restored)
         except BaseException as error:
             failed = True
             # A full disk or a refused write met anywhere (a picture, a logger): one line, exit code 4.
@@ -141,9 +155,9 @@ def _run(cfg: DictConfig, folder: RunFolder, console: Console, resumed: Resumed 
                 late_fault = error
             finish_loggers(loggers, summary)
             if summary.get("status") != "requeued":  # requeued: the time to the limit is for the checkpoint
-                plot_run(folder.path)  # learning_curves.png
+                end.curves(folder.path)  # learning_curves.png
                 try:
-                    write_run_page(folder.path)  # report.html, last: it embeds every view written before it
+                    end.page(folder.path)  # report.html, last: it embeds every view written before it
                 except OutputError as error:
                     late_fault = late_fault or error
             if late_fault is not None and not failed:
@@ -168,6 +182,7 @@ def _train_and_record(
     console: Console,
     summary: dict[str, Any],
     stop: StopOnSignal,
+    end: EndOfRun,
     restored: tuple[int, list[dict[str, Any]]] | None = None,
 ) -> RunResult:
     if experiment.data.spec.task == "language_model":
@@ -210,7 +225,7 @@ def _train_and_record(
         experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec), cfg.get("baselines")
     )
 
-    summary.update(write_views(experiment, cfg, folder.path))  # predictions.csv, confusion matrix, pictures
+    summary.update(end.views(experiment, cfg, folder.path))  # predictions.csv, confusion matrix, pictures
 
     stop.check()
     folder.save_checkpoint(training_state(experiment, len(history), history, cfg))
@@ -220,7 +235,7 @@ def _train_and_record(
     note = experiment.data.spec.details.get("test_split")  # "no test split: ...", when there is none
     console.print(results_table(final, summary["baselines"], note))
     if summary.get("per_class"):
-        console.print(per_class_view(summary["per_class"]))
+        console.print(end.per_class(summary["per_class"]))
     console.print(diagnostics_table(summary["diagnostics"]))
     log.info("run folder: %s", folder.path)
     return RunResult(folder.path, "completed", flat_final, summary, experiment.model)

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
@@ -30,9 +30,6 @@ from nnexp.train.loop import evaluate, train_one_epoch
 from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
 from nnexp.train.metrics import metric_names
 from nnexp.train.regularization import EarlyStopping, l1_penalty
-
-if TYPE_CHECKING:
-    from nnexp.diagnostics.monitor import Diagnostics
 
 log = logging.getLogger("nnexp")
 
@@ -52,7 +49,9 @@ class Experiment:
     device: torch.device
     augment: RandomAffine | None = None  # applied to the training batches only
     loggers: list[Any] = field(default_factory=list)  # tensorboard, mlflow: given each metrics row
-    diagnostics: Diagnostics | None = None  # the learner checks: before training and on every epoch
+    # The learner checks (nnexp.diagnostics.monitor.Diagnostics), attached by runs/ once the model is built:
+    # diagnostics sit above train, which never imports them.
+    diagnostics: Any = None
 
 
 def build(cfg: DictConfig) -> Experiment:

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nnexp.data import DataSpec
-from nnexp.diagnostics import Finding
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, Finding
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from nnexp.diagnostics import Finding
-from nnexp.errors import UserError
+from nnexp.errors import Finding, UserError
 
 log = logging.getLogger("nnexp")
 
