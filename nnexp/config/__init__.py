@@ -1,6 +1,8 @@
-"""The rules a config must keep, at the bottom of the package: nothing here imports another stage.
+"""The rules a config must keep: what each option may be, and what a config may make nnexp run.
 
-`trust.py`: what a config may make nnexp run (which `_target_`s and resolvers), applied to the command
-line's configs and to every config read back from a run or sweep folder, which is data somebody else
-may have written.
+Above data and models (the layer list's names come from models/), below everything that runs a config.
+`checks.py` holds `check_config` (each option's range, the combinations), with one `*_checks.py` per
+group and `lr_find.py` for the range test's settings; `trust.py` says which `_target_`s and resolvers a
+config may use, applied to the command line's configs and to every config read back from a run or
+sweep folder, which is data somebody else may have written.
 """

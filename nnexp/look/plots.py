@@ -12,12 +12,12 @@ import csv
 import io
 import logging
 import math
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnexp.atomic import write_atomically
 from nnexp.errors import first_line
 
 if TYPE_CHECKING:
@@ -139,14 +139,7 @@ def save_overlay(
     data = overlay_png(runs, warn, ranked_by)
     if data is None:
         return None
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)  # a reader never sees half a picture
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, data)  # a reader never sees half a picture
 
 
 def overlay_png(
