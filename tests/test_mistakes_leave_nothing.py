@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config, run_folders, run_nnexp, write_fish_csv
+from conftest import compose_config, copy_run, run_folders, run_nnexp, write_fish_csv
 from nnexp.errors import ConfigError
 from nnexp.models.summary import parameter_counts
 
@@ -110,47 +110,69 @@ MISTAKES = {  # the mistake: what its one line says
 }
 
 
+def refused_in_this_process(args: list[str]) -> str:
+    """What `nnexp ARGS` says of a mistake, met through nnexp.run: the same checks, the same run, the same
+    clean-up, and the UserError whose message the command prints as its one line."""
+    import nnexp
+    from nnexp.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        nnexp.run(args)
+    assert refused.value.exit_code == 2, refused.value
+    message = str(refused.value)
+    assert message and "\n" not in message
+    return message
+
+
 @pytest.mark.parametrize("kind", MISTAKES)
-def test_a_mistake_found_after_the_run_started_leaves_no_folder(tmp_path, kind):
+def test_a_mistake_found_after_the_run_started_leaves_no_folder(tmp_path, monkeypatch, kind):
+    """Each mistake through nnexp.run, run from tmp_path as the command would be; the command's own exit
+    code and one line on stderr are checked by test_the_folders_that_were_there_before_stay."""
     if kind == "no gpu" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
     args = write_mistake(tmp_path, kind)
-    result = run_nnexp(*args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
-    assert MISTAKES[kind] in result.stderr
+    assert MISTAKES[kind] in refused_in_this_process(args)
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_quoted_path_with_an_accent_is_read(tmp_path):
+def test_a_quoted_path_with_an_accent_is_read(tmp_path, monkeypatch):
+    import nnexp
+
+    monkeypatch.chdir(tmp_path)
     write_fish_csv(tmp_path / "pêche.csv")
-    result = run_nnexp("data=fish", 'data.path="pêche.csv"', "model=linear", "trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = nnexp.run(["data=fish", 'data.path="pêche.csv"', "model=linear", "trainer.epochs=1"])
+    assert result.status == "completed" and result.summary["epochs_completed"] == 1
 
 
-def test_the_folders_that_were_there_before_stay(tmp_path):
-    earlier = run_nnexp("trainer.epochs=1", cwd=tmp_path)
-    assert earlier.returncode == 0, earlier.stderr
+def test_the_folders_that_were_there_before_stay(tmp_path, session_runs):
+    """The command itself: exit code 2, one line on stderr, and outputs/ as it was, its earlier run kept."""
+    copy_run(session_runs("trainer.epochs=3"), tmp_path / "outputs" / "2026-01-01" / "10-00-00")  # earlier
     before = sorted(path for path in (tmp_path / "outputs").rglob("*"))
     result = run_nnexp(*write_mistake(tmp_path, "empty csv"), cwd=tmp_path)
     assert result.returncode == 2
+    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
+    assert MISTAKES["empty csv"] in result.stderr
     assert sorted(path for path in (tmp_path / "outputs").rglob("*")) == before
     assert len(run_folders(tmp_path)) == 1
 
 
-def test_a_run_folder_named_outright_is_removed_with_the_parents_the_mistake_made(tmp_path):
+def test_a_run_folder_named_outright_is_removed_with_the_parents_the_mistake_made(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     args = write_mistake(tmp_path, "an empty cell")
-    result = run_nnexp(*args, "hydra.run.dir=mine/new/run", cwd=tmp_path)
-    assert result.returncode == 2 and "holds an empty cell" in result.stderr
+    assert "holds an empty cell" in refused_in_this_process([*args, "hydra.run.dir=mine/new/run"])
     assert not (tmp_path / "mine").exists()
 
 
 def test_a_folder_of_the_users_named_as_the_run_folder_keeps_its_files_and_gains_none(tmp_path):
+    """The command itself: Hydra writes its records into the named folder before the mistake is met."""
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "plan.txt").write_text("try a smaller learning rate\n")
     result = run_nnexp(*write_mistake(tmp_path, "an empty cell"), "hydra.run.dir=notes", cwd=tmp_path)
     assert result.returncode == 2
+    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
+    assert "holds an empty cell" in result.stderr
     assert [path.name for path in folder.iterdir()] == ["plan.txt"]
     assert (folder / "plan.txt").read_text() == "try a smaller learning rate\n"
 

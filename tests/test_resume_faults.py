@@ -1,19 +1,30 @@
 """Nothing lost on resume: a refused resume, a second process or a folder named outright never changes a
-run's files; a forced change is the change training gets. Real CLI, real files, compared byte for byte."""
+run's files; a forced change is the change training gets. Real run folders, compared byte for byte.
+
+What a resume or a folder check decides is checked in this process, through the functions `nnexp` calls
+(nnexp/cli/command.py): `resume_config` and `run(..., resume=True)` for `nnexp resume=...`, `preflight` for
+the run and sweep folders a command names. The real command in a subprocess is kept for what only a
+process shows: its exit code and one line on stderr, signals, and one process holding a folder another
+wants."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
-import shutil
+import io
+import logging
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from conftest import NNEXP, read_summary, run_folders, run_nnexp
+from conftest import NNEXP, copy_run, read_summary, run_nnexp
+from nnexp.errors import UserError
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -25,22 +36,68 @@ def fingerprint(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A completed three-epoch run of the default experiment."""
-    root = tmp_path_factory.mktemp("trained")
-    result = run_nnexp("trainer.epochs=3", cwd=root)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(root)
-    return folder
-
-
 @pytest.fixture
-def run_copy(trained, tmp_path) -> Path:
-    """A copy of the trained run in this test's own folder, to be resumed or damaged at will."""
-    copy = tmp_path / "outputs" / "run"
-    shutil.copytree(trained, copy)
-    return copy
+def run_copy(session_runs, tmp_path) -> Path:
+    """A copy of a completed three-epoch run of the default experiment, in this test's own outputs/, to be
+    resumed or damaged at will."""
+    return copy_run(session_runs("trainer.epochs=3"), tmp_path / "outputs" / "run")
+
+
+@contextlib.contextmanager
+def logging_into(run_dir: Path) -> Iterator[None]:
+    """nnexp's records into the run's own nnexp.log while a resume runs, opened at the first record as
+    `nnexp resume=` opens it (nnexp.runs.resume.log_into), without taking over this process's logging."""
+    from nnexp.runs.folder import RunLogFile
+
+    handler = RunLogFile(run_dir / "nnexp.log", mode="a", delay=True)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+    logger = logging.getLogger("nnexp")
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+        handler.close()
+
+
+def resume(run_dir: Path, *changes: str, console: Console | None = None):
+    """`nnexp resume=RUN_DIR CHANGES...` in this process: the steps nnexp/cli/command.py takes, in its order.
+    A refusal is the UserError whose message the command prints as its one line."""
+    from nnexp.look.end_of_run import DRAWN
+    from nnexp.runs.folder import refuse_unwritable
+    from nnexp.runs.resume import resume_config
+    from nnexp.runs.run import run
+
+    folder, cfg = resume_config([f"resume={run_dir}", *changes])
+    refuse_unwritable(folder, f"resume with: nnexp resume={folder}")
+    with logging_into(folder):
+        return run(cfg, folder, console=console, resume=True, end=DRAWN)
+
+
+def refusal(error: pytest.ExceptionInfo[UserError]) -> str:
+    """The one line a refusal is on the command line, checked to be one line and exit code 2."""
+    assert error.value.exit_code == 2, error.value
+    message = str(error.value)
+    assert message and "\n" not in message
+    return message
+
+
+def refused_resume(run_dir: Path, *changes: str) -> str:
+    with pytest.raises(UserError) as refused:
+        resume(run_dir, *changes)
+    return refusal(refused)
+
+
+def refused_command(*args: str, multirun: bool = False) -> str:
+    """What `nnexp [-m] ARGS` says before any folder is made (nnexp.cli.preflight), as its one line."""
+    from nnexp.cli.preflight import preflight
+
+    with pytest.raises(UserError) as refused:
+        preflight(list(args), multirun=multirun)
+    return refusal(refused)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +112,21 @@ def run_copy(trained, tmp_path) -> Path:
         (["data.val_fraction=0.5", "force=true"], "completed all 3 epochs: a resume trains more of them"),
     ],
 )
-def test_a_refused_resume_says_why_in_one_line_and_changes_no_file(run_copy, tmp_path, change, said):
+def test_a_refused_resume_says_why_in_one_line_and_changes_no_file(run_copy, change, said):
+    before = fingerprint(run_copy)
+    assert said in refused_resume(run_copy, *change)
+    assert fingerprint(run_copy) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (["optim.lr=0.05"], "add force=true to resume anyway"),  # refused as the saved config is read
+        (["model.hidden=[32]", "trainer.epochs=4", "force=true"], "the checkpoint does not fit what this"),
+    ],
+    ids=["refused before the run", "refused once the checkpoint meets the model"],
+)
+def test_a_refused_resume_is_exit_code_2_and_one_line_on_stderr(run_copy, tmp_path, change, said):
     before = fingerprint(run_copy)
     result = run_nnexp(f"resume={run_copy}", *change, cwd=tmp_path)
     assert result.returncode == 2
@@ -64,27 +135,26 @@ def test_a_refused_resume_says_why_in_one_line_and_changes_no_file(run_copy, tmp
     assert fingerprint(run_copy) == before
 
 
-def test_resuming_a_completed_run_with_nothing_more_to_do_changes_nothing(run_copy, tmp_path):
+def test_resuming_a_completed_run_with_nothing_more_to_do_changes_nothing(run_copy):
     before = fingerprint(run_copy)
-    result = run_nnexp(f"resume={run_copy}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "completed all 3 epochs: nothing to resume" in result.stdout
+    printed = io.StringIO()
+    result = resume(run_copy, console=Console(file=printed, width=160))
+    assert result.status == "completed"
+    assert "completed all 3 epochs: nothing to resume" in printed.getvalue()
     assert fingerprint(run_copy) == before
 
 
-def test_a_forced_learning_rate_is_the_one_training_uses(run_copy, tmp_path):
-    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "optim.lr=0.05", "force=true", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def test_a_forced_learning_rate_is_the_one_training_uses(run_copy):
+    assert resume(run_copy, "trainer.epochs=4", "optim.lr=0.05", "force=true").status == "completed"
     rows = list(csv.DictReader((run_copy / "metrics.csv").open()))
     assert [row["epoch"] for row in rows] == ["1", "2", "3", "4"]
     assert float(rows[2]["lr"]) == 0.001 and float(rows[3]["lr"]) == 0.05
     assert "lr: 0.05" in (run_copy / ".hydra" / "config.yaml").read_text()
 
 
-def test_a_resumed_run_keeps_its_start_and_adds_up_its_time(run_copy, tmp_path):
+def test_a_resumed_run_keeps_its_start_and_adds_up_its_time(run_copy):
     first = read_summary(run_copy)
-    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert resume(run_copy, "trainer.epochs=4", "force=true").status == "completed"
     resumed = read_summary(run_copy)
     assert resumed["started_at"] == first["started_at"]
     assert len(resumed["resumed_at"]) == 1 and resumed["resumed_from_epoch"] == 3
@@ -93,7 +163,7 @@ def test_a_resumed_run_keeps_its_start_and_adds_up_its_time(run_copy, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["deleted", "random bytes", "rows cut off", "a row repeated"])
-def test_a_resume_rebuilds_a_damaged_metrics_file_from_the_checkpoint(run_copy, tmp_path, damage):
+def test_a_resume_rebuilds_a_damaged_metrics_file_from_the_checkpoint(run_copy, damage):
     metrics = run_copy / "metrics.csv"
     recorded = metrics.read_text().splitlines()
     if damage == "deleted":
@@ -104,8 +174,7 @@ def test_a_resume_rebuilds_a_damaged_metrics_file_from_the_checkpoint(run_copy, 
         metrics.write_text("\n".join(recorded[:2]) + "\n")
     else:
         metrics.write_text("\n".join([*recorded, recorded[-1]]) + "\n")
-    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert resume(run_copy, "trainer.epochs=4", "force=true").status == "completed"
     resumed = metrics.read_text().splitlines()
     assert resumed[: len(recorded)] == recorded and len(resumed) == len(recorded) + 1
 
@@ -115,12 +184,10 @@ def test_a_resume_rebuilds_a_damaged_metrics_file_from_the_checkpoint(run_copy, 
     [b"", b"- 1\n", b"trainer: 5\n", b"{{{\n", b"data: [1]\nmodel: 2\n", bytes(range(128, 256))],
     ids=["empty", "a list", "a section missing", "not YAML", "sections not mappings", "not text"],
 )
-def test_a_damaged_saved_config_is_refused_in_one_line_and_changes_no_file(run_copy, tmp_path, content):
+def test_a_damaged_saved_config_is_refused_in_one_line_and_changes_no_file(run_copy, content):
     (run_copy / ".hydra" / "config.yaml").write_bytes(content)
     before = fingerprint(run_copy)
-    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("nnexp: error: resume=") and len(result.stderr.splitlines()) == 1
+    assert refused_resume(run_copy, "trainer.epochs=4", "force=true").startswith("resume=")
     assert fingerprint(run_copy) == before
 
 
@@ -132,8 +199,7 @@ def test_a_damaged_saved_config_is_refused_in_one_line_and_changes_no_file(run_c
         ("summary.json", '{"status": 5, "started_at": 7, "wall_time_s": "x", "resumed_at": "no"}'),
     ],
 )
-def test_a_run_file_of_the_wrong_shape_is_refused_in_one_line_and_changes_no_file(run_copy, tmp_path, name,
-                                                                                   damage):  # fmt: skip
+def test_a_run_file_of_the_wrong_shape_is_refused_in_one_line_and_changes_no_file(run_copy, name, damage):
     import torch
 
     if name == "checkpoint.pt":
@@ -141,24 +207,25 @@ def test_a_run_file_of_the_wrong_shape_is_refused_in_one_line_and_changes_no_fil
     else:
         (run_copy / name).write_text(damage)
     before = fingerprint(run_copy)
-    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
-    assert name in result.stderr and fingerprint(run_copy) == before
+    assert name in refused_resume(run_copy, "trainer.epochs=4", "force=true")
+    assert fingerprint(run_copy) == before
 
 
 @pytest.mark.parametrize(
     ("subdir", "key"),
     [("../base", "hydra.sweep.subdir"), ("same", "hydra.sweep.subdir"), (None, "hydra.run.dir")],
 )
-def test_a_folder_that_climbs_out_with_dots_or_one_shared_by_every_job_is_refused(run_copy, tmp_path, subdir,
+def test_a_folder_that_climbs_out_with_dots_or_one_shared_by_every_job_is_refused(run_copy, tmp_path,
+                                                                                   monkeypatch, subdir,
                                                                                    key):  # fmt: skip
-    if key == "hydra.run.dir":
-        args = [f"hydra.run.dir={tmp_path}/nowhere/../outputs/run"]
-    else:
-        args = ["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.sweep.subdir={subdir}"]
+    monkeypatch.chdir(tmp_path)
     before = fingerprint(run_copy)
-    result = run_nnexp(*args, "trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode == 2 and result.stderr.startswith(f"nnexp: error: {key}="), result.stderr
+    if key == "hydra.run.dir":
+        said = refused_command(f"hydra.run.dir={tmp_path}/nowhere/../outputs/run", "trainer.epochs=1")
+    else:
+        sweep = ["seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.sweep.subdir={subdir}"]
+        said = refused_command(*sweep, "trainer.epochs=1", multirun=True)
+    assert said.startswith(f"{key}=")
     assert fingerprint(run_copy) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"]
 
@@ -184,68 +251,83 @@ def test_a_mistake_through_the_python_api_leaves_no_folder(tmp_path):
 
 
 def test_a_second_process_on_a_run_folder_is_refused_while_the_first_writes_it(run_copy, tmp_path):
+    """The first is `nnexp resume=` in its own process; the second, this one, is refused by its lock."""
+    from nnexp.runs.folder import RunFolderBusy
+
     first = subprocess.Popen(
-        [*NNEXP, f"resume={run_copy}", "trainer.epochs=40", "force=true"],
+        [*NNEXP, f"resume={run_copy}", "trainer.epochs=20", "force=true"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while read_summary(run_copy).get("resumed_from_epoch") is None:  # the first has the folder
             assert first.poll() is None, first.stderr.read()
             assert time.monotonic() < deadline
-            time.sleep(0.1)
-        second = run_nnexp(f"resume={run_copy}", "trainer.epochs=40", "force=true", cwd=tmp_path)
-        assert second.returncode == 2
-        assert f"{run_copy} is being written by another nnexp process" in second.stderr
+            time.sleep(0.05)
+        with pytest.raises(RunFolderBusy) as refused:
+            resume(run_copy, "trainer.epochs=20", "force=true")
+        assert f"{run_copy} is being written by another nnexp process" in refusal(refused)
     finally:
         assert first.wait(timeout=300) == 0, first.stderr.read()
     epochs = [row["epoch"] for row in csv.DictReader((run_copy / "metrics.csv").open())]
-    assert epochs == [str(epoch) for epoch in range(1, 41)]  # one row per epoch, none twice
+    assert epochs == [str(epoch) for epoch in range(1, 21)]  # one row per epoch, none twice
 
 
 @pytest.mark.parametrize("multirun", [False, True], ids=["run folder", "sweep folder"])
-def test_a_folder_named_outright_by_two_processes_at_once_is_written_by_the_first_only(tmp_path, multirun):
-    key, sweep = ("hydra.sweep.dir", ["-m", "seed=1,2"]) if multirun else ("hydra.run.dir", ["seed=1"])
+def test_a_folder_named_outright_by_two_processes_at_once_is_written_by_the_first_only(
+    tmp_path, monkeypatch, multirun
+):
+    """The first is `nnexp` in its own process; the second, this one, names the same folder while the
+    first trains in it, and is refused before it writes anything."""
+    key, seeds = ("hydra.sweep.dir", "seed=1,2") if multirun else ("hydra.run.dir", "seed=1")
     folder = tmp_path / "shared"
-    first = subprocess.Popen([*NNEXP, *sweep, "trainer.epochs=40", f"{key}={folder}"], cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not list(folder.rglob("metrics.csv")):
-        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
-        time.sleep(0.05)
-    second = run_nnexp(*[arg.replace("1", "7") for arg in sweep], "trainer.epochs=1", f"{key}={folder}",
-                       cwd=tmp_path)  # fmt: skip
-    assert second.returncode == 2 and len(second.stderr.splitlines()) == 1, second.stderr
-    assert any(said in second.stderr for said in ("holds a run", "holds runs", "being written by another"))
-    first.send_signal(signal.SIGTERM)
-    first.wait(timeout=120)
-    seeds = {read_summary(summary.parent)["seed"] for summary in folder.rglob("summary.json")}
-    assert seeds <= {1, 2} and seeds, seeds  # nothing of the second process's is there
+    first = subprocess.Popen([*NNEXP, *(["-m"] if multirun else []), seeds, "trainer.epochs=40",
+                              f"{key}={folder}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not list(folder.rglob("metrics.csv")):
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+            time.sleep(0.05)
+        monkeypatch.chdir(tmp_path)
+        second = [seeds.replace("1", "7"), "trainer.epochs=1", f"{key}={folder}"]
+        said = refused_command(*second, multirun=multirun)
+        assert any(words in said for words in ("holds a run", "holds runs", "being written by another"))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+    seeds_run = {read_summary(summary.parent)["seed"] for summary in folder.rglob("summary.json")}
+    assert seeds_run <= {1, 2} and seeds_run, seeds_run  # nothing of the second's is there
     overrides = [path.read_text() for path in folder.rglob("overrides.yaml")]
     assert overrides and not any("seed=7" in text for text in overrides)
 
 
 @pytest.mark.parametrize("multirun", [False, True], ids=["run folder", "sweep folder"])
-def test_a_named_folder_another_process_holds_is_refused_before_anything_is_written(tmp_path, multirun):
-    """The moment before the first process has written anything: only the lock tells the folder is taken."""
+def test_a_named_folder_another_process_holds_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                                     multirun):  # fmt: skip
+    """The moment before the first process has written anything: only the lock tells the folder is taken.
+    The lock is taken here on a descriptor of its own, as the nnexp that named the folder first holds it."""
     import fcntl
     import os
 
+    from nnexp.cli.preflight import preflight
+    from nnexp.runs.folder import RunFolderBusy
+
+    monkeypatch.chdir(tmp_path)
     folder = tmp_path / "taken"
     folder.mkdir()
     descriptor = os.open(folder, os.O_RDONLY)
-    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the nnexp that named it first holds it
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
-        args = ["-m", "seed=1,2", f"hydra.sweep.dir={folder}"] if multirun else [f"hydra.run.dir={folder}"]
-        result = run_nnexp(*args, "trainer.epochs=1", cwd=tmp_path)
+        args = ["seed=1,2", f"hydra.sweep.dir={folder}"] if multirun else [f"hydra.run.dir={folder}"]
+        with pytest.raises(RunFolderBusy) as refused:
+            preflight([*args, "trainer.epochs=1"], multirun=multirun)
     finally:
         os.close(descriptor)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(f"nnexp: error: {folder} is being written by another nnexp process")
-    assert len(result.stderr.splitlines()) == 1
+    assert refusal(refused).startswith(f"{folder} is being written by another nnexp process")
     assert list(folder.iterdir()) == []
 
 
@@ -253,29 +335,31 @@ def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_p
     before = fingerprint(run_copy)
     result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy}", cwd=tmp_path)
     assert result.returncode == 2
+    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
     assert "holds a run already, and nnexp never writes over" in result.stderr
     assert fingerprint(run_copy) == before
     assert sorted((tmp_path / "outputs").iterdir()) == [run_copy]  # and no other folder
 
 
-def test_a_sweep_folder_named_outright_that_holds_runs_is_refused(run_copy, tmp_path):
-    result = run_nnexp("-m", "trainer.epochs=1", f"hydra.sweep.dir={run_copy.parent}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert f"hydra.sweep.dir={run_copy.parent} holds runs already" in result.stderr
+def test_a_sweep_folder_named_outright_that_holds_runs_is_refused(run_copy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    said = refused_command("trainer.epochs=1", f"hydra.sweep.dir={run_copy.parent}", multirun=True)
+    assert f"hydra.sweep.dir={run_copy.parent} holds runs already" in said
 
 
 @pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
-def test_a_folder_named_outright_with_runs_deep_inside_is_refused(run_copy, tmp_path, key):
+def test_a_folder_named_outright_with_runs_deep_inside_is_refused(run_copy, tmp_path, monkeypatch, key):
     """outputs/ itself, say, whose runs are two levels down: a run written there would hold them."""
-    args = ["-m", "seed=1"] if key == "hydra.sweep.dir" else []
-    result = run_nnexp(*args, "trainer.epochs=1", f"{key}={tmp_path}", cwd=tmp_path)
-    assert result.returncode == 2 and f"holds runs already (e.g. {run_copy})" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    args = ["seed=1"] if key == "hydra.sweep.dir" else []
+    said = refused_command(*args, "trainer.epochs=1", f"{key}={tmp_path}", multirun=key == "hydra.sweep.dir")
+    assert f"holds runs already (e.g. {run_copy})" in said
     assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"]
 
 
-def test_new_run_folders_are_never_made_inside_a_run(run_copy, tmp_path):
-    result = run_nnexp("trainer.epochs=1", cwd=run_copy)  # its pattern would make run_copy/outputs/DATE/TIME
-    assert result.returncode == 2 and f"inside the run {run_copy}" in result.stderr
+def test_new_run_folders_are_never_made_inside_a_run(run_copy, monkeypatch):
+    monkeypatch.chdir(run_copy)  # its pattern would make run_copy/outputs/DATE/TIME
+    assert f"inside the run {run_copy}" in refused_command("trainer.epochs=1")
     assert not (run_copy / "outputs").exists()
 
 
@@ -308,7 +392,7 @@ def start_and_signal_once_it_has(tmp_path: Path, name: str, *args: str) -> subpr
         [*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not (folder / name).exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.01)
@@ -326,16 +410,15 @@ def test_sigterm_while_a_run_is_set_up_keeps_nothing(tmp_path):
 
 
 def test_sigterm_from_the_first_checkpoint_on_leaves_a_run_to_resume_exactly(tmp_path):
-    result = start_and_signal_once_it_has(tmp_path, "checkpoint.pt", "trainer.epochs=30")
+    result = start_and_signal_once_it_has(tmp_path, "checkpoint.pt", "trainer.epochs=10")
     assert result.returncode == 143, result.stderr
     folder = tmp_path / "run"
     assert read_summary(folder)["status"] == "interrupted"
     assert f"resume with: nnexp resume={folder}" in result.stderr
-    resumed = run_nnexp(f"resume={folder}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert read_summary(folder)["status"] == "completed" and read_summary(folder)["epochs_completed"] == 30
+    assert resume(folder).status == "completed"  # what that line runs, in this process
+    assert read_summary(folder)["status"] == "completed" and read_summary(folder)["epochs_completed"] == 10
     epochs = [row["epoch"] for row in csv.DictReader((folder / "metrics.csv").open())]
-    assert epochs == [str(epoch) for epoch in range(1, 31)]
+    assert epochs == [str(epoch) for epoch in range(1, 11)]
 
 
 def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruption(tmp_path):
@@ -348,19 +431,19 @@ def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruptio
     assert summary["status"] == "interrupted" and "resume_with" not in summary
 
 
-def test_a_resume_refuses_a_damaged_summary_instead_of_replacing_it(run_copy, tmp_path):
+def test_a_resume_refuses_a_damaged_summary_instead_of_replacing_it(run_copy):
     (run_copy / "summary.json").write_text('{"status": "comp')  # cut off mid-write
     before = fingerprint(run_copy)
-    result = run_nnexp(f"resume={run_copy}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert result.returncode == 2
-    assert f"{run_copy / 'summary.json'} is damaged" in result.stderr and len(result.stderr.splitlines()) == 1
+    said = refused_resume(run_copy, "trainer.epochs=4", "force=true")
+    assert f"{run_copy / 'summary.json'} is damaged" in said
     assert fingerprint(run_copy) == before
 
 
-def test_a_run_folder_inside_another_run_is_refused(run_copy, tmp_path):
+def test_a_run_folder_inside_another_run_is_refused(run_copy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     before = fingerprint(run_copy)
-    result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy / '.hydra' / 'x'}", cwd=tmp_path)
-    assert result.returncode == 2 and f"lies inside the run {run_copy}" in result.stderr
+    said = refused_command("trainer.epochs=1", f"hydra.run.dir={run_copy / '.hydra' / 'x'}")
+    assert f"lies inside the run {run_copy}" in said
     assert fingerprint(run_copy) == before
 
 
@@ -368,7 +451,7 @@ def test_a_signal_while_nnexp_starts_leaves_nothing_and_no_traceback(tmp_path):
     """Hydra has claimed the run folder; torch is still being imported: nothing to save, nothing kept."""
     process = subprocess.Popen([*NNEXP, "trainer.epochs=50"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not list((tmp_path / "outputs").glob("*/*/.hydra")):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.005)
