@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+
+# Idle OpenMP threads sleep instead of spinning: on a machine whose cores are busy (a shared CI runner, the
+# suite beside other work) spinning threads fight the ones doing the work, and torch's loops slow several
+# times over. Set before torch is imported here or in any run the tests start; the results do not change.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig
 
 from nnexp.cli.hydra_hooks import register_resolvers
@@ -124,3 +130,101 @@ def copy_run(run: Path, destination: Path) -> Path:
     """A copy of a run folder (files, times and modes kept) that a test may change or damage."""
     shutil.copytree(run, destination, symlinks=True)
     return destination
+
+
+# --- what an in-process run prints -------------------------------------------------------------------
+# The `nnexp` command prints into a pipe through rich at 160 columns (nnexp/cli/command.py); nnexp.run
+# prints through rich's global console. `piped_console()` makes that console 160 columns wide for one test
+# and returns a function that reads back what was printed (capsys), so a console check reads the lines a
+# CLI run would print, without starting a process.
+
+
+@pytest.fixture
+def piped_console(monkeypatch, capsys):
+    import rich
+    from rich.console import Console
+
+    monkeypatch.setattr(rich, "_console", Console(width=160, soft_wrap=False))
+
+    def printed() -> str:
+        captured = capsys.readouterr()
+        return captured.out + captured.err
+
+    return printed
+
+
+# --- how many tests start the nnexp command in a subprocess -------------------------------------------
+# Each costs seconds of interpreter and torch start-up; the suite keeps them for what is about the process
+# (exit codes, signals, locks, the console in a pipe). Every process started from a test (or a fixture it
+# set up) that runs one of nnexp's commands is counted, and the total is printed after the run.
+
+CLI_COMMANDS = ("nnexp", "nnexp-predict", "nnexp-report", "nnexp-generate")
+_tests_that_started_the_cli: set[str] = set()
+_running_test: list[str] = []
+_popen_init = subprocess.Popen.__init__
+
+
+def starts_the_cli(args) -> bool:
+    """Whether a subprocess runs nnexp: a console script, `python [-X ...] -m nnexp...`, or `python -c`
+    code that imports nnexp (the start-up checks)."""
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    if not argv:
+        return False
+    if Path(os.fsdecode(argv[0])).name in CLI_COMMANDS:
+        return True
+    words = [os.fsdecode(word) if isinstance(word, (bytes, os.PathLike)) else str(word) for word in argv]
+    follows = dict(zip(words, words[1:], strict=False))
+    return follows.get("-m", "").split(".")[0] == "nnexp" or "nnexp" in follows.get("-c", "")
+
+
+def _counting_popen_init(self, args, *rest, **options):
+    if _running_test and starts_the_cli(args):
+        _tests_that_started_the_cli.add(_running_test[-1])
+    _popen_init(self, args, *rest, **options)
+
+
+subprocess.Popen.__init__ = _counting_popen_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running_test.append(item.nodeid)
+    yield
+    _running_test.pop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(
+        f"tests that started an nnexp command in a subprocess: {len(_tests_that_started_the_cli)}"
+    )
+
+
+# --- resuming in this process ------------------------------------------------------------------------
+
+
+def resume_in_process(run_dir: Path, *overrides: str):
+    """What `nnexp resume=RUN_DIR OVERRIDES...` runs (nnexp/cli/command.py's main), in this process: the
+    saved config with the changes, the folder refused if unwritable, then the run resumed. Returns the
+    RunResult; raises the UserError the command prints in one line (its exit code: `error.exit_code`)."""
+    from nnexp.runs.folder import refuse_unwritable
+    from nnexp.runs.resume import resume_config
+    from nnexp.runs.run import run
+
+    folder, cfg = resume_config([f"resume={run_dir}", *overrides])
+    refuse_unwritable(folder, f"resume with: nnexp resume={folder}")
+    return run(cfg, folder, resume=True)
+
+
+# --- torch's threads, test by test -----------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A run in this process with trainer.threads=N (the language-model presets set 1) sets this process's
+    torch threads, as it sets a CLI run's: each test hands the next the thread count it found."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

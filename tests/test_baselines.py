@@ -9,7 +9,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp
+import nnexp
+from conftest import compose_config, read_summary
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data.digits import load_digits
 from nnexp.data.text import TokenSplit
@@ -135,18 +136,17 @@ def test_unigram_counts_the_training_tokens_add_one_smoothed():
     assert unigram["train_perplexity"] == pytest.approx((7 / 4 * 7 / 4 * 7 / 2 * 7 / 4) ** (1 / 4))
 
 
-def test_a_run_shows_its_baselines_in_the_console_the_summary_and_the_report(tmp_path, capsys):
-    result = run_nnexp("trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+def test_a_run_shows_its_baselines_in_the_console_the_summary_and_the_report(tmp_path, piped_console):
+    folder = nnexp.run(["trainer.epochs=1"], output_dir=tmp_path / "run").run_dir
+    printed = piped_console()
     baselines = {baseline["name"]: baseline for baseline in read_summary(folder)["baselines"]}
     assert list(baselines) == ["chance", "majority class", "logistic regression"]
     assert baselines["chance"]["test_accuracy"] == 0.1
     for row in ("accuracy of chance", "accuracy of majority class", "accuracy of logistic regression"):
-        assert row in result.stdout
+        assert row in printed
 
     assert report_main([str(folder)]) == 0
-    shown = capsys.readouterr().out
+    shown = piped_console()
     assert "logistic regression" in shown and "baseline_test_accuracy" in shown
 
 

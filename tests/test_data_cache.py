@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from conftest import run_folders, run_nnexp
+import nnexp
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data import cache as data_cache
 
@@ -85,12 +85,25 @@ def final_metrics(folder) -> dict:
     return json.loads((folder / "summary.json").read_text())["metrics"]["final"]
 
 
-def test_a_sweep_job_on_kept_data_scores_what_the_same_run_alone_scores(tmp_path):
-    (tmp_path / "sweep").mkdir(), (tmp_path / "alone").mkdir()
-    sweep = run_nnexp("-m", "model.hidden=[16],[32]", "trainer.epochs=2", cwd=tmp_path / "sweep")
-    assert sweep.returncode == 0, sweep.stderr
-    alone = run_nnexp("model.hidden=[32]", "trainer.epochs=2", cwd=tmp_path / "alone")
-    assert alone.returncode == 0, alone.stderr
-    [second_job] = [folder for folder in run_folders(tmp_path / "sweep") if folder.name == "1"]
-    [single] = run_folders(tmp_path / "alone")
-    assert final_metrics(second_job) == final_metrics(single)
+@pytest.fixture
+def bundles_handed_out(monkeypatch):
+    """Every bundle data_cache.cached hands to a run in this process."""
+    handed = []
+    build = data_cache.cached
+    monkeypatch.setattr(data_cache, "cached", lambda *args: handed.append(build(*args)) or handed[-1])
+    return handed
+
+
+def test_a_sweep_job_on_kept_data_scores_what_the_same_run_alone_scores(tmp_path, bundles_handed_out):
+    """`nnexp -m model.hidden=[16],[32]`'s jobs run in one process (Hydra's basic launcher) with the data
+    cache on (nnexp/cli/command.py): run so here, the second job trains on the first's data."""
+    data_cache.keep_between_jobs()
+    try:
+        nnexp.run(["model.hidden=[16]", "trainer.epochs=2"], output_dir=tmp_path / "sweep" / "0")
+        second_job = nnexp.run(["model.hidden=[32]", "trainer.epochs=2"], output_dir=tmp_path / "sweep" / "1")
+    finally:
+        data_cache.keep_between_jobs(False)
+    assert bundles_handed_out[1] is bundles_handed_out[0]  # kept, not read again
+    single = nnexp.run(["model.hidden=[32]", "trainer.epochs=2"], output_dir=tmp_path / "alone")
+    assert bundles_handed_out[2] is not bundles_handed_out[0]  # read from the files
+    assert final_metrics(second_job.run_dir) == final_metrics(single.run_dir)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
+import nnexp
+from conftest import compose_config, read_summary, write_fish_csv
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data.text import TokenSplit
 from nnexp.diagnostics.probe import Probe
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
+from nnexp.errors import ConfigError, UserError
 from nnexp.models.recurrent import GRU
 from nnexp.runs.run import start_diagnostics
 from nnexp.train.build import build
@@ -93,45 +96,51 @@ def test_unscaled_csv_columns_and_an_uncentred_target_are_named(fish_path):
 
 
 def test_a_loss_that_does_not_fit_the_task_is_refused_with_its_code(tmp_path, fish_path):
-    result = run_nnexp("loss=mse", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith("nnexp: error: [mse-on-class-indices] loss=mse does not fit digits")
-    assert "use loss=mse_onehot" in result.stderr
-    assert run_folders(tmp_path) == []  # refused: no folder of a run that never trained
-    result = run_nnexp("experiment=fish_linreg", f"data.path={fish_path}", "loss=cross_entropy", cwd=tmp_path)
-    assert result.returncode == 2 and "[cross-entropy-on-regression]" in result.stderr
+    with pytest.raises(ConfigError) as refused:
+        nnexp.run(["loss=mse"], output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
+    assert str(refused.value).startswith("[mse-on-class-indices] loss=mse does not fit digits")
+    assert "use loss=mse_onehot" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []  # refused: no folder of a run that never trained
+    fish = ["experiment=fish_linreg", f"data.path={fish_path}", "loss=cross_entropy"]
+    with pytest.raises(ConfigError, match=re.escape("[cross-entropy-on-regression]")) as refused:
+        nnexp.run(fish, output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
 
 
-# During training, through the real CLI
+# During training, in this process as `nnexp` runs it (nnexp.run): the findings are in summary.json, the
+# run's log (nnexp.log, printed by the CLI) and the console's table at the end.
 
 
-def test_the_lectures_learning_rate_of_500_is_flagged_as_stuck(tmp_path):
+def test_the_lectures_learning_rate_of_500_is_flagged_as_stuck(tmp_path, piped_console):
     # three_blue_lr500 trains on MNIST; the same net and loss on the digits (64-16-16-10) sticks the same way.
-    result = run_nnexp("experiment=three_blue_lr500", "data=digits", "trainer.epochs=8", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    result = nnexp.run(
+        ["experiment=three_blue_lr500", "data=digits", "trainer.epochs=8"], output_dir=tmp_path / "run"
+    )
+    folder = result.run_dir
     stuck = finding_of(folder, "stuck-loss")
     assert stuck["epoch"] == 7 and "has not moved for 5 epochs" in stuck["message"]
     assert stuck["expected"] is True  # the preset declares it demonstrates this
-    assert "[stuck-loss] epoch 7" in result.stdout
-    assert "stuck-loss (expected)" in result.stdout  # the table at the end
+    assert "[stuck-loss] epoch 7" in (folder / "nnexp.log").read_text()
+    assert "stuck-loss (expected)" in piped_console()  # the table at the end
 
 
 def test_all_zero_weights_leave_a_classifier_at_chance_with_dead_units(tmp_path):
-    result = run_nnexp("model.init=normal", "model.init_std=0", "trainer.epochs=5", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
-    assert codes_of(folder) == ["symmetric-init", "dead-relu", "chance-level"]
-    summary = read_summary(folder)
+    result = nnexp.run(
+        ["model.init=normal", "model.init_std=0", "trainer.epochs=5"], output_dir=tmp_path / "run"
+    )
+    assert result.status == "completed"
+    assert codes_of(result.run_dir) == ["symmetric-init", "dead-relu", "chance-level"]
+    summary = read_summary(result.run_dir)
     assert summary["initial_loss"]["expected"] == pytest.approx(math.log(10), abs=1e-6)
 
 
 def test_too_large_a_learning_rate_kills_relus_and_the_metrics_show_it(tmp_path):
     # the 64-128-10 net, so the layers are named as below
     net = ["model.hidden=[128]", "model.dropout=0"]
-    result = run_nnexp("optim=sgd", "optim.lr=3", "trainer.epochs=2", *net, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    result = nnexp.run(["optim=sgd", "optim.lr=3", "trainer.epochs=2", *net], output_dir=tmp_path / "run")
+    folder = result.run_dir
+    assert result.status == "completed"
     assert "dead-relu" in codes_of(folder)
     header, *rows = (folder / "metrics.csv").read_text().splitlines()
     assert (
@@ -142,19 +151,20 @@ def test_too_large_a_learning_rate_kills_relus_and_the_metrics_show_it(tmp_path)
 
 
 def test_a_non_finite_loss_is_recorded_as_a_diagnostic(tmp_path):
-    result = run_nnexp("optim=sgd", "optim.lr=1e12", "trainer.epochs=2", cwd=tmp_path)
-    assert result.returncode == 3
-    assert "[non-finite-loss] loss became" in result.stderr
-    [folder] = run_folders(tmp_path)
-    assert codes_of(folder)[-1] == "non-finite-loss"
+    with pytest.raises(UserError) as stopped:
+        nnexp.run(["optim=sgd", "optim.lr=1e12", "trainer.epochs=2"], output_dir=tmp_path / "run")
+    assert stopped.value.exit_code == 3  # the CLI's exit code (tests/test_safety.py runs it as a process)
+    assert "[non-finite-loss] loss became" in str(stopped.value)
+    assert codes_of(tmp_path / "run")[-1] == "non-finite-loss"
 
 
 def test_a_finite_loss_far_above_what_guessing_scores_stops_the_run_as_diverged(tmp_path):
     # The 64-128-10 net: at lr 1e6 its loss stays finite (the default, wider net's turns NaN at once).
     small = ["model.hidden=[128]", "model.dropout=0"]
-    result = run_nnexp("optim=sgd", "optim.lr=1e6", "trainer.epochs=3", *small, cwd=tmp_path)
-    assert result.returncode == 3, result.stderr
-    [folder] = run_folders(tmp_path)
+    with pytest.raises(UserError) as stopped:
+        nnexp.run(["optim=sgd", "optim.lr=1e6", "trainer.epochs=3", *small], output_dir=tmp_path / "run")
+    assert stopped.value.exit_code == 3  # the CLI's exit code (tests/test_safety.py runs it as a process)
+    folder = tmp_path / "run"
     summary = read_summary(folder)
     assert summary["status"] == "diverged" and summary["epochs_completed"] == 0
     finding = finding_of(folder, "exploded-loss")
@@ -164,20 +174,16 @@ def test_a_finite_loss_far_above_what_guessing_scores_stops_the_run_as_diverged(
 def test_a_language_model_that_does_not_learn_is_at_chance(tmp_path, text_path):
     # The preset's 10,000 tokens make 8 batches an epoch: 13 epochs pass the 100 steps chance-level waits for.
     lm = ["experiment=time_machine_rnn", f"data.path={text_path}", "optim.lr=1e-6", "trainer.epochs=13"]
-    result = run_nnexp(*lm, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    folder = nnexp.run(lm, output_dir=tmp_path / "run").run_dir
     assert "chance-level" in codes_of(folder)
     # Chance is ln V for this text's own vocabulary: 28 tokens for the book, fewer for the stand-in.
     vocabulary = len(json.loads((folder / "vocab.json").read_text())["tokens"])
-    assert f"a uniform guess scores {math.log(vocabulary):.4g}" in result.stdout
+    assert f"a uniform guess scores {math.log(vocabulary):.4g}" in (folder / "nnexp.log").read_text()
 
 
 def test_a_recurrent_net_trained_without_clipping_blows_up(tmp_path, text_path):
     lm = ["experiment=time_machine_rnn", f"data.path={text_path}", "trainer.clip_grad_norm=null"]
-    result = run_nnexp(*lm, "trainer.epochs=3", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    folder = nnexp.run([*lm, "trainer.epochs=3"], output_dir=tmp_path / "run").run_dir
     assert "trainer.clip_grad_norm=1" in finding_of(folder, "unstable-loss")["hint"]
 
 
@@ -203,28 +209,24 @@ def test_a_big_network_on_a_few_noisy_rows_overfits(tmp_path):
     names = write_noisy_rows(tmp_path / "noisy.csv")
     data = ["data=csv", f"data.path={tmp_path / 'noisy.csv'}", f"data.features=[{','.join(names)}]",
             "data.target=y", "data.val_fraction=0.3"]  # fmt: skip
-    result = run_nnexp(*data, *BIG, "trainer.epochs=30", "trainer.batch_size=16", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    overrides = [*data, *BIG, "trainer.epochs=30", "trainer.batch_size=16"]
+    folder = nnexp.run(overrides, output_dir=tmp_path / "run").run_dir
     assert "overfitting" in codes_of(folder)
-    assert "regularization=dropout" in result.stdout
+    assert "regularization=dropout" in (folder / "nnexp.log").read_text()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "Fish.csv").is_file(), reason="no real fish CSV beside this checkout")
 def test_a_big_network_on_the_real_fish_overfits(tmp_path):
     fish = ["experiment=fish_linreg", f"data.path={SHARED_DATA / 'Fish.csv'}", "data.val_fraction=0.3"]
-    result = run_nnexp(*fish, *BIG, "trainer.epochs=25", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    folder = nnexp.run([*fish, *BIG, "trainer.epochs=25"], output_dir=tmp_path / "run").run_dir
     assert "overfitting" in codes_of(folder)
 
 
 def test_diagnostics_can_be_switched_off(tmp_path):
-    result = run_nnexp("model.output_activation=softmax", "diagnostics.enabled=false", "trainer.epochs=1",
-                       cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
-    assert codes_of(folder) == []
+    overrides = ["model.output_activation=softmax", "diagnostics.enabled=false", "trainer.epochs=1"]
+    result = nnexp.run(overrides, output_dir=tmp_path / "run")
+    folder = result.run_dir
+    assert result.status == "completed" and codes_of(folder) == []
     assert "grad_norm" not in (folder / "metrics.csv").read_text()
 
 
@@ -281,11 +283,10 @@ def test_only_an_affine_model_under_mse_has_a_known_optimum(fish_csv):
 
 def test_a_linear_regression_that_reaches_least_squares_is_told_it_converged(tmp_path, fish_csv):
     full_batch = ["trainer.batch_size=full", "optim.lr=0.5", "scheduler=none", "trainer.epochs=60"]
-    result = run_nnexp("experiment=fish_linreg", f"data.path={fish_csv}", *full_batch, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    overrides = ["experiment=fish_linreg", f"data.path={fish_csv}", *full_batch]
+    folder = nnexp.run(overrides, output_dir=tmp_path / "run").run_dir
     assert "stuck-loss" not in codes_of(folder)
-    assert "has stopped at the least-squares optimum" in result.stdout + result.stderr
+    assert "has stopped at the least-squares optimum" in (folder / "nnexp.log").read_text()
 
 
 def test_overfitting_is_a_validation_loss_that_keeps_rising_while_the_training_loss_falls():

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp
+import nnexp
+from conftest import compose_config, read_summary
 from nnexp.data import DataSpec
 from nnexp.errors import ConfigError
 from nnexp.models.cnn import CNN
@@ -116,42 +117,39 @@ def test_the_image_presets_are_all_listed_here():
     assert set(IMAGE_PRESETS) <= set(PRESETS)
 
 
-def test_every_mnist_format_preset_runs_through_the_cli_on_synthetic_data(tmp_path):
-    # One sweep: a process per preset would spend most of its time importing torch.
+def test_every_mnist_format_preset_runs_on_synthetic_data(tmp_path):
+    # In this process (nnexp.run), one preset after another: a process each would mostly import torch.
     presets = [preset for preset in IMAGE_PRESETS if preset != "digits_cnn"]
-    # `++`: Hydra first composes the sweep without its swept values, on data=digits, which lacks these keys.
-    synthetic = [f"++{override}" for override in SYNTHETIC]
-    result = run_nnexp("-m", f"experiment={','.join(presets)}", *synthetic, *SMOKE, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summaries = [read_summary(folder) for folder in run_folders(tmp_path)]
-    assert len(summaries) == len(presets)
-    assert all(summary["status"] == "completed" for summary in summaries)
-    assert all(summary["data"]["details"]["synthetic"] is True for summary in summaries)
+    for preset in presets:
+        result = nnexp.run([f"experiment={preset}", *SYNTHETIC, *SMOKE], output_dir=tmp_path / preset)
+        summary = read_summary(result.run_dir)
+        assert summary["status"] == "completed", preset
+        assert summary["data"]["details"]["synthetic"] is True, preset
 
 
-def test_the_digits_cnn_preset_runs_through_the_cli(tmp_path):
-    result = run_nnexp("experiment=digits_cnn", *SMOKE, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = read_summary(run_folders(tmp_path)[-1])
+def test_the_digits_cnn_preset_runs(tmp_path):
+    result = nnexp.run(["experiment=digits_cnn", *SMOKE], output_dir=tmp_path / "run")
+    summary = read_summary(result.run_dir)
     assert summary["status"] == "completed" and summary["model"] == "CNN"
     assert summary["num_parameters"] == 1_370
 
 
 def test_three_blue_reports_13002_parameters_and_writes_the_per_layer_counts(tmp_path):
-    result = run_nnexp("experiment=three_blue", *SYNTHETIC, *SMOKE, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "MLP, 13,002 parameters" in result.stdout
-    assert "parameters per layer:" in result.stdout
-    folder = run_folders(tmp_path)[-1]
+    result = nnexp.run(["experiment=three_blue", *SYNTHETIC, *SMOKE], output_dir=tmp_path / "run")
+    folder = result.run_dir
+    logged = (folder / "nnexp.log").read_text()  # what the CLI prints as the run starts
+    assert "MLP, 13,002 parameters" in logged
+    assert "parameters per layer:" in logged
     assert read_summary(folder)["num_parameters"] == 13_002
     counts = json.loads((folder / "parameters.json").read_text())
     assert counts["total"] == 13_002
     assert [row["parameters"] for row in counts["layers"]] == [12_560, 272, 170]
-    assert "SYNTHETIC" in result.stdout  # a synthetic run says so
+    assert "SYNTHETIC" in logged  # a synthetic run says so
 
 
 def test_image_config_values_are_checked_by_name(tmp_path: Path):
-    result = run_nnexp("data=mnist", "model=cnn", "model.pool=median", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "model.pool=median is not allowed: use one of max, avg, global_avg, none" in result.stderr
-    assert run_folders(tmp_path) == []
+    with pytest.raises(ConfigError) as refused:
+        nnexp.run(["data=mnist", "model=cnn", "model.pool=median"], output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
+    assert "model.pool=median is not allowed: use one of max, avg, global_avg, none" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []

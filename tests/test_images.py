@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_language_models import write_book
 
-from conftest import read_summary, run_folders, run_nnexp, write_fish_csv
+import nnexp
+from conftest import read_summary, write_fish_csv
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.images import CACHE_FILE, load_images, write_idx_dataset
 from nnexp.errors import ConfigError, DataError
@@ -105,11 +107,15 @@ def test_missing_files_are_one_line_error_naming_the_files(tmp_path: Path) -> No
         load(tmp_path, "mnist")
     assert str(tmp_path / "MNIST" / "raw") in str(caught.value)
 
-    result = run_nnexp("data=fashion_mnist", f"data.root={tmp_path}", "data.download=false", cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nnexp: error: data=fashion_mnist")
+    # `nnexp data=fashion_mnist ...`, in this process: the line the command prints, and no run folder
+    overrides = ["data=fashion_mnist", f"data.root={tmp_path}", "data.download=false"]
+    with pytest.raises(DataError) as refused:
+        nnexp.run(overrides, output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
+    lines = str(refused.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("data=fashion_mnist")
     assert "train-images-idx3-ubyte.gz" in lines[0] and "FashionMNIST/raw" in lines[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_failed_download_is_one_line_and_leaves_no_empty_folders(tmp_path: Path, monkeypatch) -> None:
@@ -163,21 +169,16 @@ def test_augment_refuses_mirrored_digits_and_non_images() -> None:
     assert build_augment(options, DataSpec("fashion_mnist", "classification", (1, 28, 28), 10))
 
 
-def test_augmented_cnn_run_on_digits_through_the_cli(tmp_path: Path) -> None:
-    result = run_nnexp(
-        "model=cnn",
-        "regularization=augment",
-        "trainer.epochs=2",
-        "trainer.max_batches_per_epoch=3",
-        cwd=tmp_path,
+def test_an_augmented_cnn_run_on_digits_completes_and_a_mirroring_one_is_refused(tmp_path: Path) -> None:
+    augmented_cnn = ["model=cnn", "regularization=augment"]
+    result = nnexp.run(
+        [*augmented_cnn, "trainer.epochs=2", "trainer.max_batches_per_epoch=3"], output_dir=tmp_path / "run"
     )
-    assert result.returncode == 0, result.stderr
-    assert read_summary(run_folders(tmp_path)[-1])["status"] == "completed"
+    assert result.status == "completed" and read_summary(result.run_dir)["status"] == "completed"
 
-    refused = run_nnexp(
-        "model=cnn", "regularization=augment", "regularization.augment.horizontal_flip=0.5", cwd=tmp_path
-    )
-    assert refused.returncode == 2 and "a mirrored digit is not the same digit" in refused.stderr
+    with pytest.raises(ConfigError, match="a mirrored digit is not the same digit") as refused:
+        nnexp.run([*augmented_cnn, "regularization.augment.horizontal_flip=0.5"], output_dir=tmp_path / "no")
+    assert refused.value.exit_code == 2 and not (tmp_path / "no").exists()
 
 
 @pytest.mark.parametrize(
@@ -188,6 +189,9 @@ def test_augmented_cnn_run_on_digits_through_the_cli(tmp_path: Path) -> None:
         # 900 x 784 training values: more than the logistic-regression baseline takes, so no scikit-learn
         ("mnist", ["data.synthetic=true", "data.synthetic_sizes=[1000,100]", "data.val_size=100"],
          {"torchvision", "pandas", "sklearn"}),
+        # text data must not pay for torchvision's import (seconds)
+        ("time_machine", ["model=gru", "model.hidden_size=8", "trainer.batch_size=4", "data.num_steps=8"],
+         {"torchvision"}),
     ],
 )  # fmt: skip
 def test_a_run_imports_only_the_heavy_modules_its_data_needs(
@@ -195,6 +199,8 @@ def test_a_run_imports_only_the_heavy_modules_its_data_needs(
 ) -> None:
     if data == "fish":
         extra = [f"data.path={write_fish_csv(tmp_path / 'Fish.csv')}", *extra]
+    if data == "time_machine":
+        extra = [f"data.path={write_book(tmp_path / 'book.txt')}", *extra]
     result = subprocess.run(
         [
             sys.executable,

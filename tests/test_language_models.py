@@ -16,8 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import read_summary, run_folders, run_nnexp
+import nnexp
+from conftest import copy_run, read_summary
 from nnexp.data.text import Tokenizer, TokenSplit, Vocab
+from nnexp.errors import ConfigError, UserError
+from nnexp.look.generate import main as generate_main
 from nnexp.models.recurrent import GRU, LSTM, RNN
 from nnexp.train.lm_loop import evaluate, generate, train_one_epoch
 
@@ -205,28 +208,29 @@ def metrics_rows(folder: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((folder / "metrics.csv").open()))
 
 
-@pytest.fixture(scope="module")
-def preset_run(book, tmp_path_factory):
-    """Run a preset on the small book once per module; `-X importtime` lists every module it imports."""
-    runs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]] = {}
+@pytest.fixture
+def preset_run(book, session_runs):
+    """The folder of a preset trained on the small book, once per session, in-process (nnexp.run). That a
+    text run never imports torchvision is checked on a real process in tests/test_images.py."""
 
-    def run(preset: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
-        if preset not in runs:
-            cwd = tmp_path_factory.mktemp(preset)
-            command = [sys.executable, "-X", "importtime", "-m", "nnexp", f"experiment={preset}"]
-            command += [f"data.path={book}", *SMALL, "generation.every=1"]
-            result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
-            assert result.returncode == 0, result.stderr[-3000:]
-            [folder] = run_folders(cwd)
-            runs[preset] = folder, result
-        return runs[preset]
+    def run(preset: str) -> Path:
+        return session_runs(f"experiment={preset}", f"data.path={book}", *SMALL, "generation.every=1")
 
     return run
 
 
+def generate_exit(*args: object) -> int:
+    """`nnexp-generate ARGS` in this process: its exit code (what it prints stays in capsys)."""
+    try:
+        generate_main([str(arg) for arg in args])
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
 @pytest.mark.parametrize("preset", ["time_machine_rnn", "time_machine_gru", "time_machine_lstm"])
 def test_each_preset_trains_on_a_small_text_and_records_perplexity_and_samples(preset, preset_run):
-    folder, result = preset_run(preset)
+    folder = preset_run(preset)
     rows = metrics_rows(folder)
     assert len(rows) == 2 and float(rows[-1]["train_perplexity"]) < float(rows[0]["train_perplexity"]) < 30
     assert int(rows[0]["tokens_per_s"]) > 0
@@ -240,30 +244,26 @@ def test_each_preset_trains_on_a_small_text_and_records_perplexity_and_samples(p
     samples = (folder / "samples.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in samples] == ["epoch 1", "final"]
     assert all(line.split(": ", 1)[1].startswith("time traveller") for line in samples)
-    assert "sample (final): time traveller" in result.stdout + result.stderr
-    # Text data must not pay for torchvision's import (seconds); -X importtime lists every import.
-    assert re.search(r"\|\s+torch$", result.stderr, re.MULTILINE) and "torchvision" not in result.stderr
+    # the run's log (printed to the console by the CLI) shows the sample too
+    assert "sample (final): time traveller" in (folder / "nnexp.log").read_text()
 
 
-def test_nnexp_generate_continues_a_prefix_from_a_finished_run(preset_run, tmp_path):
-    folder, _ = preset_run("time_machine_gru")
-    generated = subprocess.run(
-        [*GENERATE, str(folder), "--prefix", "The Time", "--num-tokens", "15"], capture_output=True, text=True
-    )
-    assert generated.returncode == 0, generated.stderr
-    text = generated.stdout.strip()
+def test_nnexp_generate_continues_a_prefix_from_a_finished_run(preset_run, capsys):
+    folder = preset_run("time_machine_gru")
+    assert generate_exit(folder, "--prefix", "The Time", "--num-tokens", "15") == 0
+    text = capsys.readouterr().out.strip()
     assert text.startswith("the time") and len(text) == len("the time") + 15
     # The run's own final sample came from the same checkpoint and vocabulary, greedily.
     final = (folder / "samples.txt").read_text().splitlines()[-1].removeprefix("final: ")
-    again = subprocess.run(
-        [*GENERATE, str(folder), "--prefix", "time traveller", "--num-tokens", "12"],
-        capture_output=True,
-        text=True,
-    )
-    assert again.stdout.strip() == final
+    assert generate_exit(folder, "--prefix", "time traveller", "--num-tokens", "12") == 0
+    assert capsys.readouterr().out.strip() == final
 
-    missing = subprocess.run([*GENERATE, str(tmp_path)], capture_output=True, text=True)
+
+def test_nnexp_generate_on_a_folder_without_a_run_exits_2_with_one_line(tmp_path):
+    """The installed command, as a process: exit code 2 and one line naming the missing checkpoint."""
+    missing = subprocess.run([*GENERATE, str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "checkpoint.pt" in missing.stderr
+    assert missing.stderr.startswith("nnexp: error: ") and missing.stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -275,31 +275,32 @@ def test_nnexp_generate_continues_a_prefix_from_a_finished_run(preset_run, tmp_p
         ("checkpoint.pt", bytes(range(256)) * 8),  # not an archive torch.save wrote
     ],
 )
-def test_nnexp_generate_names_a_damaged_run_file_in_one_line(preset_run, tmp_path, damaged, content):
-    folder, _ = preset_run("time_machine_gru")
-    copy = tmp_path / "run"
-    shutil.copytree(folder, copy)
+def test_nnexp_generate_names_a_damaged_run_file_in_one_line(preset_run, tmp_path, capsys, damaged, content):
+    copy = copy_run(preset_run("time_machine_gru"), tmp_path / "run")
     (copy / damaged).write_bytes(content)
-    result = subprocess.run([*GENERATE, str(copy)], capture_output=True, text=True)
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
-    assert damaged in result.stderr and "Traceback" not in result.stderr
+    assert generate_exit(copy) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("nnexp: error: "), err
+    assert damaged in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
     "content", [b"<!DOCTYPE html><html><body>Access Denied</body></html>\n", b"The Time Tra"]
 )
-def test_a_corrupted_or_html_file_at_the_default_path_is_refused_with_the_checksum(content, tmp_path):
+def test_a_corrupted_or_html_file_at_the_default_path_is_refused_with_the_checksum(
+    content, tmp_path, monkeypatch
+):
     root = tmp_path / "data"
     root.mkdir()
     (root / "timemachine.txt").write_bytes(content)
-    result = run_nnexp("data=time_machine", "model=rnn", env={"NNEXP_DATA_ROOT": str(root)}, cwd=tmp_path)
-    assert result.returncode == 2
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith(
-        f"nnexp: error: {root / 'timemachine.txt'}: sha1 {hashlib.sha1(content).hexdigest()}"
-    )
+    monkeypatch.setenv("NNEXP_DATA_ROOT", str(root))
+    with pytest.raises(UserError) as refused:
+        nnexp.run(["data=time_machine", "model=rnn"], output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"{root / 'timemachine.txt'}: sha1 {hashlib.sha1(content).hexdigest()}")
     assert "090b5e7e70c295757f55df93cb0a180b9691891a" in line
-    assert not any((folder / "metrics.csv").exists() for folder in run_folders(tmp_path))
+    assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
 def test_the_default_source_is_downloaded_into_data_root_when_missing(book, tmp_path):
@@ -320,12 +321,13 @@ def test_the_default_source_is_downloaded_into_data_root_when_missing(book, tmp_
             f"data.url={url}",
             f"data.sha1={sha1}",
         ]
-        result = run_nnexp(
-            *args, f"data.root={tmp_path / 'root'}", *SMALL[1:], "trainer.epochs=1", cwd=tmp_path
+        result = nnexp.run(
+            [*args, f"data.root={tmp_path / 'root'}", *SMALL[1:], "trainer.epochs=1"],
+            output_dir=tmp_path / "run",
         )
     finally:
         server.shutdown()
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.status == "completed"
     assert (tmp_path / "root" / book.name).read_bytes() == book.read_bytes()
 
 
@@ -345,15 +347,16 @@ def test_the_default_source_is_downloaded_into_data_root_when_missing(book, tmp_
     ],
 )
 def test_mismatched_settings_are_refused_before_anything_runs(args, message, tmp_path):
-    result = run_nnexp(*args, cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
-    assert run_folders(tmp_path) == []
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        nnexp.run(args, output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_validation_tail_too_short_for_one_batch_is_refused_before_training(book, tmp_path):
-    result = run_nnexp(
-        "experiment=time_machine_gru", f"data.path={book}", "data.val_fraction=0.01", cwd=tmp_path
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "trainer.batch_size=32 x data.num_steps=35 needs more than 1,120 tokens" in result.stderr
-    assert not any((folder / "metrics.csv").exists() for folder in run_folders(tmp_path))
+    overrides = ["experiment=time_machine_gru", f"data.path={book}", "data.val_fraction=0.01"]
+    with pytest.raises(UserError) as refused:
+        nnexp.run(overrides, output_dir=tmp_path / "run")
+    assert refused.value.exit_code == 2
+    assert "trainer.batch_size=32 x data.num_steps=35 needs more than 1,120 tokens" in str(refused.value)
+    assert not (tmp_path / "run" / "metrics.csv").exists()

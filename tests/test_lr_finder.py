@@ -10,7 +10,8 @@ from functools import partial
 import pytest
 import torch
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
+import nnexp
+from conftest import compose_config, read_summary, write_fish_csv
 from nnexp.cli.preflight import preflight
 from nnexp.errors import ConfigError
 from nnexp.train import lm_loop, loop
@@ -157,10 +158,11 @@ def test_a_language_model_carries_its_state_within_a_pass_and_cycles_a_short_tra
 # --- the command line --------------------------------------------------------------------------------
 
 
-def test_nnexp_lr_find_records_the_sweep_instead_of_training_and_prints_the_suggestion(tmp_path):
-    result = run_nnexp("+lr_find=exponential", "lr_find.num_steps=60", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+def test_nnexp_lr_find_records_the_sweep_instead_of_training_and_prints_the_suggestion(
+    tmp_path, piped_console
+):
+    folder = nnexp.run(["+lr_find=exponential", "lr_find.num_steps=60"], output_dir=tmp_path / "run").run_dir
+    printed = piped_console() + (folder / "nnexp.log").read_text()  # the console and the run's log
     summary = read_summary(folder)
     assert summary["status"] == "completed" and summary["mode"] == "lr_find"
     assert summary["lr_find"]["steps"] <= 60
@@ -171,16 +173,17 @@ def test_nnexp_lr_find_records_the_sweep_instead_of_training_and_prints_the_sugg
     assert not (folder / "checkpoint.pt").exists() and not (folder / "metrics.csv").exists()
     suggested = summary["lr_find"]["suggested_lr"]
     assert 1e-7 < suggested < 10
-    assert f"suggested learning rate: {suggested:.1e}" in result.stdout
-    assert f"train with optim.lr={suggested:.2g}\n" in result.stdout
+    assert f"suggested learning rate: {suggested:.1e}" in printed
+    assert f"train with optim.lr={suggested:.2g}\n" in printed
 
 
-def test_lr_find_true_names_the_option_to_use_on_the_command_line(tmp_path):
-    result = run_nnexp("lr_find=true", cwd=tmp_path)
-    assert result.returncode == 2
-    message = "lr_find=true does not name an option of lr_find: use +lr_find=exponential"
-    assert result.stderr == f"nnexp: error: {message}\n"
-    assert run_folders(tmp_path) == []
+def test_lr_find_true_names_the_option_to_use_on_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where `nnexp` would make outputs/DATE/TIME
+    with pytest.raises(ConfigError) as refused:
+        nnexp.run(["lr_find=true"])
+    assert refused.value.exit_code == 2
+    assert str(refused.value) == "lr_find=true does not name an option of lr_find: use +lr_find=exponential"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """nnexp-predict: a saved run's model on new data gives what the model gives on the same inputs in training.
 
-Two short runs through the real CLI (digits, 2 epochs; a fish-shaped CSV, 3 epochs), then nnexp-predict on
+Two short runs, trained in this process as `nnexp` trains them (digits, 2 epochs; a fish-shaped CSV,
+3 epochs), then nnexp-predict (its main, in this process) on
 files written here in their real formats: a CSV of the run's own test rows as they stand in the data file,
 and PNGs of test digits drawn 8 times larger. The expected answers come from the model on the tensors the
 run's own data loader builds (what training and evaluation fed it).
@@ -8,9 +9,7 @@ run's own data loader builds (what training and evaluation fed it).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,17 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import run_folders, run_nnexp, write_fish_csv
+import nnexp
+from conftest import write_fish_csv
 from nnexp.data import shuffled_split
 from nnexp.look.predict import main
 from nnexp.look.saved import load_saved_run
 
-PREDICT = (
-    [shutil.which("nnexp-predict")]
-    if shutil.which("nnexp-predict")
-    else [sys.executable, "-m", "nnexp.look.predict"]
-)
-
 
 def trained(root: Path, *overrides: str) -> Path:
-    result = run_nnexp(*overrides, cwd=root)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(root)
-    return folder
+    result = nnexp.run(list(overrides), output_dir=root / "run")
+    assert result.status == "completed"
+    return result.run_dir
 
 
 def data_of(run: Path):
@@ -46,23 +39,44 @@ def data_of(run: Path):
     return config, instantiate(config.data, _convert_="all")
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> Path:
-    return trained(tmp_path_factory.mktemp("digits"), "trainer.epochs=2")
+@pytest.fixture
+def digits_run(session_runs) -> Path:
+    return session_runs("trainer.epochs=2")
 
 
 @pytest.fixture(scope="module")
-def fish_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fish")
-    csv = write_fish_csv(root / "Fish.csv")
-    return trained(root, "experiment=fish_linreg", f"data.path={csv}", "trainer.epochs=3")
+def fish_csv_file(tmp_path_factory) -> Path:
+    return write_fish_csv(tmp_path_factory.mktemp("fish") / "Fish.csv")
 
 
-def predict_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PREDICT, *map(str, args)], capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def fish_run(session_runs, fish_csv_file) -> Path:
+    return session_runs("experiment=fish_linreg", f"data.path={fish_csv_file}", "trainer.epochs=3")
 
 
-def test_a_csv_of_the_runs_own_test_rows_gets_the_models_predictions_in_the_targets_units(fish_run, tmp_path):
+@dataclass
+class Predicted:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def predict_cli(capsys):
+    """`nnexp-predict ARGS` in this process (its main): the exit code and what it printed."""
+
+    def predict(*args: object) -> Predicted:
+        capsys.readouterr()
+        code = main_exit(*args)
+        printed = capsys.readouterr()
+        return Predicted(code, printed.out, printed.err)
+
+    return predict
+
+
+def test_a_csv_of_the_runs_own_test_rows_gets_the_models_predictions_in_the_targets_units(
+    fish_run, tmp_path, predict_cli
+):
     config, bundle = data_of(fish_run)
     model = load_saved_run(fish_run).model
     scale = bundle.spec.details["target_scale"]
@@ -87,7 +101,7 @@ def test_a_csv_of_the_runs_own_test_rows_gets_the_models_predictions_in_the_targ
     np.testing.assert_allclose(sorted(recorded["predicted_Weight"]), sorted(expected), rtol=1e-4)
 
 
-def test_a_run_with_two_targets_predicts_each_in_its_own_units(tmp_path):
+def test_a_run_with_two_targets_predicts_each_in_its_own_units(tmp_path, predict_cli):
     csv = write_fish_csv(tmp_path / "Fish.csv")
     run = trained(tmp_path, "data=csv", f"data.path={csv}", "data.features=[Length1,Height]",
                   "data.target=[Weight,Width]", "trainer.epochs=2")  # fmt: skip
@@ -117,7 +131,9 @@ def digit_png(pixels: torch.Tensor, path: Path, zoom: int = 8) -> Path:
     return path
 
 
-def test_digit_pngs_of_any_size_get_the_class_the_model_gives_the_original_rows(digits_run, tmp_path):
+def test_digit_pngs_of_any_size_get_the_class_the_model_gives_the_original_rows(
+    digits_run, tmp_path, predict_cli
+):
     _, bundle = data_of(digits_run)
     inputs = bundle.test.inputs[:6]  # (6, 1, 8, 8), pixels / 16
     model = load_saved_run(digits_run).model

@@ -6,15 +6,15 @@ import platform
 
 import torch
 
-from conftest import read_summary, run_folders, run_nnexp
+import nnexp
+from conftest import read_summary
 
 
 def test_a_run_records_its_versions_device_and_threads(tmp_path):
     """torch, CUDA and cuDNN versions (None on a CPU-only torch), Python, the device and GPUs it saw,
     and the threads it trained with: trainer.threads when given."""
-    result = run_nnexp("debug=smoke", "device=cpu", "trainer.threads=1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
+    overrides = ["debug=smoke", "device=cpu", "trainer.threads=1"]
+    folder = nnexp.run(overrides, output_dir=tmp_path / "run").run_dir
     recorded = read_summary(folder)["provenance"]
     assert recorded["python"] == platform.python_version()
     assert recorded["torch"] == torch.__version__

@@ -17,13 +17,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp
+import nnexp
+from conftest import compose_config, read_summary
 from nnexp.config.checks import check_config
 from nnexp.data import TensorSplit
 from nnexp.data import cache as data_cache
 from nnexp.data.synthetic import FreshSplit
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
 from nnexp.errors import ConfigError
+from nnexp.look.predict import main as predict_main
 
 PREDICT = (
     [shutil.which("nnexp-predict")]
@@ -31,6 +33,15 @@ PREDICT = (
     else [sys.executable, "-m", "nnexp.look.predict"]
 )
 TOY = ["data=synthetic", "data.shape=[784]", "data.low=1", "data.high=2", "data.target_rule=constant"]
+
+
+def predict_exit(*args: object) -> int:
+    """`nnexp-predict ARGS` in this process: its exit code (what it prints stays in capsys)."""
+    try:
+        predict_main([str(arg) for arg in args])
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
 
 
 def bundle(*overrides: str):
@@ -175,14 +186,16 @@ def test_a_fixed_set_may_keep_its_order():
     check_config(compose_config("data=synthetic", "data.fresh=false", "trainer.shuffle=false"))
 
 
-def test_a_refused_setting_exits_2_in_one_line_and_creates_no_run_folder(tmp_path):
-    result = run_nnexp("data=synthetic", "data.low=3", "data.high=3", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "nnexp: error: data.low=3 is not below data.high=3: the inputs are drawn from [low, high), so set "
+def test_a_refused_setting_is_one_line_with_exit_code_2_and_creates_no_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where `nnexp` would make outputs/DATE/TIME
+    with pytest.raises(ConfigError) as refused:
+        nnexp.run(["data=synthetic", "data.low=3", "data.high=3"])
+    assert refused.value.exit_code == 2
+    assert str(refused.value).splitlines() == [
+        "data.low=3 is not below data.high=3: the inputs are drawn from [low, high), so set "
         "e.g. data.low=0 data.high=1"
     ]
-    assert run_folders(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_constant_target_raises_no_unstable_loss_however_the_loss_jumps():
@@ -195,12 +208,11 @@ def test_a_constant_target_raises_no_unstable_loss_however_the_loss_jumps():
     assert [finding.code for findings in found for finding in findings] == []
 
 
-def test_a_synthetic_run_trains_and_says_what_its_data_is(tmp_path):
+def test_a_synthetic_run_trains_and_says_what_its_data_is(tmp_path, capsys):
     """One run of the default data=synthetic (a linear target), two epochs: the loss falls, and the
     summary's data spec says the samples were synthetic and fresh."""
-    result = run_nnexp("data=synthetic", "model=linear", "trainer.epochs=3", "optim.lr=0.01", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    [folder] = run_folders(tmp_path)
+    overrides = ["data=synthetic", "model=linear", "trainer.epochs=3", "optim.lr=0.01"]
+    folder = nnexp.run(overrides, output_dir=tmp_path / "run").run_dir
     summary = read_summary(folder)
     details = summary["data"]["details"]
     assert details["synthetic"] is True and details["training"].startswith("fresh random samples every step")
@@ -214,20 +226,17 @@ def test_a_synthetic_run_trains_and_says_what_its_data_is(tmp_path):
     # its inputs are named as CSV columns (x1 ... x8), so nnexp-predict reads new rows for it
     rows = tmp_path / "rows.csv"
     rows.write_text(",".join(f"x{k}" for k in range(1, 9)) + "\n" + ",".join(["0.5"] * 8) + "\n")
-    predicted = subprocess.run(
-        [*PREDICT, str(folder), str(rows)], capture_output=True, text=True, timeout=300
-    )
-    assert predicted.returncode == 0, predicted.stderr
-    assert "rows.csv" in predicted.stdout
+    capsys.readouterr()
+    assert predict_exit(folder, rows) == 0  # `nnexp-predict RUN rows.csv`, in this process
+    assert "rows.csv" in capsys.readouterr().out
 
 
 def test_nnexp_predict_refuses_a_synthetic_run_with_nothing_to_read_in_one_line(tmp_path):
-    result = run_nnexp(
-        "data=synthetic", "data.task=classification", "data.num_outputs=3", "model=linear",
-        "trainer.epochs=1", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    [folder] = run_folders(tmp_path)
+    """The installed nnexp-predict, as a process: exit code 2 and exactly one line on stderr."""
+    folder = nnexp.run(
+        ["data=synthetic", "data.task=classification", "data.num_outputs=3", "model=linear",
+         "trainer.epochs=1"], output_dir=tmp_path / "run",
+    ).run_dir  # fmt: skip
     rows = tmp_path / "rows.csv"
     rows.write_text("x1\n0.5\n")
     refused = subprocess.run([*PREDICT, str(folder), str(rows)], capture_output=True, text=True, timeout=300)
@@ -238,12 +247,25 @@ def test_nnexp_predict_refuses_a_synthetic_run_with_nothing_to_read_in_one_line(
     ]
 
 
-def test_a_sweeps_second_job_trains_on_the_same_fresh_samples_as_its_first(tmp_path):
+@pytest.fixture
+def jobs_of_one_sweep(monkeypatch):
+    """Runs in this process as `nnexp -m`'s jobs run (Hydra's basic launcher runs them in one process,
+    and nnexp/cli/command.py turns the data cache on for them); yields the bundles handed out."""
+    handed = []
+    build = data_cache.cached
+    monkeypatch.setattr(data_cache, "cached", lambda *args: handed.append(build(*args)) or handed[-1])
+    data_cache.keep_between_jobs()
+    yield handed
+    data_cache.keep_between_jobs(False)
+
+
+def test_a_sweeps_second_job_trains_on_the_same_fresh_samples_as_its_first(tmp_path, jobs_of_one_sweep):
     """`nnexp -m` keeps the first job's data for the second (same data config and seed): its fresh
     batches must be the ones a new bundle draws, so both jobs' losses match step for step."""
-    result = run_nnexp("-m", "experiment=lectures/toy_linear_linear", "trainer.eval_every=1,2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    first, second = run_folders(tmp_path)
+    toy = "experiment=lectures/toy_linear_linear"
+    first = nnexp.run([toy, "trainer.eval_every=1"], output_dir=tmp_path / "0").run_dir
+    second = nnexp.run([toy, "trainer.eval_every=2"], output_dir=tmp_path / "1").run_dir
+    assert len(jobs_of_one_sweep) == 2 and jobs_of_one_sweep[1] is jobs_of_one_sweep[0]  # the data was kept
     losses = [pd.read_csv(folder / "metrics.csv")["train_loss"].tolist() for folder in (first, second)]
     assert len(losses[0]) == 20 and losses[0] == losses[1]
     assert len(set(losses[0])) == 20  # a new example every step, so no two losses alike

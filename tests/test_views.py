@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import nnexp
-from conftest import compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
+from conftest import compose_config, copy_run, read_summary, resume_in_process, write_fish_csv
 from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError
 from nnexp.look import figures, views
@@ -37,12 +37,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_the_default_run_writes_every_test_digit_and_the_per_class_recall_agrees_everywhere(tmp_path):
+def test_the_default_run_writes_every_test_digit_and_the_per_class_recall_agrees_everywhere(session_runs):
     """`nnexp` on the digits: predictions.csv has the 360 test images, and the recall per class in
-    summary.json is the one the confusion matrix and predictions.csv give."""
-    result = run_nnexp("trainer.epochs=2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [run] = run_folders(tmp_path)
+    summary.json is the one the confusion matrix and predictions.csv give (the console's table of them:
+    test_the_summary_records_the_per_class_metrics_as_json)."""
+    run = session_runs("trainer.epochs=2")
     summary = read_summary(run)
     for name in IMAGE_VIEWS:
         assert (run / name).read_bytes()[:8] == PNG_SIGNATURE, name
@@ -72,15 +71,15 @@ def test_the_default_run_writes_every_test_digit_and_the_per_class_recall_agrees
         assert per_class["recall"][k] == pytest.approx(from_csv, abs=1e-6)
         assert per_class["precision"][k] == pytest.approx(matrix[k, k] / matrix[:, k].sum(), abs=1e-6)
         assert per_class["support"][k] == (targets == k).sum()
-    assert "precision" in result.stdout and "recall" in result.stdout  # the console's per-class table
 
 
 def test_a_fish_regression_writes_its_fit_and_a_prediction_per_test_fish_with_the_summarys_mse(tmp_path):
     """`nnexp experiment=fish_linreg`: fit.png, and predictions.csv's mean squared error is test_mse."""
     fish = write_fish_csv(tmp_path / "Fish.csv", rows=60)
-    result = run_nnexp("experiment=fish_linreg", f"data.path={fish}", "trainer.epochs=20", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [run] = run_folders(tmp_path)
+    result = nnexp.run(
+        ["experiment=fish_linreg", f"data.path={fish}", "trainer.epochs=20"], output_dir=tmp_path / "run"
+    )
+    run = result.run_dir
     summary = read_summary(run)
     assert (run / "fit.png").read_bytes()[:8] == PNG_SIGNATURE
     rows = read_rows(run / "predictions.csv")
@@ -96,10 +95,8 @@ def test_a_fish_regression_writes_its_fit_and_a_prediction_per_test_fish_with_th
 def test_a_run_on_every_row_shows_its_fit_on_the_rows_it_trained_on(tmp_path):
     """data.test_size=0 leaves no test split: predictions.csv and fit.png are of the training rows."""
     fish = write_fish_csv(tmp_path / "Fish.csv", rows=40)
-    result = run_nnexp("experiment=fish_linreg", f"data.path={fish}", "data.test_size=0", "trainer.epochs=3",
-                       cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    [run] = run_folders(tmp_path)
+    overrides = ["experiment=fish_linreg", f"data.path={fish}", "data.test_size=0", "trainer.epochs=3"]
+    run = nnexp.run(overrides, output_dir=tmp_path / "run").run_dir
     summary = read_summary(run)
     rows = read_rows(run / "predictions.csv")
     assert {row["split"] for row in rows} == {"train"}
@@ -109,7 +106,9 @@ def test_a_run_on_every_row_shows_its_fit_on_the_rows_it_trained_on(tmp_path):
     assert (run / "fit.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_predictions_of_the_validation_split_are_written_on_request_and_refused_without_one(tmp_path):
+def test_predictions_of_the_validation_split_are_written_on_request_and_refused_without_one(
+    tmp_path, monkeypatch
+):
     """outputs.predictions=both writes validation then test rows; with no validation split, =val is a
     one-line refusal (exit 2) before any folder exists."""
     both = nnexp.run(["trainer.epochs=1", "outputs.predictions=both"], output_dir=tmp_path / "both")
@@ -117,12 +116,12 @@ def test_predictions_of_the_validation_split_are_written_on_request_and_refused_
     assert splits == ["val"] * 144 + ["test"] * 360
 
     fish = write_fish_csv(tmp_path / "Fish.csv")
-    refused = run_nnexp(
-        "experiment=fish_linreg", f"data.path={fish}", "outputs.predictions=val", cwd=tmp_path
-    )
-    assert refused.returncode == 2
-    assert "outputs.predictions=val needs a validation split" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)  # a new run folder would be outputs/DATE/TIME here
+    with pytest.raises(ConfigError) as refused:
+        nnexp.run(["experiment=fish_linreg", f"data.path={fish}", "outputs.predictions=val"])
+    assert refused.value.exit_code == 2
+    assert "outputs.predictions=val needs a validation split" in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1
     assert not (tmp_path / "outputs").exists()
 
 
@@ -202,12 +201,10 @@ def test_the_layer_table_shows_each_layers_output_shape():
     assert model.training  # the forward pass put the model back as it was
 
 
-def test_steps_csv_logs_every_nth_step_and_a_resume_repeats_none(tmp_path):
+def test_steps_csv_logs_every_nth_step_and_a_resume_repeats_none(session_runs, tmp_path):
     """trainer.log_every_n_steps=5: steps.csv gets every 5th step; after a stop between an epoch's rows
     and its checkpoint, the resumed run writes each step once; the learning curves draw them."""
-    started = run_nnexp("trainer.epochs=2", "trainer.log_every_n_steps=5", cwd=tmp_path)
-    assert started.returncode == 0, started.stderr
-    [run] = run_folders(tmp_path)  # the CLI: nnexp.run would hold the folder for this whole process
+    run = copy_run(session_runs("trainer.epochs=2", "trainer.log_every_n_steps=5"), tmp_path / "run")
     rows = read_rows(run / "steps.csv")
     steps_per_epoch = math.ceil(1293 / 32)  # 41
     assert [int(row["step"]) for row in rows] == list(range(5, 2 * steps_per_epoch + 1, 5))
@@ -215,8 +212,8 @@ def test_steps_csv_logs_every_nth_step_and_a_resume_repeats_none(tmp_path):
     # as if epoch 3's rows were written and the run stopped before its checkpoint
     with (run / "steps.csv").open("a") as handle:
         handle.write("85,3,0.5,0.001\n")
-    resumed = run_nnexp(f"resume={run}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    # `nnexp resume=RUN trainer.epochs=4 force=true`, as nnexp/cli/command.py runs it, in this process
+    assert resume_in_process(run, "trainer.epochs=4", "force=true").status == "completed"
     steps = [int(row["step"]) for row in read_rows(run / "steps.csv")]
     assert steps == list(range(5, 4 * steps_per_epoch + 1, 5))
     assert (run / "learning_curves.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -241,8 +238,10 @@ def test_tensorboard_gets_the_pictures_and_histograms_of_weights_and_gradients(t
     assert [event.step for event in events.Histograms("gradients/layers.1.weight")] == [1, 2]
 
 
-def test_the_summary_records_the_per_class_metrics_as_json(tmp_path):
+def test_the_summary_records_the_per_class_metrics_as_json(tmp_path, piped_console):
     result = nnexp.run(["trainer.epochs=1"], output_dir=tmp_path / "run")
+    shown = piped_console()
+    assert "per class (test)" in shown and "precision" in shown and "recall" in shown  # the console's table
     saved = json.loads((result.run_dir / "summary.json").read_text())
     assert saved["per_class"] == result.summary["per_class"]
     assert set(saved["per_class"]) == {"split", "classes", "precision", "recall", "f1", "support"}
