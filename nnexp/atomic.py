@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 TEMPORARY_SUFFIX = ".tmp"
+_STOPS = {signal.SIGINT, signal.SIGTERM}
 _UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it)
 os.umask(_UMASK)
 
@@ -31,14 +33,21 @@ def write_atomically(
     fsync the file and its folder, so a power cut keeps either the old file or the new one.
     """
     target = Path(path)
+    # Ctrl-C or SIGTERM waits while the temporary is made and named, so whenever a stop lands the clean-up
+    # below knows the file to remove (a stop between mkstemp and the `try` used to leave it behind).
+    unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         descriptor, name = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX
         )
-    except OSError as error:  # a read-only or foreign folder: named by the file that was to be written
-        raise _named(error, target) from None
+    except BaseException as error:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
+        if isinstance(error, OSError):  # a read-only or foreign folder: named by the file to be written
+            raise _named(error, target) from None
+        raise
     temporary = Path(name)
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)  # a stop from here on removes the temporary
         with os.fdopen(descriptor, "wb") as raw:
             handle = _Recording(raw)
             try:
