@@ -2,7 +2,11 @@
 epoch's and the row of the epoch a run stopped after; every written row is the row an every-epoch run
 writes for that epoch, the summary is the same, and a run stopped and resumed has the rows of one that
 never stopped. A value that is not a whole number >= 1, or an eval_every it does not fit, is refused in
-one line before any folder exists."""
+one line before any folder exists.
+
+Runs are trained in this process (`nnexp.run`; the ones only read, once per session: `session_runs`);
+the stops are signals to real `nnexp` processes, and their resumes run in this process as
+`nnexp resume=` runs them."""
 
 from __future__ import annotations
 
@@ -12,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp, start_then_signal
+import nnexp
+from conftest import compose_config, read_summary, resume_in_process, run_nnexp, start_then_signal
+from nnexp.cli.preflight import preflight
 from nnexp.config.checks import check_config
+from nnexp.errors import ConfigError
 from nnexp.runs.checkpoint import load_checkpoint
+from nnexp.train.safeguards import Diverged
 
 # Full-batch digits, a few milliseconds an epoch: the runs the switch is for.
 LONG_TINY_RUN = ["trainer.batch_size=full", "trainer.epochs=150", "optim=sgd", "optim.lr=0.05", "device=cpu"]
@@ -32,30 +40,28 @@ def epochs_of(rows: list[dict[str, str]]) -> list[int]:
     return [int(row["epoch"]) for row in rows]
 
 
-def train(root: Path, *args: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    result = run_nnexp(*args, cwd=root)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(root)
+def train(folder: Path, *args: str) -> Path:
+    result = nnexp.run(list(args), output_dir=folder)
+    assert result.status == "completed", result.status
     return folder
 
 
 @pytest.fixture(scope="module")
-def every_epoch(tmp_path_factory) -> Path:
+def every_epoch(session_runs) -> Path:
     """The reference: the same run with a row every epoch (the default)."""
-    return train(tmp_path_factory.mktemp("every_epoch"), *LONG_TINY_RUN)
+    return session_runs(*LONG_TINY_RUN)
 
 
 @pytest.fixture(scope="module")
-def every_7th(tmp_path_factory) -> Path:
-    return train(tmp_path_factory.mktemp("every_7th"), *LONG_TINY_RUN, "trainer.log_every_n_epochs=7")
+def every_7th(session_runs) -> Path:
+    return session_runs(*LONG_TINY_RUN, "trainer.log_every_n_epochs=7")
 
 
 def test_rows_are_every_nth_epoch_plus_the_last_and_each_is_the_every_epoch_runs_row(every_epoch, tmp_path):
     """N=50 on 150 epochs: rows 50, 100, 150, as an every-epoch run wrote them, under the same header
     (the first epoch's, so the probe's columns stay though epochs 50 and 100 were not probed); the
     summary's best values are over every epoch, as before."""
-    folder = train(tmp_path, *LONG_TINY_RUN, "trainer.log_every_n_epochs=50")
+    folder = train(tmp_path / "run", *LONG_TINY_RUN, "trainer.log_every_n_epochs=50")
     reference = metric_rows(every_epoch)
     rows = metric_rows(folder)
     assert epochs_of(rows) == [50, 100, 150]
@@ -78,7 +84,7 @@ def test_the_last_epoch_is_written_when_it_is_not_a_multiple_of_n(every_7th, eve
 def test_the_epoch_early_stopping_stops_after_is_written(tmp_path):
     """train_loss must improve by 10 to count: best at epoch 1, patience 4 runs out at epoch 6."""
     folder = train(
-        tmp_path,
+        tmp_path / "run",
         *[arg for arg in LONG_TINY_RUN if not arg.startswith("trainer.epochs=")],
         "trainer.epochs=20",
         "trainer.log_every_n_epochs=4",
@@ -98,9 +104,10 @@ def test_a_diverged_run_writes_the_last_epoch_it_finished(tmp_path):
     (N=5) and is written all the same, so the record ends where training did."""
     run = ["trainer.batch_size=full", "trainer.epochs=10", "optim=sgd", "optim.lr=1e6", "model.hidden=[128]",
            "model.dropout=0", "device=cpu", "trainer.log_every_n_epochs=5"]  # fmt: skip
-    result = run_nnexp(*run, cwd=tmp_path)
-    assert result.returncode == 3, result.stderr
-    [folder] = run_folders(tmp_path)
+    folder = tmp_path / "run"
+    with pytest.raises(Diverged) as diverged:  # what `nnexp` ends with exit code 3 for
+        nnexp.run(run, output_dir=folder)
+    assert diverged.value.exit_code == 3
     summary = read_summary(folder)
     assert summary["status"] == "diverged" and summary["epochs_completed"] == 1
     assert epochs_of(metric_rows(folder)) == [1]
@@ -117,8 +124,7 @@ def test_a_stop_signal_writes_its_epoch_and_the_resumed_run_has_the_uninterrupte
     stopped_at = load_checkpoint(folder / "checkpoint.pt")["epoch"]
     assert epochs_of(rows)[-1] == stopped_at == read_summary(folder)["epochs_completed"]
     assert all(epoch % 7 == 0 for epoch in epochs_of(rows)[:-1]) and stopped_at >= 35
-    resumed = run_nnexp(f"resume={folder}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    resume_in_process(folder)
     assert metric_rows(folder) == metric_rows(every_7th)
     assert read_summary(folder)["epochs_completed"] == 150
 
@@ -131,8 +137,7 @@ def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_rows(tmp_
         tmp_path, signal.SIGKILL, 5, *LONG_TINY_RUN, "trainer.log_every_n_epochs=7", *HOURLY_CHECKPOINTS
     )
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] <= epochs_of(metric_rows(folder))[-1]
-    resumed = run_nnexp(f"resume={folder}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    resume_in_process(folder)
     assert metric_rows(folder) == metric_rows(every_7th)
 
 
@@ -144,7 +149,7 @@ def test_tensorboard_and_mlflow_follow_the_cadence(tmp_path):
 
     store = tmp_path / "mlruns"
     folder = train(
-        tmp_path,
+        tmp_path / "run",
         "trainer.epochs=7",
         "trainer.batch_size=full",
         "trainer.log_every_n_epochs=3",
@@ -178,10 +183,22 @@ def test_tensorboard_and_mlflow_follow_the_cadence(tmp_path):
         ),
     ],
 )
-def test_a_bad_epoch_cadence_is_refused_in_one_line_before_anything_is_created(tmp_path, overrides, said):
-    result = run_nnexp(*overrides, cwd=tmp_path)
+def test_a_bad_epoch_cadence_is_refused_in_one_line_before_anything_is_created(
+    tmp_path, monkeypatch, overrides, said
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:  # what `nnexp OVERRIDES` prints, exit code 2
+        preflight(overrides)
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+    assert refused.value.exit_code == 2
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_command_refuses_a_bad_epoch_cadence_with_exit_code_2_and_one_line(tmp_path):
+    result = run_nnexp("trainer.log_every_n_epochs=0", cwd=tmp_path)
     assert result.returncode == 2
-    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("nnexp: error: trainer.log_every_n_epochs=0 is not allowed: use a whole")
+    assert result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "outputs").exists()
 
 

@@ -1,9 +1,14 @@
-"""Nothing lost: signals stop cleanly, runs resume exactly, NaN stops a run, checkpoints load safely."""
+"""Nothing lost: signals stop cleanly, runs resume exactly, NaN stops a run, checkpoints load safely.
+
+Signals, exit codes and processes started together are checked on real `nnexp` processes; a finished run
+that a test only reads or resumes a copy of is trained once per session in this process (conftest's
+`session_runs`), and resumes run in this process as `nnexp resume=` runs them (`resume_in_process`)."""
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,8 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import NNEXP, read_summary, run_folders, run_nnexp
-from nnexp.errors import OutputError
+import nnexp
+from conftest import NNEXP, copy_run, read_summary, resume_in_process, run_folders, run_nnexp
+from nnexp.cli.preflight import preflight
+from nnexp.errors import ConfigError, OutputError
 from nnexp.runs.checkpoint import CheckpointError, load_checkpoint
 from nnexp.runs.folder import RunFolder
 
@@ -46,34 +53,48 @@ def wait_for_epochs(tmp_path: Path, epochs: int, process: subprocess.Popen[str])
     raise AssertionError(f"no run reached epoch {epochs}: {process.stderr.read() if process.stderr else ''}")
 
 
+STOPPED_RUN = [*SLOW_EPOCHS, "trainer.epochs=6"]
+
+
+@pytest.fixture(scope="module")
+def stopped_by(tmp_path_factory):
+    """`stopped_by(signum)`: (folder, exit code, stderr) of a real `nnexp STOPPED_RUN` sent `signum` once it
+    had written two epochs' rows; one process per signal per module, read by the tests below."""
+    stopped: dict[int, tuple[Path, int, str]] = {}
+
+    def get(signum: int) -> tuple[Path, int, str]:
+        if signum not in stopped:
+            root = tmp_path_factory.mktemp(f"stopped-by-{signal.Signals(signum).name}")
+            process = start(root, *STOPPED_RUN)
+            folder = wait_for_epochs(root, 2, process)
+            process.send_signal(signum)
+            _, stderr = process.communicate(timeout=60)
+            stopped[signum] = (folder, process.returncode, stderr)
+        return stopped[signum]
+
+    return get
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_the_run_with_its_exit_code_and_a_resume_line(tmp_path, signum, code):
-    process = start(tmp_path, *SLOW_EPOCHS, "trainer.epochs=30")
-    folder = wait_for_epochs(tmp_path, 1, process)
-    process.send_signal(signum)
-    assert process.wait(timeout=60) == code
-    stderr = process.stderr.read()
+def test_a_signal_stops_the_run_with_its_exit_code_and_a_resume_line(stopped_by, signum, code):
+    folder, returncode, stderr = stopped_by(signum)
+    assert returncode == code, stderr
     assert f"resume with: nnexp resume={folder}" in stderr and "Traceback" not in stderr
     summary = read_summary(folder)
     assert summary["status"] == "interrupted"
-    assert summary["epochs_completed"] == len(metric_rows(folder)) < 30
+    assert summary["epochs_completed"] == len(metric_rows(folder)) < 6
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == summary["epochs_completed"]
 
 
-def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
-    straight_dir, stopped_dir = tmp_path / "straight", tmp_path / "stopped"
-    straight_dir.mkdir(), stopped_dir.mkdir()
-    args = [*SLOW_EPOCHS, "trainer.epochs=6"]
-    assert run_nnexp(*args, cwd=straight_dir).returncode == 0
-    process = start(stopped_dir, *args)
-    folder = wait_for_epochs(stopped_dir, 2, process)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(stopped_by, session_runs, tmp_path):
+    """The run Ctrl-C stopped after its second epoch, resumed (a copy), equals the run never stopped."""
+    stopped, code, stderr = stopped_by(signal.SIGINT)
+    assert code == 130, stderr
+    folder = copy_run(stopped, tmp_path / "run")
     assert read_summary(folder)["epochs_completed"] < 6
 
-    resumed = run_nnexp(f"resume={folder}", cwd=stopped_dir)
-    assert resumed.returncode == 0, resumed.stderr
-    [straight] = run_folders(straight_dir)
+    resume_in_process(folder)
+    straight = session_runs(*STOPPED_RUN)
     assert metric_rows(folder) == metric_rows(straight)
     for name, tensor in final_weights(straight).items():
         assert torch.equal(tensor, final_weights(folder)[name]), name
@@ -82,16 +103,15 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(tmp_path
     assert summary["metrics"]["final"] == read_summary(straight)["metrics"]["final"]
 
 
-def test_four_epochs_equal_two_plus_a_forced_resume_of_two(tmp_path):
+def test_four_epochs_equal_two_plus_a_forced_resume_of_two(session_runs, tmp_path):
     args = ["regularization=dropout", "optim=sgd", "optim.momentum=0.9", "seed=3"]
-    assert run_nnexp(*args, "trainer.epochs=4", cwd=tmp_path).returncode == 0
-    assert run_nnexp(*args, "trainer.epochs=2", cwd=tmp_path).returncode == 0
-    straight, two = run_folders(tmp_path)
-    refused = run_nnexp(f"resume={two}", "trainer.epochs=4", cwd=tmp_path)
-    assert refused.returncode == 2
-    assert "resuming with a different config (trainer.epochs: 2 -> 4): add force=true" in refused.stderr
-    resumed = run_nnexp(f"resume={two}", "trainer.epochs=4", "force=true", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    straight = session_runs(*args, "trainer.epochs=4")
+    two = copy_run(session_runs(*args, "trainer.epochs=2"), tmp_path / "two")
+    said = "resuming with a different config (trainer.epochs: 2 -> 4): add force=true"
+    with pytest.raises(ConfigError, match=re.escape(said)) as refused:  # exit code 2, before any change
+        resume_in_process(two, "trainer.epochs=4")
+    assert refused.value.exit_code == 2
+    resume_in_process(two, "trainer.epochs=4", "force=true")
     assert metric_rows(two) == metric_rows(straight)
     for name, tensor in final_weights(straight).items():
         assert torch.equal(tensor, final_weights(two)[name]), name
@@ -110,30 +130,33 @@ def test_a_nan_loss_stops_the_run_as_diverged_with_exit_3(tmp_path):
     assert kept["epoch"] == 0 and all(torch.isfinite(t).all() for t in kept["model"].values())
 
 
-def test_a_loss_that_does_not_move_is_flagged(tmp_path):
-    result = run_nnexp("model.init=normal", "model.init_std=0", "optim=sgd", "optim.lr=1e-9",
-                       "trainer.epochs=4", "trainer.stuck_epochs=2", cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0
-    stuck = [finding for finding in read_summary(run_folders(tmp_path)[0])["diagnostics"]
+def test_a_loss_that_does_not_move_is_flagged(tmp_path, piped_console):
+    overrides = ["model.init=normal", "model.init_std=0", "optim=sgd", "optim.lr=1e-9", "trainer.epochs=4",
+                 "trainer.stuck_epochs=2"]  # fmt: skip
+    result = nnexp.run(overrides, output_dir=tmp_path / "run")
+    assert result.status == "completed"
+    stuck = [finding for finding in read_summary(result.run_dir)["diagnostics"]
              if finding["code"] == "stuck-loss"]  # fmt: skip
     assert len(stuck) == 1 and "the training loss has not moved for 2 epochs" in stuck[0]["message"]
-    assert "has not moved" in result.stdout
+    assert "has not moved" in piped_console()  # what the console printed
 
 
-def test_a_damaged_checkpoint_is_refused_by_name_never_a_fresh_start(tmp_path):
-    assert run_nnexp("trainer.epochs=1", cwd=tmp_path).returncode == 0
-    [folder] = run_folders(tmp_path)
+def test_a_damaged_checkpoint_is_refused_by_name_never_a_fresh_start(tmp_path, session_runs):
+    folder = copy_run(session_runs("trainer.epochs=1"), tmp_path / "run")
     checkpoint = folder / "checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:200])
     before = (folder / "metrics.csv").read_text()
-    result = run_nnexp(f"resume={folder}", cwd=tmp_path)
+    result = run_nnexp(f"resume={folder}", cwd=tmp_path)  # the command: exit code 2 and one line
     assert result.returncode == 2
-    assert f"corrupt checkpoint {checkpoint}" in result.stderr
+    assert f"corrupt checkpoint {checkpoint}" in result.stderr and result.stderr.count("\n") == 1
     assert (folder / "metrics.csv").read_text() == before
     for damage in (b"", bytes(range(256)) * 8):  # empty; random bytes (no longer a zip archive)
         checkpoint.write_bytes(damage)
-        result = run_nnexp(f"resume={folder}", cwd=tmp_path)
-        assert result.returncode == 2 and "corrupt checkpoint" in result.stderr
+        named = f"corrupt checkpoint {re.escape(str(checkpoint))}"
+        with pytest.raises(CheckpointError, match=named) as refused:
+            resume_in_process(folder)
+        assert refused.value.exit_code == 2
+        assert (folder / "metrics.csv").read_text() == before
 
 
 class RunsCode:
@@ -170,11 +193,14 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
-def test_an_output_folder_that_is_a_file_is_refused_before_the_run(tmp_path):
+def test_an_output_folder_that_is_a_file_is_refused_before_the_run(tmp_path, monkeypatch):
     (tmp_path / "outputs").write_text("not a folder")
-    result = run_nnexp("trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "cannot create run folders under outputs/" in result.stderr and "is a file" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:  # what `nnexp trainer.epochs=1` prints, exit code 2
+        preflight(["trainer.epochs=1"])
+    said = str(refused.value)
+    assert refused.value.exit_code == 2
+    assert said.startswith(f"cannot create run folders under outputs: {tmp_path / 'outputs'} is a file")
 
 
 def test_eight_runs_started_together_get_eight_folders(tmp_path):
@@ -227,17 +253,17 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_workers_behind(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_during_checkpoint_saves_leaves_a_loadable_checkpoint(tmp_path):
-    # A 17-million-parameter model checkpointed after every one-batch epoch: the process is saving
-    # most of the time, so a kill is likely to land mid-save.
+    """A 17-million-parameter model checkpointed after every one-batch epoch, killed the moment a save's
+    temporary file appears (so while it is being written, or just after), once epoch 1's save is done."""
     args = ["model.hidden=[4096,4096]", "trainer.max_batches_per_epoch=1", "trainer.epochs=100000",
             "data.val_fraction=0", "trainer.checkpoint_every_s=0"]  # fmt: skip
-    for delay in (4.0, 5.5):
-        workdir = tmp_path / f"kill-after-{delay}"
-        workdir.mkdir()
-        process = start(workdir, *args)
-        folder = wait_for_epochs(workdir, 1, process)
-        time.sleep(delay)
-        process.kill()
-        process.wait(timeout=60)
-        state = load_checkpoint(folder / "checkpoint.pt")
-        assert state["epoch"] >= 1 and torch.isfinite(state["model"]["layers.1.weight"]).all()
+    process = start(tmp_path, *args)
+    folder = wait_for_epochs(tmp_path, 2, process)  # epoch 2's row: epoch 1's checkpoint is saved
+    deadline = time.monotonic() + 300
+    while not any(folder.glob(".checkpoint.pt.*.tmp")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.0005)
+    process.kill()
+    process.wait(timeout=60)
+    state = load_checkpoint(folder / "checkpoint.pt")
+    assert state["epoch"] >= 1 and torch.isfinite(state["model"]["layers.1.weight"]).all()

@@ -1,67 +1,54 @@
 """A signal at any moment of a run (or of its resume) leaves no traceback, and every folder it touched is
-one that `nnexp resume=` accepts, or refuses in one line."""
+one that `nnexp resume=` accepts, or refuses in one line.
+
+The signals go to real `nnexp` processes, each at a moment the test waits for by what the process writes or
+sets up, never by a number of seconds. What `nnexp resume=` then makes of each folder is checked in this
+process: conftest's `resume_in_process` runs what the command runs and raises the error it would print.
+"""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import NNEXP, read_summary, run_folders, run_nnexp
+from conftest import NNEXP, copy_run, read_summary, resume_in_process, run_folders
+from nnexp.errors import UserError
 
-SHORT_RUN = ["trainer.epochs=3", "trainer.batch_size=8"]  # about three seconds from start to end
-# From the moment Python starts to well past the end of training: start-up, imports, composing the
-# config, claiming the folder, the first summary, epochs, checkpoints, evaluation, plotting.
-MOMENTS_S = [0.0, 0.05, 0.2, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0]
+SHORT_RUN = ["trainer.epochs=3", "trainer.batch_size=8"]  # a few seconds from start to end
 
 
-def signal_after(delay_s: float, signum: int, args: list[str], cwd: Path) -> tuple[int, str]:
-    process = subprocess.Popen([*NNEXP, *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(delay_s)
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=300)
-    return process.returncode, stderr
+def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*NNEXP, *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def assert_resume_accepts_or_refuses_in_one_line(folder: Path, cwd: Path, *args: str) -> None:
-    resumed = run_nnexp(f"resume={folder}", *args, cwd=cwd)
-    if resumed.returncode == 0:
-        assert read_summary(folder)["status"] == "completed"
+def wait_until(process: subprocess.Popen[str], reached: Callable[[], bool]) -> None:
+    """Poll until `reached()` or the process has ended (a moment it ran past); a safety net, not a delay."""
+    deadline = time.monotonic() + 300
+    while not reached() and process.poll() is None:
+        assert time.monotonic() < deadline, "the moment never came"
+        time.sleep(0.002)
+
+
+def data_rows(root: Path) -> int:
+    """Epoch rows in the metrics.csv of the run under root/outputs (0 before there is one)."""
+    counts = [path.read_text().count("\n") - 1 for path in (root / "outputs").rglob("metrics.csv")]
+    return max(counts, default=0)
+
+
+def assert_resume_accepts_or_refuses_in_one_line(folder: Path, *args: str) -> None:
+    try:
+        resume_in_process(folder, *args)
+    except UserError as error:  # the command prints it as one line, exit code 2
+        assert error.exit_code == 2 and "\n" not in str(error), (error.exit_code, str(error))
     else:
-        assert resumed.returncode == 2, resumed.stderr[-2000:]
-        assert len(resumed.stderr.strip().splitlines()) == 1, resumed.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("delay_s", MOMENTS_S)
-def test_sigterm_at_any_moment_leaves_a_folder_resume_accepts_or_refuses_in_one_line(tmp_path, delay_s):
-    code, stderr = signal_after(delay_s, signal.SIGTERM, SHORT_RUN, tmp_path)
-    assert "Traceback" not in stderr
-    # 0: it had finished; -15: Python had not started nnexp's code yet (killed as any program is).
-    assert code in (143, 0, -signal.SIGTERM), stderr
-    assert len(stderr.strip().splitlines()) <= 1, stderr
-    for folder in run_folders(tmp_path):
-        assert_resume_accepts_or_refuses_in_one_line(folder, tmp_path)
-    if "nothing was kept" in stderr:
-        assert not run_folders(tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("delay_s", [0.2, 1.0, 2.0, 3.0])
-def test_sigterm_while_a_run_resumes_leaves_it_resumable(tmp_path, delay_s):
-    first = run_nnexp("trainer.epochs=1", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    (folder,) = run_folders(tmp_path)
-    more = ["trainer.epochs=4", "force=true"]
-    code, stderr = signal_after(delay_s, signal.SIGTERM, [f"resume={folder}", *more], tmp_path)
-    assert "Traceback" not in stderr and code in (143, 0), stderr
-    assert read_summary(folder)["status"] in ("interrupted", "completed")
-    assert_resume_accepts_or_refuses_in_one_line(folder, tmp_path, *more)
-    assert read_summary(folder)["epochs_completed"] == 4
+        assert read_summary(folder)["status"] == "completed"
 
 
 def catches(pid: int, signum: int) -> bool:
@@ -71,18 +58,56 @@ def catches(pid: int, signum: int) -> bool:
     return bool(caught >> (signum - 1) & 1)
 
 
+# Representative moments of a run, each recognised by what the run has written by then.
+MOMENTS: dict[str, Callable[[Path], bool]] = {
+    # Hydra has claimed the run folder: it writes its records, nnexp sets the run up
+    "its folder is claimed": lambda root: any((root / "outputs").glob("*/*")),
+    "it trains": lambda root: data_rows(root) >= 1,
+    # the last epoch is recorded: evaluation, the plots and the page (or it has finished)
+    "its last epoch is recorded": lambda root: data_rows(root) >= 3,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_sigterm_at_any_moment_leaves_a_folder_resume_accepts_or_refuses_in_one_line(tmp_path, moment):
+    process = start(tmp_path, *SHORT_RUN)
+    wait_until(process, lambda: MOMENTS[moment](tmp_path))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert "Traceback" not in stderr
+    assert process.returncode in (143, 0), stderr  # 0: it had finished
+    assert len(stderr.strip().splitlines()) <= 1, stderr
+    if "nothing was kept" in stderr:
+        assert not run_folders(tmp_path)
+    for folder in run_folders(tmp_path):
+        assert_resume_accepts_or_refuses_in_one_line(folder)
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_run_resumes_leaves_it_resumable(tmp_path, session_runs):
+    """Stopped once the resume has begun to change the folder (its forced config saved, its summary
+    marked resumed): a resume with the same settings still finishes all four epochs."""
+    folder = copy_run(session_runs("trainer.epochs=1"), tmp_path / "run")
+    more = ["trainer.epochs=4", "force=true"]
+    process = start(tmp_path, f"resume={folder}", *more)
+    wait_until(process, lambda: "resumed_at" in (folder / "summary.json").read_text())
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert "Traceback" not in stderr and process.returncode in (143, 0), stderr
+    assert read_summary(folder)["status"] in ("interrupted", "completed")
+    assert_resume_accepts_or_refuses_in_one_line(folder, *more)
+    assert read_summary(folder)["epochs_completed"] == 4
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the signal mask from /proc")
-@pytest.mark.parametrize("extra_delay_s", [0.0, 0.03, 0.1, 0.3])
-def test_ctrl_c_from_nnexp_s_first_line_on_is_one_line_and_its_exit_code(tmp_path, extra_delay_s):
+def test_ctrl_c_from_nnexp_s_first_line_on_is_one_line_and_its_exit_code(tmp_path):
     """Before nnexp's first line, Python itself is starting and answers as it does for any program (it
-    takes a few tens of milliseconds); from then on a Ctrl-C is nnexp's: imports, Hydra, the folder."""
-    process = subprocess.Popen([*NNEXP, *SHORT_RUN], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not catches(process.pid, signal.SIGTERM):  # Python catches SIGINT itself; SIGTERM only nnexp
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.001)
-    time.sleep(extra_delay_s)
+    takes a few tens of milliseconds); from then on a Ctrl-C is nnexp's: imports, Hydra, the folder. Sent
+    at that first moment, while nnexp still imports."""
+    process = start(tmp_path, *SHORT_RUN)
+    # Python catches SIGINT itself; SIGTERM only nnexp
+    wait_until(process, lambda: catches(process.pid, signal.SIGTERM))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
@@ -90,29 +115,28 @@ def test_ctrl_c_from_nnexp_s_first_line_on_is_one_line_and_its_exit_code(tmp_pat
 
 
 @pytest.fixture
-def silent_server():
-    """A TCP port that accepts connections and never answers: a tracking server that hangs."""
-    import socket
-
+def silent_server() -> Iterator[socket.socket]:
+    """A listening TCP port that never answers what it is asked: a tracking server that hangs."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.settimeout(300)  # a safety net: accept() returns as soon as the run connects
+    yield listener
     listener.close()
 
 
 def test_sigterm_while_a_logger_waits_for_its_server_stops_at_once(tmp_path, silent_server):
     pytest.importorskip("mlflow")
-    args = ["logger=[csv,mlflow]", f"logger.mlflow.tracking_uri={silent_server}", "trainer.epochs=1"]
-    process = subprocess.Popen([*NNEXP, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "outputs").rglob("summary.json")):  # the run has begun: MLflow is asked
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
-    time.sleep(1)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)  # not MLflow's minutes of retries
+    url = f"http://127.0.0.1:{silent_server.getsockname()[1]}"
+    process = start(tmp_path, "logger=[csv,mlflow]", f"logger.mlflow.tracking_uri={url}", "trainer.epochs=1")
+    try:
+        asking, _ = silent_server.accept()  # the run has begun and MLflow waits for the server's answer
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"MLflow never asked the server: {process.communicate()[1]}") from None
+    with asking:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)  # not MLflow's minutes of retries
     assert process.returncode == 143, stderr
     assert stderr == "nnexp: interrupted by SIGTERM before the run began; nothing was kept\n"
     assert run_folders(tmp_path) == []
