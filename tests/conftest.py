@@ -228,3 +228,13 @@ def _torch_threads_restored():
     yield
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+def exit_code_of(main, *args: object) -> int:
+    """A tool's `main(ARGS)` in this process, as its command runs it: the exit code it would leave with
+    (what it prints stays in capsys)."""
+    try:
+        main([str(arg) for arg in args])
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0

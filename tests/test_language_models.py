@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import nnexp
-from conftest import copy_run, read_summary
+from conftest import copy_run, exit_code_of, read_summary
 from nnexp.data.text import Tokenizer, TokenSplit, Vocab
 from nnexp.errors import ConfigError, UserError
 from nnexp.look.generate import main as generate_main
@@ -220,12 +220,7 @@ def preset_run(book, session_runs):
 
 
 def generate_exit(*args: object) -> int:
-    """`nnexp-generate ARGS` in this process: its exit code (what it prints stays in capsys)."""
-    try:
-        generate_main([str(arg) for arg in args])
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
+    return exit_code_of(generate_main, *args)
 
 
 @pytest.mark.parametrize("preset", ["time_machine_rnn", "time_machine_gru", "time_machine_lstm"])

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import nnexp
-from conftest import write_fish_csv
+from conftest import exit_code_of, write_fish_csv
 from nnexp.data import shuffled_split
 from nnexp.look.predict import main
 from nnexp.look.saved import load_saved_run
@@ -200,11 +200,7 @@ def test_a_previous_prediction_is_overwritten_but_no_other_file(fish_run, tmp_pa
 
 
 def main_exit(*args: object) -> int:
-    try:
-        main([str(arg) for arg in args])
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
+    return exit_code_of(main, *args)
 
 
 @pytest.mark.parametrize(

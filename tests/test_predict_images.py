@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 import nnexp
+from conftest import exit_code_of
 from nnexp.data.digits import PIXEL_MAX, digits_arrays
 from nnexp.errors import DataError
 from nnexp.look import images_in
@@ -69,11 +70,7 @@ def classes(saved, paths: list[Path], invert: bool = False) -> list[str]:
 
 
 def main_exit(*args: object) -> int:
-    try:
-        main([str(arg) for arg in args])
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
+    return exit_code_of(main, *args)
 
 
 def test_a_16_bit_png_is_scaled_by_its_full_range_and_gets_the_8_bit_pngs_classes(

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import nnexp
-from conftest import compose_config, read_summary
+from conftest import compose_config, exit_code_of, read_summary
 from nnexp.config.checks import check_config
 from nnexp.data import TensorSplit
 from nnexp.data import cache as data_cache
@@ -36,12 +36,7 @@ TOY = ["data=synthetic", "data.shape=[784]", "data.low=1", "data.high=2", "data.
 
 
 def predict_exit(*args: object) -> int:
-    """`nnexp-predict ARGS` in this process: its exit code (what it prints stays in capsys)."""
-    try:
-        predict_main([str(arg) for arg in args])
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
+    return exit_code_of(predict_main, *args)
 
 
 def bundle(*overrides: str):
