@@ -1,4 +1,10 @@
-"""The `nnexp` command end to end, as a user runs it: real Hydra, real subprocesses, real files."""
+"""The `nnexp` command end to end, as a user runs it: real Hydra, real files.
+
+What is about the process (its console in a pipe, concurrent processes, the sweep, `--cfg job`) runs the
+real command in a subprocess; what a run computes and writes runs in this process through nnexp.run,
+which composes and checks the config as the command does (tests/test_usage_errors.py holds the exit code
+and the one stderr line of a mistake).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 
-from conftest import NNEXP, read_summary, run_folders, run_nnexp, write_fish_csv
+import nnexp
+from conftest import NNEXP, compose_config, read_summary, run_folders, run_nnexp, write_fish_csv
+from nnexp.cli.preflight import preflight
+from nnexp.errors import ConfigError, UserError, exit_with
 
 REAL_FISH = Path(__file__).resolve().parents[2] / "shared" / "data" / "Fish.csv"
 QUICK = ["trainer.epochs=2"]
@@ -23,11 +33,10 @@ def metric_values(run_folder: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows]
 
 
-def test_a_run_trains_evaluates_and_records_everything_in_its_own_folder(tmp_path):
-    result = run_nnexp(*QUICK, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [folder] = run_folders(tmp_path)
-    assert folder.parent.parent == tmp_path / "outputs"
+def test_a_run_trains_evaluates_and_records_everything_in_its_own_folder(session_runs):
+    # Where the command puts the folder (outputs/DATE/TIME): test_runs_started_in_the_same_second_...;
+    # its final table on the console: test_output_to_a_pipe_or_a_file_is_plain_lines_with_nothing_padded.
+    folder = session_runs(*QUICK)
     for name in [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "summary.json",
                  "checkpoint.pt", "nnexp.log"]:  # fmt: skip
         assert (folder / name).is_file(), name
@@ -40,7 +49,6 @@ def test_a_run_trains_evaluates_and_records_everything_in_its_own_folder(tmp_pat
     assert len(metric_values(folder)) == 2
     checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and "layers.1.weight" in checkpoint["model"]
-    assert "test" in result.stdout and "accuracy" in result.stdout  # the final table
     assert "epoch 2/2" in (folder / "nnexp.log").read_text()
 
 
@@ -59,13 +67,12 @@ def test_output_to_a_pipe_or_a_file_is_plain_lines_with_nothing_padded(tmp_path)
     [finding] = [line for line in lines if line.startswith("[softmax-before-cross-entropy]")]
     assert finding.endswith("cross_entropy takes raw logits")  # one record, one line: greppable
     assert "━━━" in result.stdout  # the results table is still drawn
+    assert "test" in result.stdout and "accuracy" in result.stdout  # the final table's rows
 
 
 @pytest.mark.slow
 def test_the_default_experiment_reaches_95_percent_on_digits(tmp_path):
-    result = run_nnexp(cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    summary = read_summary(run_folders(tmp_path)[0])
+    summary = read_summary(nnexp.run([], output_dir=tmp_path / "run").run_dir)
     assert summary["metrics"]["final"]["test_accuracy"] >= 0.95  # its training time: benchmarks/
 
 
@@ -73,21 +80,18 @@ def least_squares_of(summary: dict) -> dict:
     return next(baseline for baseline in summary["baselines"] if baseline["name"].startswith("least squares"))
 
 
-def test_fish_regression_reports_the_least_squares_baseline(tmp_path, fish_csv):
-    result = run_nnexp("data=fish", f"data.path={fish_csv}", "model=linear", "optim=sgd", "optim.lr=0.1",
-                       cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    summary = read_summary(run_folders(tmp_path)[0])
+def test_fish_regression_reports_the_least_squares_baseline(tmp_path, fish_csv, capsys):
+    overrides = ["data=fish", f"data.path={fish_csv}", "model=linear", "optim=sgd", "optim.lr=0.1"]
+    summary = read_summary(nnexp.run(overrides, output_dir=tmp_path / "run").run_dir)
     baseline = least_squares_of(summary)
     assert len(baseline["weights"]) == 3
     assert summary["metrics"]["final"]["test_mse"] < 1.5 * baseline["test_mse"]
-    assert "least squares" in result.stdout
+    assert "least squares" in capsys.readouterr().out  # beside the network in the final table
 
 
 def fish_linreg_gap(tmp_path: Path, csv_path: Path) -> float:
-    result = run_nnexp("experiment=fish_linreg", f"data.path={csv_path}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    summary = read_summary(run_folders(tmp_path)[0])
+    run = nnexp.run(["experiment=fish_linreg", f"data.path={csv_path}"], output_dir=tmp_path / "run")
+    summary = read_summary(run.run_dir)
     return summary["metrics"]["final"]["test_mse"] / least_squares_of(summary)["test_mse"] - 1
 
 
@@ -104,14 +108,13 @@ def test_the_fish_preset_reaches_the_optimum_on_the_real_file(tmp_path):
 
 
 def test_the_same_seed_gives_identical_metrics(tmp_path):
-    args = ["trainer.epochs=3", "regularization=dropout", "seed=7"]
-    for _ in range(2):
-        assert run_nnexp(*args, cwd=tmp_path).returncode == 0
-    first, second = run_folders(tmp_path)
+    args = ["trainer.epochs=3", "regularization=dropout"]
+    first, second, other_seed = (
+        nnexp.run([*args, f"seed={seed}"], output_dir=tmp_path / f"run{number}").run_dir
+        for number, seed in enumerate([7, 7, 8])
+    )
     assert metric_values(first) == metric_values(second)
-    other_seed = run_nnexp("trainer.epochs=3", "regularization=dropout", "seed=8", cwd=tmp_path)
-    assert other_seed.returncode == 0
-    assert metric_values(run_folders(tmp_path)[2]) != metric_values(first)
+    assert metric_values(other_seed) != metric_values(first)
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
@@ -124,6 +127,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
         assert process.wait(timeout=300) == 0, process.stderr.read()
     folders = run_folders(tmp_path)
     assert len(folders) == 4
+    assert all(folder.parent.parent == tmp_path / "outputs" for folder in folders)  # outputs/DATE/TIME
     seeds = sorted(yaml.safe_load((folder / ".hydra/config.yaml").read_text())["seed"] for folder in folders)
     assert seeds == [0, 1, 2, 3]
     for folder in folders:
@@ -142,12 +146,14 @@ CONFIG_MISTAKES = [
 
 
 @pytest.mark.parametrize(("args", "message"), CONFIG_MISTAKES)
-def test_a_bad_value_stops_before_any_run_folder_with_one_line(tmp_path, args, message):
-    result = run_nnexp(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert run_folders(tmp_path) == []
+def test_a_bad_value_stops_before_any_run_folder_with_one_line(tmp_path, monkeypatch, args, message):
+    """The command's preflight, in this process (the exit code and the stderr line: test_usage_errors)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        preflight(args)
+    assert refused.value.exit_code == 2
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def data_mistakes(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
@@ -171,28 +177,45 @@ def data_mistakes(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
 
 @pytest.mark.parametrize("mistake", ["missing file", "empty file", "unknown column", "non-numeric cell",
                                      "no cuda"])  # fmt: skip
-def test_bad_input_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, mistake):
+def test_bad_input_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, monkeypatch, mistake):
+    """Found by the run once its folder is claimed (in this process through nnexp.run, as the command's
+    job does), and the folder is given back; the command's exit code 2: test_usage_errors."""
     if mistake == "no cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     args, message = data_mistakes(tmp_path)[mistake]
-    result = run_nnexp(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert run_folders(tmp_path) == []  # tests/test_mistakes_leave_nothing.py: nor any other folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as refused:
+        nnexp.run(args)
+    assert refused.value.exit_code == 2
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "outputs").exists()  # tests/test_mistakes_leave_nothing.py: nor any other folder
 
 
-def test_hydra_full_error_shows_the_traceback(tmp_path):
-    result = run_nnexp("optim.lr=-1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
-    assert result.returncode != 0 and "Traceback" in result.stderr
+def test_hydra_full_error_shows_the_traceback(monkeypatch, capsys):
+    """How the command reports a refused value (nnexp.errors.exit_with), in this process; the variable
+    read by the real command: tests/test_usage_errors.py::test_hydra_full_error_adds_the_trace_..."""
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(SystemExit) as stopped:
+        try:
+            preflight(["optim.lr=-1"])
+        except UserError as error:
+            exit_with(error)
+    assert stopped.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" in stderr and "optim.lr=-1 is not allowed" in stderr
 
 
-def test_help_lists_the_groups_and_the_presets(tmp_path):
-    result = run_nnexp("--help", cwd=tmp_path)
-    assert result.returncode == 0
+def test_help_lists_the_groups_and_the_presets(tmp_path, monkeypatch, capsys):
+    """The command's main(), in this process (that it answers without Hydra: nnexp/cli/command.py)."""
+    from nnexp.cli.command import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["nnexp", "--help"])
+    main()  # returns: exit code 0
+    stdout = capsys.readouterr().out
     for line in ["usage: nnexp", "model: ", "optim: ", "experiment: ", "digits_mlp", "fish_linreg"]:
-        assert line in result.stdout
-    assert not (tmp_path / "outputs").exists()
+        assert line in stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_into_a_pipe_its_reader_has_closed_ends_quietly(tmp_path):
@@ -266,6 +289,8 @@ def test_cfg_job_prints_the_composed_config_without_running(tmp_path):
     assert result.returncode == 0
     printed = yaml.safe_load(result.stdout)
     assert printed["optim"]["_target_"] == "torch.optim.SGD" and printed["trainer"]["epochs"] == 100
+    # the config nnexp.run, the preflight and tests/test_readme.py compose in-process
+    assert printed == OmegaConf.to_container(compose_config("experiment=fish_linreg"))
     assert not (tmp_path / "outputs").exists()
 
 

@@ -7,8 +7,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
-from conftest import run_nnexp
+from conftest import compose_config, run_nnexp
+from nnexp.cli.preflight import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -42,15 +45,34 @@ def shown_nnexp_commands() -> list[str]:
 
 
 @pytest.mark.parametrize("command", shown_nnexp_commands())
-def test_every_nnexp_command_in_the_readme_composes(tmp_path, command):
+def test_every_nnexp_command_in_the_readme_composes(tmp_path, monkeypatch, capsys, command):
+    """Each command as the shell hands it to nnexp, checked in this process by what `nnexp` runs before
+    Hydra starts: the preflight composes the config (every job of a sweep) and checks every value. That
+    the command composes the same config: the test below."""
     args = shlex.split(command)[1:]
-    if "-m" in args:  # compose the sweep's first point
-        args = [arg if "[" in arg else arg.split(",")[0] for arg in args if arg != "-m"]
-    if "--help" in args or "--cfg" in args:
-        result = run_nnexp(*args, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    if "--help" in args:
+        from nnexp.cli.command import main
+
+        monkeypatch.setattr("sys.argv", ["nnexp", *args])
+        main()  # returns: exit code 0
+        assert capsys.readouterr().out.startswith("usage: nnexp")
     else:
-        result = run_nnexp(*args, "--cfg", "job", cwd=tmp_path)
+        shown = [arg for arg in args if arg not in ("-m", "--cfg", "job")]
+        preflight(shown, multirun="-m" in args)  # raises the ConfigError the command would print
+    assert list(tmp_path.iterdir()) == []  # nothing run, nothing made
+
+
+def test_a_readme_command_with_cfg_job_prints_the_config_nnexp_composes(tmp_path):
+    """The real command with `--cfg job`, for one README command with a quoted list on it (the config
+    printed is what tests above compose in this process); `experiment=fish_linreg --cfg job`:
+    tests/test_cli.py::test_cfg_job_prints_the_composed_config_without_running."""
+    command = next(line for line in shown_nnexp_commands() if "'model.layers=[{conv:" in line)
+    args = shlex.split(command)[1:]
+    result = run_nnexp(*args, "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout) == OmegaConf.to_container(compose_config(*args))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_every_test_the_promises_name_exists():

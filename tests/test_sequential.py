@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config, read_summary, run_folders, run_nnexp
+import nnexp
+from conftest import compose_config, read_summary, run_nnexp
 from nnexp.config.checks import check_config
 from nnexp.data import DataSpec
 from nnexp.errors import ConfigError
@@ -203,36 +204,52 @@ def test_a_layer_that_cannot_follow_the_shape_before_it_is_named_when_built(laye
     assert "\n" not in str(caught.value)
 
 
+# The command line's runs, composed, checked and trained as `nnexp OVERRIDES` does, in this process.
+
+
 def test_the_readme_command_trains_on_digits_images(tmp_path):
-    result = run_nnexp("model=sequential", README_LAYERS, "debug=smoke", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "model: Sequential, 170 parameters" in result.stdout + result.stderr
-    (folder,) = run_folders(tmp_path)
-    summary = read_summary(folder)
+    result = nnexp.run(["model=sequential", README_LAYERS, "debug=smoke"], output_dir=tmp_path / "run")
+    # the line the console shows as the run starts, kept in the run's log
+    assert "model: Sequential, 170 parameters" in (result.run_dir / "nnexp.log").read_text()
+    summary = read_summary(result.run_dir)
     assert summary["status"] == "completed" and summary["num_parameters"] == 170
 
 
 def test_a_flattened_digits_net_with_dropout_trains(tmp_path):
-    result = run_nnexp(
+    overrides = [
         "model=sequential",
         "model.layers=[flatten,{linear:32},tanh,{dropout:0.1},linear]",
         "model.init=xavier_normal",
         "debug=smoke",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    (folder,) = run_folders(tmp_path)
-    assert read_summary(folder)["num_parameters"] == (64 * 32 + 32) + (32 * 10 + 10)
+    ]
+    result = nnexp.run(overrides, output_dir=tmp_path / "run")
+    assert read_summary(result.run_dir)["num_parameters"] == (64 * 32 + 32) + (32 * 10 + 10)
 
 
-@pytest.mark.parametrize(
-    ("layers", "message"),
-    [
-        ("[flatten,{linear:64},relu,swish,linear]", "model.layers layer 4 is 'swish'"),  # read before the run
-        ("[{linear:64},linear]", "model.layers layer 1 (linear) gets 1x8x8"),  # found against the data
-        ("[flatten,{linear:64},relu]", "this data needs 10 outputs: end the list with a bare linear"),
-    ],
-)
+COMMAND_LINE_MISTAKES = [
+    ("[flatten,{linear:64},relu,swish,linear]", "model.layers layer 4 is 'swish'"),  # read before the run
+    ("[{linear:64},linear]", "model.layers layer 1 (linear) gets 1x8x8"),  # found against the data
+    ("[flatten,{linear:64},relu]", "this data needs 10 outputs: end the list with a bare linear"),
+]
+
+
+@pytest.mark.parametrize(("layers", "message"), COMMAND_LINE_MISTAKES)
+def test_a_mistake_on_the_command_line_is_one_line_and_leaves_no_run_folder(
+    tmp_path, monkeypatch, layers, message
+):
+    """Each way a list goes wrong, through the command's checks and run in this process (nnexp.run): the
+    one line, exit code 2, and the run folder (claimed under outputs/ before the data is read) gone."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        nnexp.run(["model=sequential", f"model.layers={layers}"])
+    assert refused.value.exit_code == 2
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "outputs").exists()
+
+
+# The process itself, for the mistake found once the run has started (its folder made, the data read):
+# refused by the preflight, the same exit code and line come sooner (tests/test_usage_errors.py).
+@pytest.mark.parametrize(("layers", "message"), COMMAND_LINE_MISTAKES[1:2])
 def test_a_mistake_on_the_command_line_is_one_line_exit_2_and_no_run_folder(tmp_path, layers, message):
     result = run_nnexp("model=sequential", f"model.layers={layers}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 import nnexp
-from conftest import read_summary, run_folders, run_nnexp, write_fish_csv
+from conftest import read_summary, write_fish_csv
+from nnexp.cli.preflight import preflight
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data.tabular import load_csv
 from nnexp.diagnostics import Diagnosis, Finding
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.setup import check_initial_loss, expected_initial_loss
 from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
-from nnexp.errors import DataError
+from nnexp.errors import ConfigError, DataError
 
 REAL_FISH = Path(__file__).resolve().parents[2] / "shared" / "data" / "Fish.csv"
 # Seed 003's fish run: Height, Width -> Weight, all 159 rows z-scored with pandas' df.std(), unshuffled
@@ -150,16 +151,17 @@ def test_shuffle_true_changes_the_order_each_epoch(tmp_path, monkeypatch):
     assert seen[:3] != seen[3:]
 
 
-# --- the real command line -----------------------------------------------------------------------------
+# --- the switches as the command line sets them --------------------------------------------------------
+# Composed, checked and run as `nnexp OVERRIDES` does, in this process (nnexp.run; the preflight for the
+# refusals); the exit code and the one stderr line of a refusal: tests/test_usage_errors.py.
 
 
-def test_seed_003s_fish_setting_is_expressible_and_says_it_has_no_test_split(tmp_path):
+def test_seed_003s_fish_setting_is_expressible_and_says_it_has_no_test_split(tmp_path, capsys):
     path = write_fish_csv(tmp_path / "Fish.csv", rows=159)
-    result = run_nnexp(*SEED_003_FISH, f"data.path={path}", "trainer.epochs=3", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "no test split (data.test_size=0): the model was trained on every row" in result.stdout
-    (run,) = run_folders(tmp_path)
-    summary = read_summary(run)
+    result = nnexp.run([*SEED_003_FISH, f"data.path={path}", "trainer.epochs=3"], output_dir=tmp_path / "run")
+    stdout = " ".join(capsys.readouterr().out.split())  # the note under the results table, however wrapped
+    assert "no test split (data.test_size=0): the model was trained on every row" in stdout
+    summary = read_summary(result.run_dir)
     assert summary["status"] == "completed" and summary["data"]["sizes"] == {"train": 159}
     assert summary["data"]["details"]["normalization"] == "z-score, fitted on every row (data.scale_on=all)"
     assert set(summary["metrics"]["final"]) == {"train_loss", "train_mse", "train_mae"}
@@ -188,12 +190,9 @@ def test_seed_003s_fish_run_reaches_the_notebooks_plateau(tmp_path, monkeypatch)
 
 def test_several_targets_and_every_column_train_from_the_command_line(tmp_path):
     path = _fish(tmp_path)
-    result = run_nnexp(
-        "data=csv", f"data.path={path}", "data.features=all", "data.target=[Weight,Height]",
-        "model=linear", "trainer.epochs=1", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    summary = read_summary(run_folders(tmp_path)[0])
+    overrides = ["data=csv", f"data.path={path}", "data.features=all", "data.target=[Weight,Height]",
+                 "model=linear", "trainer.epochs=1"]  # fmt: skip
+    summary = read_summary(nnexp.run(overrides, output_dir=tmp_path / "run").run_dir)
     assert summary["data"]["num_outputs"] == 2 and summary["data"]["input_shape"] == [4]
     assert "test_mse" in summary["metrics"]["final"]
 
@@ -210,11 +209,13 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("overrides", "message"), REFUSED)
-def test_a_switch_set_wrong_is_refused_in_one_line(tmp_path, overrides, message):
+def test_a_switch_set_wrong_is_refused_in_one_line(tmp_path, monkeypatch, overrides, message):
     path = _fish(tmp_path)
-    result = run_nnexp("data=fish", f"data.path={path}", *overrides, cwd=tmp_path)
-    assert result.returncode == 2
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        preflight(["data=fish", f"data.path={path}", *overrides])
+    assert refused.value.exit_code == 2
+    assert message in str(refused.value) and "\n" not in str(refused.value)
     assert not (tmp_path / "outputs").exists()
 
 
@@ -241,18 +242,19 @@ def test_a_chance_level_finding_that_still_holds_stays_unresolved():
     assert "chance-level" in watch.found and watch.pop_resolved() == []
 
 
-def test_a_run_that_learns_after_chance_level_reports_it_resolved(tmp_path):
+def test_a_run_that_learns_after_chance_level_reports_it_resolved(tmp_path, monkeypatch, capsys):
     """Zero weights and slow full-batch SGD: epoch 1 scores what predicting the mean scores (chance),
     then the model learns; the final report says when the finding stopped holding."""
-    result = run_nnexp(
+    monkeypatch.setenv("COLUMNS", "160")  # the console's width in a pipe, as the command sets it
+    overrides = [
         "data=fish", f"data.path={_fish(tmp_path)}", "model=linear", "model.init=normal", "model.init_std=0",
         "optim=sgd", "optim.lr=0.02", "trainer.batch_size=full", "trainer.epochs=4",
-        "diagnostics.after_epochs=1", "diagnostics.after_steps=1", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    findings = {f["code"]: f for f in read_summary(run_folders(tmp_path)[0])["diagnostics"]}
+        "diagnostics.after_epochs=1", "diagnostics.after_steps=1",
+    ]  # fmt: skip
+    result = nnexp.run(overrides, output_dir=tmp_path / "run")
+    findings = {f["code"]: f for f in read_summary(result.run_dir)["diagnostics"]}
     assert findings["chance-level"]["epoch"] == 1 and findings["chance-level"]["resolved_at"] == 2
-    assert "epoch 1; resolved at epoch 2" in result.stdout
+    assert "epoch 1; resolved at epoch 2" in capsys.readouterr().out  # the final diagnostics table
 
 
 def _constant_target_bundle(value: float) -> DataBundle:
@@ -297,9 +299,8 @@ def test_the_logistic_baseline_takes_its_settings_and_says_them_in_its_name():
 
 
 def test_the_logistic_baselines_settings_reach_it_from_the_command_line(tmp_path):
-    result = run_nnexp("trainer.epochs=1", "baselines.logistic.penalty=null", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    baselines = read_summary(run_folders(tmp_path)[0])["baselines"]
+    result = nnexp.run(["trainer.epochs=1", "baselines.logistic.penalty=null"], output_dir=tmp_path / "run")
+    baselines = read_summary(result.run_dir)["baselines"]
     assert "logistic regression (penalty=None)" in [b["name"] for b in baselines]
 
 
@@ -310,10 +311,14 @@ def test_the_logistic_baselines_settings_reach_it_from_the_command_line(tmp_path
         ("baselines.logistic.C=0", "baselines.logistic.C=0 is not allowed: use a finite number > 0"),
     ],
 )
-def test_a_logistic_setting_scikit_learn_would_reject_is_refused_in_one_line(tmp_path, override, message):
-    result = run_nnexp(override, cwd=tmp_path)
-    assert result.returncode == 2
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+def test_a_logistic_setting_scikit_learn_would_reject_is_refused_in_one_line(
+    tmp_path, monkeypatch, override, message
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        preflight([override])
+    assert refused.value.exit_code == 2
+    assert message in str(refused.value) and "\n" not in str(refused.value)
     assert not (tmp_path / "outputs").exists()
 
 
@@ -324,8 +329,6 @@ def test_a_logistic_setting_scikit_learn_would_reject_is_refused_in_one_line(tmp
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_default_run_beats_its_logistic_regression_baseline(tmp_path, seed):
     """`nnexp` (the digits MLP) scores a higher test accuracy than logistic regression on the same split."""
-    result = run_nnexp(f"seed={seed}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    summary = read_summary(run_folders(tmp_path)[0])
+    summary = read_summary(nnexp.run([f"seed={seed}"], output_dir=tmp_path / "run").run_dir)
     (logistic,) = [b for b in summary["baselines"] if b["name"] == "logistic regression"]
     assert summary["metrics"]["final"]["test_accuracy"] > logistic["test_accuracy"]

@@ -16,6 +16,7 @@ MISTAKES = [
     (["trainer.epocs=3"], "unknown key trainer.epocs (did you mean trainer.epochs?)"),
     (["modle=mlp"], "unknown key modle (did you mean model?)"),
     (["model=mlpp"], "model=mlpp is not an option (did you mean model=mlp?): choose one of"),
+    (["model=cnnn"], "model=cnnn is not an option (did you mean model=cnn?): choose one of"),
     (["experiment=nope"], "experiment=nope is not an option"),
     (
         ["experiment=lectures/digits_sofmax"],
@@ -39,11 +40,13 @@ MISTAKES = [
 
 
 @pytest.mark.parametrize(("overrides", "message"), MISTAKES)
-def test_preflight_names_each_mistake(overrides, message):
+def test_preflight_names_each_mistake(tmp_path, monkeypatch, overrides, message):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as error:
         preflight(overrides)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []  # refused before Hydra makes any folder
 
 
 def test_preflight_accepts_a_sound_command_line():
@@ -68,17 +71,14 @@ def test_targets_outside_nnexp_and_torch_are_refused():
         check_config(compose_config("optim._target_=builtins.eval"))
 
 
+# One command line per way a mistake reaches the process: refused by the preflight before Hydra starts,
+# and by the run itself once Hydra has made its folder (the data file is read). What each mistake says is
+# checked in-process above (MISTAKES), in tests/test_cli.py, and below for the argument parser's mistakes
+# (nnexp's main() in this process); here, what the process does.
 @pytest.mark.parametrize(
     "args",
-    [
-        ["optim.lrr=0.1"],
-        ["+epochz=3"],
-        ["model=cnnn"],
-        ["model._target_=os.system"],
-        ["trainer.epochs=-1"],
-        ["trainer.epochs=1", "-m", "seed=1,2"],  # a flag after the overrides
-        ["--bogus"],
-    ],
+    [["optim.lrr=0.1"], ["data=fish", "data.path=nowhere.csv"]],
+    ids=["preflight", "found-by-the-run"],
 )
 def test_the_cli_exits_2_with_one_line_and_no_run_folder(tmp_path, args):
     result = run_nnexp(*args, cwd=tmp_path)
@@ -86,6 +86,30 @@ def test_the_cli_exits_2_with_one_line_and_no_run_folder(tmp_path, args):
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("nnexp: error: ")
     assert not (tmp_path / "outputs").exists() and run_folders(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["trainer.epochs=1", "-m", "seed=1,2"], "unrecognized arguments: seed=1,2"),
+    ],
+)
+def test_a_flag_the_parser_does_not_take_is_one_line_saying_where_flags_go(
+    tmp_path, monkeypatch, capsys, args, message
+):
+    """nnexp's own main(), in this process: argparse's answer (its usage, then the error) becomes one line."""
+    from nnexp.cli.command import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["nnexp", *args])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error: ") and len(stderr.strip().splitlines()) == 1
+    assert message in stderr and "flags such as -m go before the overrides (nnexp -m key=a,b)" in stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_hydra_full_error_adds_the_trace_and_keeps_the_exit_code(tmp_path):
