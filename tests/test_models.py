@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import compose_config
-from nnexp.cli import checks, model_checks
+from nnexp.config import checks, model_checks
 from nnexp.errors import ConfigError
 from nnexp.models.cnn import CNN
 from nnexp.models.init import INITS, initialize
