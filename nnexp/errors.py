@@ -137,5 +137,11 @@ def exit_with(error: UserError) -> NoReturn:
     """Print the one-line message and leave with the error's exit code; the trace on request."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         traceback.print_exception(error)
-    sys.stderr.write(f"nnexp: error: {error}\n")
+    sys.stderr.write(f"nnexp: error: {one_line(str(error))}\n")
     sys.exit(error.exit_code)
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped: a name from a run folder can neither break the one line
+    nor send the terminal an escape sequence."""
+    return "".join(repr(char)[1:-1] if ord(char) < 32 or ord(char) == 127 else char for char in text)

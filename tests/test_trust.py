@@ -360,3 +360,41 @@ def test_the_sweep_page_links_only_run_pages_nnexp_wrote(tmp_path):
     assert report_main([str(sweep), "--html", "--out", str(tmp_path / "sweep.html")]) == 0
     links = (tmp_path / "sweep.html").read_text()
     assert 'href="sweep/0/report.html"' in links and "sweep/1/report.html" not in links
+
+
+# --- found by a hostile-user pass --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("subdir", ["/elsewhere/victim", "../../escape${hydra.job.num}", "same"])
+def test_a_recorded_sweep_subdir_may_only_number_the_jobs_inside_the_sweep(tmp_path, subdir):
+    sweep = write_sweep(tmp_path / "sweep", SMOKE, [f"hydra.sweep.subdir={subdir}"])
+    with pytest.raises(UntrustedConfig, match="outside the sweep or in one another"):
+        sweep_to_resume([f"resume={sweep}"])
+    check_recorded_overrides(["hydra.sweep.subdir=job_${hydra.job.num}"], Path("multirun.yaml"))
+
+
+def test_a_sweep_resume_refuses_a_job_whose_saved_config_names_code_before_launching(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", SMOKE, [])
+    marker = plant_in_saved_config(sweep / "0", "model.hidden", None)
+    with pytest.raises(UntrustedConfig, match=r"0/.hydra/config.yaml: model.hidden._target_"):
+        sweep_to_resume([f"resume={sweep}"])
+    assert not marker.exists()
+
+
+def test_a_resume_refuses_code_in_the_checkpoints_copy_of_the_config(run_copy):
+    from nnexp.runs.folder import RunFolder
+    from nnexp.runs.resume import Resumed
+
+    marker = plant_in_checkpoint(run_copy, "model")
+    cfg = resume_config([f"resume={run_copy}", "trainer.epochs=3", "force=true"])[1]
+    with pytest.raises(UntrustedConfig, match=r"checkpoint.pt: model._target_"):
+        Resumed.load(RunFolder(run_copy), cfg)
+    assert not marker.exists()
+
+
+def test_an_error_line_escapes_control_characters_a_folder_may_hold(capsys):
+    from nnexp.errors import exit_with
+
+    with pytest.raises(SystemExit):
+        exit_with(UntrustedConfig("run\nx: key \x1b]0;PWNED\x07 names code"))
+    assert capsys.readouterr().err == "nnexp: error: run\\nx: key \\x1b]0;PWNED\\x07 names code\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from nnexp.errors import ConfigError
+from nnexp.errors import ENVIRONMENT_FAULTS, ConfigError, OutputError
 from nnexp.runs.folder import run_above, run_at_or_below
 
 
@@ -56,10 +56,13 @@ def check_writable(fixed: Path, key: str) -> None:
     try:  # the real test of writability (os.access trusts root, even on read-only mounts)
         os.rmdir(tempfile.mkdtemp(prefix=".nnexp-write-test-", dir=existing))
     except OSError as error:
-        raise ConfigError(
+        message = (
             f"cannot create run folders under {fixed}: {existing} is not writable ({error.strerror}); "
             f"run from a writable folder or set {key}=another/folder"
-        ) from None
+        )
+        if error.errno in ENVIRONMENT_FAULTS:  # the machine's refusal (read-only, permission): exit 4
+            raise OutputError(message) from None
+        raise ConfigError(message) from None
 
 
 def _refuse_a_folder_of_runs(folder: Path, key: str) -> None:

@@ -104,6 +104,7 @@ class Resumed:
 
         check_config(cfg)  # a forced change is checked like any value, before anything is read or written
         checkpoint = load_checkpoint(folder.checkpoint_path)
+        check_untrusted(checkpoint.get("config"), str(folder.checkpoint_path))  # its copy: data as well
         trained = int(checkpoint["epoch"])
         if cfg.trainer.epochs < trained:
             raise ConfigError(

@@ -21,7 +21,8 @@ from nnexp.config.trust import UntrustedConfig, is_trusted_target, unsafe_resolv
 
 LAUNCHERS = frozenset({"basic", "joblib", "submitit_local", "submitit_slurm", "parallel", "slurm", "gpus"})
 SWEEPERS = frozenset({"basic", "optuna"})
-_SWEEP_KEYS = frozenset({"hydra.mode", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.output_subdir"})
+# A resume sets the sweep's folder itself; a recorded subdir may only name each job's folder inside it.
+_JOB_SUBDIR = re.compile(r"[\w.-]*\$\{hydra\.job\.num\}[\w.-]*\Z")
 # Settings of the launchers and sweepers above that only size or name the work (no paths, no commands).
 _LAUNCHER_SETTINGS = frozenset(
     {
@@ -79,8 +80,10 @@ def _task_problem(key: str, value: str) -> str | None:
 def _hydra_problem(key: str, value: str) -> str | None:
     if key == "hydra.mode":
         return _plain(value)
-    if key in _SWEEP_KEYS:  # folders: a resume sets its own, but none may call a resolver
-        return _task_problem(key, value)
+    if key == "hydra.sweep.subdir":
+        if _JOB_SUBDIR.match(value) and ".." not in value.split("${", 1)[0]:
+            return None
+        return "would put the jobs' folders outside the sweep or in one another (not ${hydra.job.num} alone)"
     if key == "hydra/launcher":
         return None if value in LAUNCHERS else f"names a launcher nnexp does not ship ({_show(value)})"
     if key == "hydra/sweeper":

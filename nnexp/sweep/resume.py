@@ -20,7 +20,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp.atomic import write_atomically
-from nnexp.config.trust import UntrustedConfig
+from nnexp.config.trust import UntrustedConfig, check_untrusted
 from nnexp.errors import ConfigError, first_line
 from nnexp.sweep.ledger import LEDGER_FILE, mark_recorded, read_ledger, sweep_root
 from nnexp.sweep.recorded import check_recorded_overrides, check_recorded_search_space
@@ -61,6 +61,7 @@ def sweep_to_resume(overrides: list[str]) -> SweepToResume:
             )
     launcher = [arg for arg in extra if arg.startswith(_CHANGEABLE)]
     kept = [arg for arg in hydra if arg.split("=", 1)[0] not in {a.split("=", 1)[0] for a in launcher}]
+    _refuse_code_in_a_job(sweep)  # first: before any job's overrides are composed again
     _refuse_a_changed_config(sweep)
     _refuse_a_running_sweep(sweep)
     relaunch = [*task, *kept, *launcher, f"hydra.sweep.dir={sweep}", "hydra.output_subdir=null"]
@@ -128,6 +129,22 @@ def _refuse_a_changed_config(sweep: Path) -> None:
                 f"{hydra_dir.parent.name}/.hydra/config.yaml, {after} now), so its jobs would not be "
                 f"comparable; start a new sweep"
             )
+
+
+def _refuse_code_in_a_job(sweep: Path) -> None:
+    """A job resumed from its folder is built from its saved config and checkpoint: both are checked here,
+    before the launch, so a hostile job is one line instead of a failed job inside Hydra."""
+    from nnexp.runs.checkpoint import load_checkpoint
+
+    for saved in sorted(sweep.glob("*/.hydra/config.yaml")):
+        checkpoint = saved.parent.parent / "checkpoint.pt"
+        try:
+            config = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+            stored = load_checkpoint(checkpoint).get("config") if checkpoint.is_file() else None
+        except Exception:  # a damaged file: the job names it when it is resumed, as a run's resume does
+            continue
+        check_untrusted(config, str(saved))
+        check_untrusted(stored, str(checkpoint))
 
 
 def _refuse_a_running_sweep(sweep: Path) -> None:
