@@ -141,6 +141,12 @@ def exit_with(error: UserError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
+def shown(value: object, limit: int = 120) -> str:
+    """`value` quoted in a one-line message: control characters escaped, long text cut."""
+    text = one_line(str(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(text: str) -> str:
     """`text` with its control characters escaped: a name from a run folder can neither break the one line
     nor send the terminal an escape sequence."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, shown
 
 # Every `_target_` in configs/ and experiments/ (tests/test_trust.py keeps this list and them in step).
 NNEXP_BUILDERS = frozenset(
@@ -96,7 +96,7 @@ def untrusted_parts(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
         for key, child in node.items():
             where = f"{path}.{key}" if path else str(key)
             if key == "_target_" and not is_trusted_target(child):
-                yield where, f"{where}={_show(child)} is not {TRUSTED}"
+                yield where, f"{where}={shown(child)} is not {TRUSTED}"
             else:
                 yield from untrusted_parts(child, where)
     elif isinstance(node, (list, tuple)):
@@ -104,7 +104,7 @@ def untrusted_parts(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from untrusted_parts(child, f"{path}[{index}]")
     elif isinstance(node, str):
         for resolver in unsafe_resolvers(node):
-            yield path, f"{path}={_show(node)} calls the resolver {resolver}, which a saved config may not"
+            yield path, f"{path}={shown(node)} calls the resolver {resolver}, which a saved config may not"
 
 
 def unsafe_resolvers(text: str) -> list[str]:
@@ -129,7 +129,7 @@ def check_targets(node: Any) -> None:
     for key, _problem in untrusted_parts(node):
         if key.endswith("_target_"):
             raise ConfigError(
-                f"{key}={_show(_lookup(node, key))} is not allowed: a target must be {TRUSTED}", key=key
+                f"{key}={shown(_lookup(node, key))} is not allowed: a target must be {TRUSTED}", key=key
             )
 
 
@@ -137,15 +137,6 @@ def _lookup(node: Any, dotted: str) -> Any:
     for part in re.findall(r"[^.\[\]]+", dotted):
         node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
     return node
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _show(value: Any) -> str:
-    """`value` for a one-line message: control characters escaped, long text cut."""
-    text = _CONTROL.sub(lambda found: repr(found.group())[1:-1], str(value))
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def problem_in_saved_config(path: Path) -> str | None:

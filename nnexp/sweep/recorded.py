@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from nnexp.config.trust import UntrustedConfig, is_trusted_target, unsafe_resolvers
+from nnexp.errors import shown
 
 LAUNCHERS = frozenset({"basic", "joblib", "submitit_local", "submitit_slurm", "parallel", "slurm", "gpus"})
 SWEEPERS = frozenset({"basic", "optuna"})
@@ -45,7 +45,7 @@ def check_recorded_overrides(overrides: Iterable[str], source: Path) -> None:
         problem = _problem(str(line))
         if problem is not None:
             raise UntrustedConfig(
-                f"{source}: the recorded override {_show(line)} {problem}; a sweep folder holds data, and "
+                f"{source}: the recorded override {shown(line)} {problem}; a sweep folder holds data, and "
                 f"nnexp replays only the overrides its own sweeps write (refusing it: nothing was run)"
             )
 
@@ -85,9 +85,9 @@ def _hydra_problem(key: str, value: str) -> str | None:
             return None
         return "would put the jobs' folders outside the sweep or in one another (not ${hydra.job.num} alone)"
     if key == "hydra/launcher":
-        return None if value in LAUNCHERS else f"names a launcher nnexp does not ship ({_show(value)})"
+        return None if value in LAUNCHERS else f"names a launcher nnexp does not ship ({shown(value)})"
     if key == "hydra/sweeper":
-        return None if value in SWEEPERS else f"names a sweeper nnexp does not ship ({_show(value)})"
+        return None if value in SWEEPERS else f"names a sweeper nnexp does not ship ({shown(value)})"
     if key.startswith("hydra.launcher."):
         setting = key.removeprefix("hydra.launcher.")
         if setting not in _LAUNCHER_SETTINGS:
@@ -105,16 +105,7 @@ def _hydra_problem(key: str, value: str) -> str | None:
 
 
 def _plain(value: str) -> str | None:
-    return None if _PLAIN.match(value) else f"has a value other than plain numbers and words ({_show(value)})"
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _show(value: Any) -> str:
-    """`value` for a one-line message: control characters escaped, long text cut."""
-    text = _CONTROL.sub(lambda found: repr(found.group())[1:-1], str(value))
-    return text if len(text) <= 120 else text[:117] + "..."
+    return None if _PLAIN.match(value) else f"has a value other than plain numbers and words ({shown(value)})"
 
 
 __all__ = ["LAUNCHERS", "SWEEPERS", "check_recorded_overrides", "check_recorded_search_space"]
