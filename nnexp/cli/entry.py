@@ -1,28 +1,28 @@
 """The `nnexp` console script's first step: Ctrl-C and SIGTERM are answered from the first instant.
 
-Python's own answer to a Ctrl-C while modules load is a KeyboardInterrupt traceback. The handlers go in
-before anything heavy is imported (only the standard-library folder hooks come first, so the handler
-finds them whole); the command itself (and Hydra, and torch) load after.
+Python's own answer to a Ctrl-C while modules load is a KeyboardInterrupt traceback. nnexp enters the
+STARTING state of its stop controller (nnexp.stop) before anything heavy is imported (only the
+standard-library folder hooks come first, so the answer finds them whole); the command itself (and Hydra,
+and torch) load after.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import Any
 
-from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs  # standard library only
+from nnexp import stop  # standard library only, as the hooks are
+from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs
 
 
 def main() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop_before_the_run)  # the run installs its own (a clean stop) once it starts
+    stop.enter(stop.State.STARTING, on_stop=stop_before_the_run)  # a run enters its own states above it
     from nnexp.cli.command import main as command
 
     command()
 
 
-def stop_before_the_run(signum: int, frame: Any) -> None:
+def stop_before_the_run(signum: int) -> None:
     """SIGINT/SIGTERM while nnexp starts (imports, composing, claiming the folder): there is nothing to
     save yet. Remove the folder claimed for the run, say so in one line, and exit with the signal's code.
 

@@ -1,26 +1,20 @@
 """The console scripts beside `nnexp` (nnexp-predict, nnexp-report, nnexp-generate): a Ctrl-C or SIGTERM
 at any moment, imports included, ends them with one line and the signal's exit code, never a traceback.
 
-The handler raises SystemExit, which Python prints nothing for, so `finally` blocks still run: a file
-being written is removed rather than left half-written (see the tools' write functions).
+Each enters the TOOL state of the stop controller (nnexp.stop) first: a signal raises SystemExit, which
+Python prints nothing for, so `finally` blocks still run: a file being written is removed rather than left
+half-written (see the tools' write functions); a second Ctrl-C does not interrupt that clean-up.
 """
 
 from __future__ import annotations
 
 import importlib
-import signal
-import sys
-from typing import Any
+
+from nnexp import stop
 
 
 def _run(name: str, module: str, function: str) -> None:
-    def stop(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
-        sys.stderr.write(f"{name}: interrupted by {signal.Signals(signum).name}\n")
-        raise SystemExit(128 + signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
+    stop.enter(stop.State.TOOL, name=name)  # before the tool's module loads: it imports for seconds
     getattr(importlib.import_module(module), function)()
 
 

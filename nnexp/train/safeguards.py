@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
 import torch
 
+from nnexp import stop
 from nnexp.errors import Finding, UserError
+from nnexp.stop import State, TrainingInterrupted
+
+__all__ = ["Diverged", "DivergenceGuard", "StopOnSignal", "StuckLossDetector", "TrainingInterrupted"]
 
 log = logging.getLogger("nnexp")
-
-
-# What a scheduler sends before it stops a job at its time limit or pre-empts it (SLURM --signal, submitit)
-PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
-
-
-class TrainingInterrupted(BaseException):
-    """Raised at a batch boundary after the first SIGINT / SIGTERM (or SIGUSR1/2); exit code 128 + signal
-    number. `requeue`: a pre-emption signal for which a scheduler (submitit) has its own handler, which
-    requeues the job once the run has stopped and checkpointed.
-
-    A BaseException, as KeyboardInterrupt is: a library's `except Exception` (MLflow wraps whatever
-    its request raised) must not swallow a stop."""
-
-    def __init__(self, signum: int, requeue: bool = False) -> None:
-        self.signum = signum
-        self.requeue = requeue
-        self.signal_name = signal.Signals(signum).name
-        self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {self.signal_name}")
 
 
 class Diverged(UserError):
@@ -43,52 +24,34 @@ class Diverged(UserError):
 
 
 class StopOnSignal:
-    """First SIGINT/SIGTERM/SIGUSR1/SIGUSR2: finish the current batch, then stop. A second: stop at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, *PREEMPTION_SIGNALS)
-
-    def __init__(self) -> None:
-        self.requested: int | None = None
-        self._at_once = False
-        self._previous: dict[int, Any] = {}
+    """A run's answer to SIGINT/SIGTERM/SIGUSR1/SIGUSR2, through nnexp.stop (which owns the handlers): at
+    once while the run is built, after the current batch once it trains; a second signal stops at once."""
 
     def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+        self._stage = stop.enter(State.BUILDING)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        self._stage.leave()  # the handlers before the run answer again (submitit's requeues the job)
+
+    @property
+    def requested(self) -> int | None:
+        """The signal that asked the run to stop after this batch, if one has."""
+        return self._stage.requested
 
     def at_once(self) -> None:
         """From now on the first signal stops at once: for work with no batch boundary to wait for
         (building the run, reaching a logger's server, a learning-rate range test)."""
         self.check()
-        self._at_once = True
+        self._stage.switch(State.BUILDING)
 
     def between_batches(self) -> None:
         """From now on the first signal is acted on at the next batch boundary (training)."""
         self.check()
-        self._at_once = False
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None or self._at_once:
-            raise TrainingInterrupted(signum, self._requeues(signum))
-        self.requested = signum
-        log.warning(
-            "%s received: stopping after this batch (send it again to stop at once)",
-            signal.Signals(signum).name,
-        )
+        self._stage.switch(State.TRAINING)
 
     def check(self) -> None:
-        if self.requested is not None:
-            raise TrainingInterrupted(self.requested, self._requeues(self.requested))
-
-    def _requeues(self, signum: int) -> bool:
-        """A pre-emption signal that a scheduler's own handler (submitit's) was waiting for."""
-        return signum in PREEMPTION_SIGNALS and callable(self._previous.get(signum))
+        self._stage.check()
 
 
 class DivergenceGuard:

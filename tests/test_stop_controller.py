@@ -1,0 +1,123 @@
+"""One stop controller (nnexp/stop.py) answers every stop signal, by the state the process is in.
+
+In-process: each test raises real signals in this process and leaves every state it entered, so the
+handlers pytest had are back afterwards. The subprocess tests (test_signal_faults.py, test_tool_signals.py,
+test_safety.py, test_preemption.py) show the same answers from the console scripts.
+"""
+
+from __future__ import annotations
+
+import ast
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from nnexp.stop import State, StopController, TrainingInterrupted
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nnexp"
+
+
+def a_program_s_own_handler(signum, frame):
+    raise AssertionError("nnexp's state should have answered this signal")
+
+
+@pytest.fixture
+def own_handlers():
+    """SIGTERM and SIGUSR2 handled by the program around nnexp (a notebook's; submitit's for SIGUSR2)."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR2)}
+    for signum in before:
+        signal.signal(signum, a_program_s_own_handler)
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
+def test_one_module_installs_signal_handlers():
+    installers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "signal.signal"
+    }
+    assert installers == {"stop.py"}
+
+
+def test_while_a_run_is_built_a_signal_stops_it_at_once_with_its_exit_code():
+    with StopController().enter(State.BUILDING), pytest.raises(TrainingInterrupted) as stopped:
+        signal.raise_signal(signal.SIGTERM)
+    assert stopped.value.exit_code == 143 and str(stopped.value) == "interrupted by SIGTERM"
+    assert not stopped.value.requeue
+
+
+def test_while_it_trains_the_first_signal_waits_for_the_batch_boundary_and_a_second_stops_at_once(caplog):
+    with StopController().enter(State.BUILDING) as stage:
+        stage.switch(State.TRAINING)
+        signal.raise_signal(signal.SIGINT)  # noted, not raised: the batch finishes
+        assert stage.requested == signal.SIGINT and stage.state is State.SAVING
+        assert "SIGINT received: stopping after this batch (send it again to stop at once)" in caplog.text
+        with pytest.raises(TrainingInterrupted) as at_the_boundary:
+            stage.check()
+        assert at_the_boundary.value.exit_code == 130
+        with pytest.raises(TrainingInterrupted) as twice:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C twice: while it saves, at once
+        assert twice.value.exit_code == 130
+
+
+def test_leaving_a_run_gives_every_signal_back_to_what_answered_it_before(own_handlers):
+    started: list[int] = []
+    controller = StopController()
+    starting = controller.enter(State.STARTING, on_stop=started.append)
+    with controller.enter(State.BUILDING):
+        assert signal.getsignal(signal.SIGUSR2) is not a_program_s_own_handler  # the run answers it
+    assert signal.getsignal(signal.SIGUSR2) is a_program_s_own_handler  # submitit's, to requeue the job
+    signal.raise_signal(signal.SIGTERM)
+    assert started == [signal.SIGTERM]  # nnexp starting again (between a sweep's jobs): its own answer
+    starting.leave()
+    assert signal.getsignal(signal.SIGTERM) is a_program_s_own_handler
+
+
+def test_a_scheduler_s_warning_requeues_only_where_the_scheduler_waits_for_it(own_handlers):
+    controller = StopController()
+    with controller.enter(State.BUILDING):
+        with pytest.raises(TrainingInterrupted) as warned:
+            signal.raise_signal(signal.SIGUSR2)  # submitit's handler was there: it requeues the job
+        with pytest.raises(TrainingInterrupted) as alone:
+            signal.raise_signal(signal.SIGUSR1)  # no scheduler's handler: a stop to resume, as SIGTERM's
+    assert warned.value.requeue and warned.value.exit_code == 140
+    assert not alone.value.requeue and alone.value.exit_code == 138
+    assert not controller.requeues(signal.SIGTERM)
+
+
+def test_a_tool_stops_with_one_line_and_then_ignores_ctrl_c_while_it_cleans_up(capsys):
+    with StopController().enter(State.TOOL, name="nnexp-report") as stage:
+        with pytest.raises(SystemExit) as stopped:
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped.value.code == 143
+        assert capsys.readouterr().err == "nnexp-report: interrupted by SIGTERM\n"
+        assert stage.state is State.CLEANING_UP
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the half-written file is removed whole
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_starting_needs_an_answer_that_ends_the_process():
+    with pytest.raises(ValueError, match="on_stop"):
+        StopController().enter(State.STARTING)
+
+
+def test_off_the_main_thread_a_run_sets_no_handler_and_is_never_stopped():
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+
+    def run_in_a_thread():
+        with StopController().enter(State.BUILDING) as stage:
+            stage.switch(State.TRAINING)
+            seen.append(signal.getsignal(signal.SIGTERM))
+            stage.check()
+            seen.append(stage.requested)
+
+    thread = threading.Thread(target=run_in_a_thread)
+    thread.start()
+    thread.join()
+    assert seen == [before, None]
