@@ -18,12 +18,15 @@ from torch import nn
 
 import nnexp
 from conftest import copy_run, exit_code_of, read_summary
+from nnexp.data.tasks import task_of
 from nnexp.data.text import Tokenizer, TokenSplit, Vocab
 from nnexp.errors import ConfigError, UserError
 from nnexp.look.generate import main as generate_main
 from nnexp.models.recurrent import GRU, LSTM, RNN
-from nnexp.train.lm_loop import evaluate, generate, train_one_epoch
+from nnexp.train.generation import generate
+from nnexp.train.loop import evaluate, train_one_epoch
 
+LANGUAGE_MODEL = task_of("language_model")
 WORDS = [
     "the",
     "time",
@@ -141,7 +144,7 @@ def test_sequential_batches_carry_the_state_detached_and_random_batches_start_fr
     optimizer = torch.optim.SGD(spy.parameters(), lr=0.1)
     batches = list(split.batches(4, torch.Generator().manual_seed(0)))
     metrics = train_one_epoch(
-        spy, batches, nn.functional.cross_entropy, optimizer, carry_state=split.carries_state
+        spy, batches, nn.functional.cross_entropy, optimizer, LANGUAGE_MODEL, carry_state=split.carries_state
     )
     assert metrics["tokens"] == len(batches) * 4 * 5
     assert spy.received[0] is None
@@ -157,7 +160,7 @@ def test_perplexity_is_the_exponential_of_the_mean_token_loss():
     torch.manual_seed(0)
     model = LSTM((5,), 10, hidden_size=6)
     split = TokenSplit(torch.randint(1, 10, (200,)), num_steps=5, partition="sequential")
-    metrics = evaluate(model, split, nn.functional.cross_entropy, batch_size=4)
+    metrics = evaluate(model, split, nn.functional.cross_entropy, LANGUAGE_MODEL, batch_size=4)
     assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
     assert 5 < metrics["perplexity"] < 20  # an untrained model is near uniform over 10 tokens
 

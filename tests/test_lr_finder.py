@@ -13,10 +13,14 @@ import torch
 import nnexp
 from conftest import compose_config, read_summary, write_fish_csv
 from nnexp.cli.preflight import preflight
+from nnexp.data.tasks import task_of
 from nnexp.errors import ConfigError
-from nnexp.train import lm_loop, loop
+from nnexp.train import loop
 from nnexp.train.build import build
 from nnexp.train.lr_finder import LossCurve, LrFinderOptions, find_lr, suggest
+
+REGRESSION = task_of("regression")
+LANGUAGE_MODEL = task_of("language_model")
 
 # --- the sweep ---------------------------------------------------------------------------------------
 
@@ -124,7 +128,7 @@ def test_on_a_linear_regression_the_suggestion_lies_below_the_lr_where_gradient_
     settings = {key: value for key, value in experiment.optimizer.param_groups[0].items() if key != "params"}
 
     options = LrFinderOptions.from_config(cfg.lr_find)
-    found = find_lr(experiment, options, len(inputs), partial(loop.train_one_epoch, task="regression"))
+    found = find_lr(experiment, options, len(inputs), partial(loop.train_one_epoch, task=REGRESSION))
 
     divergence = 2 / curvature  # full-batch gradient descent diverges above this lr
     assert options.start_lr < found.suggested_lr < divergence
@@ -146,7 +150,7 @@ def test_a_language_model_carries_its_state_within_a_pass_and_cycles_a_short_tra
     model, fresh_state = experiment.model, []
     forward = model.forward
     model.forward = lambda inputs, state: fresh_state.append(state is None) or forward(inputs, state)
-    train_epoch = partial(lm_loop.train_one_epoch, carry_state=True)
+    train_epoch = partial(loop.train_one_epoch, task=LANGUAGE_MODEL, carry_state=True)
 
     found = find_lr(experiment, LrFinderOptions.from_config(cfg.lr_find), 4, train_epoch)
 

@@ -22,15 +22,18 @@ from torch import nn
 from conftest import compose_config
 from nnexp.config.checks import check_config
 from nnexp.data import TensorSplit
+from nnexp.data.tasks import task_of
 from nnexp.data.text import TokenSplit
 from nnexp.errors import ConfigError
 from nnexp.models.recurrent import GRU
 from nnexp.runs import console as console_module
 from nnexp.runs.console import TrainingProgress
 from nnexp.runs.run import run
-from nnexp.train import lm_loop
 from nnexp.train.build import autocast_for
 from nnexp.train.loop import evaluate, train_one_epoch
+
+CLASSIFICATION = task_of("classification")
+LANGUAGE_MODEL = task_of("language_model")
 
 CPU = torch.device("cpu")
 TINY_DIGITS = [
@@ -101,9 +104,9 @@ def test_bf16_autocasts_the_training_and_evaluation_forward_passes():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     bf16 = autocast_for("bf16", CPU)
     metrics = train_one_epoch(
-        model, split.batches(64), F.cross_entropy, optimizer, "classification", autocast=bf16
+        model, split.batches(64), F.cross_entropy, optimizer, CLASSIFICATION, autocast=bf16
     )
-    evaluated = evaluate(model, split, F.cross_entropy, "classification", 1024, autocast=bf16)
+    evaluated = evaluate(model, split, F.cross_entropy, CLASSIFICATION, 1024, autocast=bf16)
     assert [dtype for dtype, _, _ in model.calls] == [torch.bfloat16] * 5  # 4 training batches, 1 eval
     assert math.isfinite(metrics["loss"]) and math.isfinite(evaluated["loss"])
     assert model.linear.weight.dtype == torch.float32  # the weights stay float32; only the compute is bf16
@@ -112,7 +115,7 @@ def test_bf16_autocasts_the_training_and_evaluation_forward_passes():
 def test_precision_32_leaves_the_forward_pass_in_float32():
     split, model = classification_split(), Recorder()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_one_epoch(model, split.batches(64), F.cross_entropy, optimizer, "classification",
+    train_one_epoch(model, split.batches(64), F.cross_entropy, optimizer, CLASSIFICATION,
                     autocast=autocast_for(32, CPU))  # fmt: skip
     assert {dtype for dtype, _, _ in model.calls} == {torch.float32}
 
@@ -126,11 +129,13 @@ def test_bf16_trains_a_language_model_with_a_carried_state():
     bf16 = autocast_for("bf16", CPU)
     logits_dtypes = set()
     model.head.register_forward_hook(lambda module, args, output: logits_dtypes.add(output.dtype))
-    before = lm_loop.evaluate(model, split, F.cross_entropy, 8, autocast=bf16)["loss"]
+    before = evaluate(model, split, F.cross_entropy, LANGUAGE_MODEL, 8, autocast=bf16)["loss"]
     for epoch in range(3):
         batches = split.batches(8, torch.Generator().manual_seed(epoch))
-        lm_loop.train_one_epoch(model, batches, F.cross_entropy, optimizer, carry_state=True, autocast=bf16)
-    after = lm_loop.evaluate(model, split, F.cross_entropy, 8, autocast=bf16)["loss"]
+        train_one_epoch(
+            model, batches, F.cross_entropy, optimizer, LANGUAGE_MODEL, carry_state=True, autocast=bf16
+        )
+    after = evaluate(model, split, F.cross_entropy, LANGUAGE_MODEL, 8, autocast=bf16)["loss"]
     assert math.isfinite(after) and after < before / 2
     assert logits_dtypes == {torch.bfloat16}
 
@@ -168,13 +173,13 @@ def test_trainer_threads_sets_torchs_cpu_threads_and_null_leaves_them(tmp_path, 
 
 def test_evaluation_runs_under_inference_mode():
     split, model = classification_split(), Recorder()
-    evaluate(model, split, F.cross_entropy, "classification", 100)
+    evaluate(model, split, F.cross_entropy, CLASSIFICATION, 100)
     assert len(model.calls) == 3  # 256 rows in batches of 100
     assert all(inference and not grad for _, grad, inference in model.calls)
     lm = GRU((5,), 7, hidden_size=8)
     seen = []
     lm.register_forward_hook(lambda *_: seen.append(torch.is_inference_mode_enabled()))
-    lm_loop.evaluate(lm, TokenSplit(torch.arange(200) % 7, 5, "sequential"), F.cross_entropy, 4)
+    evaluate(lm, TokenSplit(torch.arange(200) % 7, 5, "sequential"), F.cross_entropy, LANGUAGE_MODEL, 4)
     assert seen and all(seen)
 
 
@@ -186,7 +191,7 @@ def test_the_training_step_reads_nothing_back_from_the_device_per_batch(monkeypa
     split, model = classification_split(1024), Recorder()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     train_one_epoch(model, split.batches(32, torch.Generator().manual_seed(0)), F.cross_entropy, optimizer,
-                    "classification")  # fmt: skip
+                    CLASSIFICATION)  # fmt: skip
     assert len(model.calls) == 32 and len(reads) == 2
 
 

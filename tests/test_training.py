@@ -12,12 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnexp.data import DataSpec, TensorSplit
+from nnexp.data.tasks import task_of
 from nnexp.errors import ConfigError
 from nnexp.runs.folder import RunFolder
 from nnexp.train.loop import evaluate, train_one_epoch
 from nnexp.train.losses import build_loss, resolve_loss_name
 from nnexp.train.metrics import MetricAccumulator, better
 from nnexp.train.regularization import EarlyStopping, l1_penalty
+
+CLASSIFICATION = task_of("classification")
+REGRESSION = task_of("regression")
 
 CLASSES = DataSpec("toy", "classification", (2,), 3)
 VALUES = DataSpec("toy", "regression", (2,), 1)
@@ -48,7 +52,7 @@ def test_mse_onehot_compares_outputs_with_one_hot_targets():
 
 
 def test_metrics_are_size_weighted_means():
-    metrics = MetricAccumulator("classification", torch.device("cpu"))
+    metrics = MetricAccumulator(CLASSIFICATION, torch.device("cpu"))
     metrics.update(torch.tensor([[2.0, 0.0]] * 3), torch.tensor([0, 0, 1]), torch.tensor(1.0))
     metrics.update(torch.tensor([[0.0, 2.0]]), torch.tensor([1]), torch.tensor(3.0))
     assert metrics.compute() == {"loss": pytest.approx(1.5), "accuracy": pytest.approx(0.75)}
@@ -68,11 +72,11 @@ def regression_problem() -> TensorSplit:
 def test_training_epochs_reduce_the_loss():
     split, model = regression_problem(), nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    before = evaluate(model, split, F.mse_loss, "regression", 1024)["loss"]
+    before = evaluate(model, split, F.mse_loss, REGRESSION, 1024)["loss"]
     for epoch in range(5):
         train_one_epoch(model, split.batches(32, torch.Generator().manual_seed(epoch)), F.mse_loss,
-                        optimizer, "regression")  # fmt: skip
-    after = evaluate(model, split, F.mse_loss, "regression", 1024)
+                        optimizer, REGRESSION)  # fmt: skip
+    after = evaluate(model, split, F.mse_loss, REGRESSION, 1024)
     assert after["loss"] < before / 100
     assert after["mse"] == pytest.approx(after["loss"], rel=1e-5)
 
@@ -87,10 +91,10 @@ def test_evaluation_reads_at_most_max_batches_of_a_split():
 
     split = TensorSplit(torch.randn(1000, 3), torch.randint(0, 2, (1000,)))
     loss = nn.CrossEntropyLoss()
-    evaluate(Counting(3, 2), split, loss, task="classification", batch_size=10, max_batches=3)
+    evaluate(Counting(3, 2), split, loss, task=CLASSIFICATION, batch_size=10, max_batches=3)
     assert seen == [10, 10, 10]
     seen.clear()
-    evaluate(Counting(3, 2), split, loss, task="classification", batch_size=10)
+    evaluate(Counting(3, 2), split, loss, task=CLASSIFICATION, batch_size=10)
     assert sum(seen) == 1000
 
 
@@ -99,7 +103,7 @@ def test_gradient_clipping_bounds_the_step_to_the_given_norm():
         split, model = regression_problem(), nn.Linear(2, 1)
         nn.init.zeros_(model.weight), nn.init.zeros_(model.bias)
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        train_one_epoch(model, split.batches(256), F.mse_loss, optimizer, "regression", clip_grad_norm=clip)
+        train_one_epoch(model, split.batches(256), F.mse_loss, optimizer, REGRESSION, clip_grad_norm=clip)
         return torch.cat([model.weight.flatten(), model.bias]).norm().item()
 
     assert one_full_batch_step(None) > 1.0

@@ -14,13 +14,13 @@ import torch
 
 from nnexp.errors import DataError
 
-Task = Literal["classification", "regression", "language_model"]
+TaskName = Literal["classification", "regression", "language_model"]  # data/tasks.py: what each one means
 
 
 @dataclass(frozen=True)
 class DataSpec:
     name: str
-    task: Task
+    task: TaskName  # task_of(spec.task) (data/tasks.py) says what it asks of training
     input_shape: tuple[int, ...]
     num_outputs: int  # classes for classification, target columns for regression, vocabulary size for LMs
     sizes: dict[str, int] = field(default_factory=dict)  # examples per split
@@ -36,6 +36,8 @@ class TensorSplit:
     `transform`, when given, runs on each batch of inputs on the device (e.g. uint8 pixels to
     normalised floats, or augmentation), so the stored tensors can stay compact.
     """
+
+    carries_state = False  # its rows are separate examples: no batch continues the one before (TokenSplit)
 
     def __init__(
         self,

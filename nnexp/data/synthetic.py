@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from nnexp.data import DataBundle, DataSpec, Task, TensorSplit
+from nnexp.data import DataBundle, DataSpec, TaskName, TensorSplit
+from nnexp.data.tasks import task_of
 
 SEED_OFFSETS = {"rule": 0, "train": 1, "val": 2, "test": 3}  # one stream per fixed draw
 EPOCH_SEED_STEP = 100_003  # the training loop seeds epoch e's batches with seed * 100_003 + e (runs/fit.py)
@@ -39,7 +40,7 @@ def fixed_stream(seed: int, part: str) -> torch.Generator:
 class Source:
     """How one example is drawn: its inputs' shape and range, and the rule that gives its target."""
 
-    task: Task
+    task: TaskName
     shape: tuple[int, ...]
     low: float
     high: float
@@ -47,6 +48,11 @@ class Source:
     num_outputs: int
     value: float = 0.0  # the constant target
     weights: torch.Tensor | None = None  # (features, num_outputs) for the linear rule
+
+    @property
+    def draws_labels(self) -> bool:
+        """Whether the target is a class label (classification), not a number per output column."""
+        return task_of(self.task).predicts_classes
 
     def draw(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """`count` examples: inputs (count, *shape) float32 and their targets."""
@@ -56,8 +62,8 @@ class Source:
             scores = (
                 inputs.reshape(count, -1) - (self.low + self.high) / 2
             ) @ self.weights  # (count, outputs)
-            return inputs, scores.argmax(dim=1) if self.task == "classification" else scores
-        if self.task == "classification":  # random labels
+            return inputs, scores.argmax(dim=1) if self.draws_labels else scores
+        if self.draws_labels:  # random labels
             return inputs, torch.randint(0, self.num_outputs, (count,), generator=generator)
         if self.rule == "constant":
             return inputs, torch.full((count, self.num_outputs), float(self.value))
@@ -89,7 +95,7 @@ class FreshSplit(TensorSplit):
 
 
 def load_synthetic(
-    task: Task,
+    task: TaskName,
     shape: list[int],
     low: float,
     high: float,
@@ -139,10 +145,10 @@ def _details(source: Source, fresh: bool, train_size: int, has_test: bool) -> di
     if source.rule == "constant":
         rule = f"the constant {source.value:g}"
     elif source.rule == "linear":
-        largest = "the largest output of " if source.task == "classification" else ""
+        largest = "the largest output of " if source.draws_labels else ""
         rule = f"{largest}a fixed random linear map of the inputs"
     else:
-        rule = "random labels: nothing to learn" if source.task == "classification" else "N(0, 1) noise"
+        rule = "random labels: nothing to learn" if source.draws_labels else "N(0, 1) noise"
     training = (
         f"fresh random samples every step ({train_size} an epoch); train scores are on one fixed draw"
         if fresh
@@ -156,7 +162,7 @@ def _details(source: Source, fresh: bool, train_size: int, has_test: bool) -> di
     }
     if not has_test:  # said in the results table
         details["test_split"] = "no test split (data.test_size=0)"
-    if source.task == "classification":
+    if source.draws_labels:
         details["classes"] = [str(label) for label in range(source.num_outputs)]
         return details
     # Named as a CSV's columns would be, so predictions.csv and nnexp-predict can name them too.

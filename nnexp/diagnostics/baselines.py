@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from nnexp.data import DataBundle, TensorSplit
+from nnexp.data.tasks import task_of
 
 log = logging.getLogger("nnexp")
 
@@ -45,7 +46,7 @@ def baselines_for(
             records.append(baseline(data, **options))
         except Exception as error:  # a baseline is context for the result: it must never fail the run
             log.debug("baseline %s left out: %s", baseline.__name__, error)
-    if data.spec.task == "classification" and loss_name != "cross_entropy":
+    if task_of(data.spec.task).predicts_classes and loss_name != "cross_entropy":
         records = [
             {key: value for key, value in record.items() if not key.endswith("_loss")} for record in records
         ]

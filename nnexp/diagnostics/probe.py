@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nnexp.data import DataBundle
+from nnexp.data.tasks import task_of
 from nnexp.train.losses import LossFn
 
 # The layers whose gradient norms are recorded: the ones that hold the weights a learner thinks about.
@@ -42,8 +43,8 @@ class Probe:
     """Measures the model on the first `rows` training examples (a language model: its first batch)."""
 
     def __init__(self, data: DataBundle, rows: int, lm_batch_size: int) -> None:
-        self.task = data.spec.task
-        size = lm_batch_size if self.task == "language_model" else rows
+        self.task = task_of(data.spec.task)
+        size = lm_batch_size if self.task.generates_text else rows
         self.inputs, self.targets = next(iter(data.train.batches(size)))
 
     def measure(self, model: nn.Module, loss_fn: LossFn) -> ProbeResult:
@@ -69,12 +70,8 @@ class Probe:
                 if isinstance(module, nn.modules.dropout._DropoutNd):
                     module.eval()
             with _random_streams_kept(model, device), torch.enable_grad():
-                outputs = model(self.inputs)
-                if self.task == "language_model":
-                    logits = outputs[0]
-                    loss = loss_fn(logits.reshape(-1, logits.shape[-1]), self.targets.reshape(-1))
-                else:
-                    loss = loss_fn(outputs, self.targets)
+                outputs, _ = self.task.forward(model, self.inputs)
+                loss = self.task.loss(loss_fn, outputs, self.targets)
                 layers = _layers_in_order(order, names)
                 groups = {
                     name: [p for p in module.parameters(recurse=False) if p.requires_grad]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nnexp.data import DataBundle
+from nnexp.data.tasks import task_of
 from nnexp.diagnostics import Finding
 from nnexp.diagnostics.probe import ProbeResult
 from nnexp.diagnostics.training import Chance
@@ -25,7 +26,7 @@ def check_setup(model: nn.Module, loss_name: str, data: DataBundle, initial: Pro
         *_output_layer(initial.last_module, loss_name),
         *_symmetric_weights(model, initial),
     ]
-    if data.spec.task != "language_model":
+    if not task_of(data.spec.task).generates_text:  # token ids have no scale to check
         findings += _input_scale(initial.inputs)
     return findings
 
@@ -38,7 +39,7 @@ def expected_initial_loss(loss_name: str, chance: Chance, data: DataBundle) -> d
     if loss_name == "mse":
         return {"expected": chance.loss, "why": "the variance of the training target: predicting its mean"}
     count = data.spec.num_outputs
-    what = "tokens" if data.spec.task == "language_model" else "classes"
+    what = task_of(data.spec.task).output_unit  # classes, or tokens for a language model
     return {"expected": chance.loss, "why": f"ln {count}: a uniform guess over {count} {what}"}
 
 
@@ -50,7 +51,7 @@ def check_initial_loss(measured: float, expected: dict[str, Any] | None, data: D
     if expected["expected"] == 0:  # a constant target: guessing scores 0, so any start is "far above" it
         return []
     hint = "start from smaller weights (model.init=default, or a smaller model.init_std)"
-    if data.spec.task == "regression" and not data.spec.details.get("synthetic"):
+    if task_of(data.spec.task).predicts_numbers and not data.spec.details.get("synthetic"):
         # Suggest normalising only a target that can be: data.normalize_target refuses a constant column
         # (and data=synthetic has no such key).
         targets = data.train.targets.double()

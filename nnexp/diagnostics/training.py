@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from nnexp.data import DataBundle
+from nnexp.data.tasks import task_of
 from nnexp.diagnostics import Finding
 from nnexp.diagnostics.probe import DEAD_RELU, GRAD_NORM
 from nnexp.train.safeguards import StuckLossDetector
@@ -52,13 +53,13 @@ class Chance:
 
     @classmethod
     def of(cls, data: DataBundle, loss_name: str) -> Chance:
-        task, outputs = data.spec.task, data.spec.num_outputs
-        if task == "classification":
+        task, outputs = task_of(data.spec.task), data.spec.num_outputs
+        if task.predicts_classes:
             counts = torch.bincount(data.train.targets.cpu(), minlength=outputs)
             majority = (counts.max() / counts.sum()).item()
             loss = math.log(outputs) if loss_name == "cross_entropy" else None
             return cls(accuracy=max(1 / outputs, majority), loss=loss)
-        if task == "regression":
+        if task.predicts_numbers:
             # Guessing each target column's mean scores the mean of the columns' variances.
             targets = data.train.targets.double()
             return cls(loss=targets.var(dim=0, correction=0).mean().item(), metric="mse")
@@ -207,7 +208,7 @@ class TrainingWatch:
 def reachable_optimum(data: DataBundle, model: nn.Module, loss_name: str) -> float | None:
     """The least-squares training MSE where it is the lowest loss `model` can reach: an affine model (linear
     layers, nothing between them but identity, flatten or dropout) fitted under MSE. None elsewhere."""
-    if data.spec.task != "regression" or loss_name != "mse" or not _is_affine(model):
+    if not task_of(data.spec.task).predicts_numbers or loss_name != "mse" or not _is_affine(model):
         return None
     inputs = data.train.inputs
     if inputs.numel() + len(inputs) > OPTIMUM_MAX_VALUES:

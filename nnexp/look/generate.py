@@ -41,7 +41,7 @@ def generate_from_run(run_dir: Path, prefix: str, num_tokens: int, temperature: 
     from nnexp.data.text import Tokenizer, Vocab
     from nnexp.look.saved import load_saved_run
     from nnexp.runs.folder import CHECKPOINT_FILE, VOCAB_FILE
-    from nnexp.train.lm_loop import generate
+    from nnexp.train.generation import generate
 
     checkpoint_path, vocab_path = run_dir / CHECKPOINT_FILE, run_dir / VOCAB_FILE
     for needed in (checkpoint_path, vocab_path):

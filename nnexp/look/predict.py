@@ -23,6 +23,7 @@ import pandas as pd
 
 from nnexp.data.files import refuse_compressed
 from nnexp.data.tabular import as_numbers, refuse_other_separators
+from nnexp.data.tasks import task_of
 from nnexp.errors import DataError, UserError, environment_fault, exit_with, first_line, unwritable_folder
 from nnexp.look.whole import write_whole
 
@@ -64,20 +65,20 @@ def predict(run_dir: Path, inputs: list[str], invert: bool = False, num_tokens: 
     from nnexp.look.saved import load_saved_run
 
     saved = load_saved_run(run_dir)
-    task = saved.spec.task
-    if task == "language_model":
+    task = task_of(saved.spec.task)
+    if task.generates_text:
         return _continue_text(saved.path, inputs, num_tokens)
     files = _existing_files(inputs)
     shape = tuple(saved.spec.input_shape)
-    if (task == "regression" and "features" not in saved.spec.details) or (
-        task != "regression" and len(shape) != 3
+    if (task.predicts_numbers and "features" not in saved.spec.details) or (
+        task.predicts_classes and len(shape) != 3
     ):
         # data=synthetic: vectors with no CSV columns to read, or images with no files to read them from
         raise DataError(
             f"{saved.path}: this run's inputs ({'x'.join(map(str, shape))}, {saved.spec.name}) are neither "
             f"named CSV columns nor images, so nnexp-predict has nothing to read new examples from"
         )
-    if task == "regression":
+    if task.predicts_numbers:
         if len(files) != 1 or files[0].suffix.lower() != ".csv":
             raise DataError(f"{' '.join(inputs)}: {_wants(saved.spec)}")
         return predict_rows(saved, files[0])
@@ -89,7 +90,7 @@ def predict(run_dir: Path, inputs: list[str], invert: bool = False, num_tokens: 
 
 
 def _wants(spec: Any) -> str:
-    if spec.task == "regression":
+    if task_of(spec.task).predicts_numbers:
         features = ", ".join(spec.details.get("features", []))
         return f"this run ({spec.name}) predicts from one CSV file with the columns {features}: give that"
     shape = "x".join(map(str, spec.input_shape))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnexp.data import DataSpec, TensorSplit
+from nnexp.data.tasks import task_of
 
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.csv"
@@ -41,7 +42,7 @@ class Predictions:
     @property
     def predicted(self) -> np.ndarray:
         """(N,) the class with the largest output, or (N, K) the regression outputs."""
-        return self.outputs.argmax(axis=1) if self.task == "classification" else self.outputs
+        return self.outputs.argmax(axis=1) if task_of(self.task).predicts_classes else self.outputs
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -114,7 +115,7 @@ def write_predictions(predictions: Predictions, spec: DataSpec, path: Path, appe
     """
     header = ["split", "index"]
     columns: list[np.ndarray] = [np.full(len(predictions.index), predictions.split), predictions.index]
-    if predictions.task == "classification":
+    if task_of(predictions.task).predicts_classes:
         predicted, probabilities = predictions.predicted, predictions.probabilities
         rows = np.arange(len(predicted))
         header += ["target", "prediction", "loss", "prob_predicted", "prob_target"]

@@ -22,6 +22,7 @@ from rich.table import Table
 from torch import nn
 
 from nnexp.data import DataSpec, TensorSplit
+from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import least_squares_predict, least_squares_weights
 from nnexp.look import figures
 from nnexp.look.predictions import (
@@ -57,7 +58,8 @@ def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[
     """Write the views into `run_dir`; returns what summary.json records of them (`per_class`)."""
     options = cfg.get("outputs") or {}
     spec = experiment.data.spec
-    if not options.get("views", True) or spec.task == "language_model":
+    task = task_of(spec.task)
+    if not options.get("views", True) or task.generates_text:  # its predictions are text: nnexp-generate
         return {}
     record: dict[str, Any] = {}
     written: list[Path] = []
@@ -69,7 +71,7 @@ def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[
             )
             or []
         )
-    if spec.task == "classification" and len(spec.input_shape) == 3:
+    if task.predicts_classes and len(spec.input_shape) == 3:
         written.append(
             _safely(WEIGHTS_PLOT, lambda: _weights(experiment.model, spec, run_dir / WEIGHTS_PLOT))
         )
@@ -122,8 +124,9 @@ def _write_predictions(
 def _draw(experiment: Experiment, predictions: Predictions, run_dir: Path, record: dict[str, Any]) -> list:
     spec = experiment.data.spec
     split = experiment.data.splits()[predictions.split]
+    task = task_of(spec.task)
     written = []
-    if spec.task == "classification":
+    if task.predicts_classes:
         matrix, record["per_class"] = per_class(predictions, spec)
         names = class_names(spec)
         write_confusion_matrix(matrix, names, run_dir / CONFUSION_FILE)
@@ -137,7 +140,7 @@ def _draw(experiment: Experiment, predictions: Predictions, run_dir: Path, recor
         if len(spec.input_shape) == 3:
             written.append(_safely(PREDICTIONS_PLOT, lambda: _grid(predictions, split, spec, run_dir)))
             written.append(_safely(TOP_LOSSES_PLOT, lambda: _top_losses(predictions, split, spec, run_dir)))
-    elif spec.task == "regression":
+    elif task.predicts_numbers:
         written.append(_safely(FIT_PLOT, lambda: _fit(experiment, predictions, split, run_dir / FIT_PLOT)))
     return written
 

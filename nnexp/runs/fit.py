@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from nnexp.data.tasks import task_of
 from nnexp.diagnostics.training import Chance
 from nnexp.runs.cadence import (
     CHECKPOINT_EVERY_S,
@@ -29,11 +30,10 @@ from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.epoch_log import EpochLog
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
 from nnexp.runs.steps import StepLog
-from nnexp.train import lm_loop
 from nnexp.train.augment import augmented
 from nnexp.train.build import Experiment, loops_for, steps_per_epoch
+from nnexp.train.generation import generate
 from nnexp.train.losses import resolve_loss_name
-from nnexp.train.metrics import metric_names
 from nnexp.train.safeguards import DivergenceGuard, StopOnSignal
 
 log = logging.getLogger("nnexp")
@@ -64,10 +64,10 @@ def fit(
         trainer.clip_grad_norm,
         cfg.seed,
     )
-    data, task = experiment.data, experiment.data.spec.task
+    data, task = experiment.data, task_of(experiment.data.spec.task)
     batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
     batches_per_epoch = steps_per_epoch(data, trainer)
-    names = metric_names(task)
+    names = task.metrics
     history = list(history or [])
     train_epoch, evaluate_split = loops_for(experiment, trainer)
     diagnostics = experiment.diagnostics
@@ -77,7 +77,7 @@ def fit(
     )
     known = (chance.metric, chance.loss) if chance.loss is not None else None
     divergence = DivergenceGuard(experiment.optimizer, experiment.device, chance=known)
-    generation = cfg.get("generation") if task == "language_model" else None
+    generation = cfg.get("generation") if task.generates_text else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
     checkpoints = Every(trainer.get("checkpoint_every_s", CHECKPOINT_EVERY_S))
@@ -188,7 +188,7 @@ def fit(
 
 def sample(experiment: Experiment, generation: DictConfig, folder: RunFolder, label: str, seed: int) -> None:
     """Continue the prefix with the model as it is now: shown in the console, appended to samples.txt."""
-    text = lm_loop.generate(
+    text = generate(
         experiment.model,
         experiment.data.vocab,
         experiment.data.tokenizer,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from nnexp.config.checks import check_config
+from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError, environment_fault
@@ -185,7 +186,7 @@ def _train_and_record(
     end: EndOfRun,
     restored: tuple[int, list[dict[str, Any]]] | None = None,
 ) -> RunResult:
-    if experiment.data.spec.task == "language_model":
+    if task_of(experiment.data.spec.task).generates_text:
         folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
     start_epoch, history = restored or (0, [])
     if restored is not None:
@@ -209,13 +210,13 @@ def _train_and_record(
         }
         stopper.restore(experiment.model)
 
-    task = experiment.data.spec.task
+    task = task_of(experiment.data.spec.task)
     evaluate_split = loops_for(experiment, cfg.trainer)[1]
     final = {
         name: evaluate_split(experiment.model, split, experiment.loss_fn)
         for name, split in experiment.data.splits().items()
     }
-    if task == "language_model" and cfg.get("generation"):
+    if task.generates_text and cfg.get("generation"):
         sample(experiment, cfg.generation, folder, "final", cfg.seed)
     flat_final = {
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()

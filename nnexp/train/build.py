@@ -22,9 +22,9 @@ from torch import nn
 
 from nnexp.data import DataBundle, DataSpec
 from nnexp.data import cache as data_cache
+from nnexp.data.tasks import task_of
 from nnexp.errors import ConfigError, UserError, first_line
 from nnexp.models.init import initialize
-from nnexp.train import lm_loop
 from nnexp.train.augment import RandomAffine, build_augment
 from nnexp.train.loop import evaluate, train_one_epoch
 from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
@@ -174,25 +174,20 @@ def steps_per_epoch(data: DataBundle, trainer: DictConfig) -> int:
 
 def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """(train one epoch, evaluate a split) for the task; a language model looks after a hidden state."""
-    task = experiment.data.spec.task
+    task = task_of(experiment.data.spec.task)
     autocast = autocast_for(trainer.get("precision", 32), experiment.device)
     max_eval = trainer.get("max_eval_batches")  # smoke runs: a few batches of each split
-    if task == "language_model":
+    eval_batch_size = trainer.eval_batch_size
+    if task.generates_text:
         # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
         # a validation tail too short for one batch is refused now, not after the first epoch.
         if experiment.data.val is not None:
             experiment.data.val.num_batches(trainer.batch_size)
-        return (
-            partial(
-                lm_loop.train_one_epoch, carry_state=experiment.data.train.carries_state, autocast=autocast
-            ),
-            partial(lm_loop.evaluate, batch_size=trainer.batch_size, autocast=autocast, max_batches=max_eval),
-        )
+        eval_batch_size = trainer.batch_size
+    carry_state = experiment.data.train.carries_state  # a language model's sequential batches
     return (
-        partial(train_one_epoch, task=task, autocast=autocast),
-        partial(
-            evaluate, task=task, batch_size=trainer.eval_batch_size, autocast=autocast, max_batches=max_eval
-        ),
+        partial(train_one_epoch, task=task, carry_state=carry_state, autocast=autocast),
+        partial(evaluate, task=task, batch_size=eval_batch_size, autocast=autocast, max_batches=max_eval),
     )
 
 

@@ -1,15 +1,23 @@
-"""The training step and the evaluation pass: the part of nnexp a learner should be able to read."""
+"""The training step and the evaluation pass: the part of nnexp a learner should be able to read.
+
+One step for every task: the task object (data/tasks.py) says how to call the model (a language model
+takes and hands back a hidden state) and what the loss compares (its (B, T, V) logits, token by token).
+"""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 
-from nnexp.data import Task, TensorSplit
+from nnexp.data import TensorSplit
+from nnexp.data.tasks import Task
+from nnexp.data.text import TokenSplit
+from nnexp.models.recurrent import detach_state
 from nnexp.train.losses import LossFn
 from nnexp.train.metrics import MetricAccumulator
 
@@ -22,24 +30,30 @@ def train_one_epoch(
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     task: Task,
+    carry_state: bool = False,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     clip_grad_norm: float | None = None,
     on_batch: Callable[[torch.Tensor], None] | None = None,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     max_batches: int | None = None,
 ) -> dict[str, float]:
-    """One pass over `batches`; returns the running means of the batch metrics.
+    """One pass over `batches`; returns the running means of the batch metrics (a language model's with
+    the tokens it trained on, for its speed).
 
-    `autocast` wraps the forward pass and the loss: bf16 with `trainer.precision=bf16`, else nothing.
+    With `carry_state` (a language model's sequential batches) each batch starts from the last one's final
+    state, detached; otherwise every batch starts from none. `autocast` wraps the forward pass and the
+    loss: bf16 with `trainer.precision=bf16`, else nothing.
     """
     model.train()
     device = next(model.parameters()).device
     running = MetricAccumulator(task, device)
+    state: Any = None
     for inputs, targets in batches:
+        state = detach_state(state) if carry_state else None  # gradients stop at the batch boundary
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            outputs = model(inputs)
-            loss = loss_fn(outputs, targets)
+            outputs, state = task.forward(model, inputs, state)
+            loss = task.loss(loss_fn, outputs, targets)
         objective = loss if penalty is None else loss + penalty(model)
         objective.backward()
         if clip_grad_norm is not None:
@@ -48,25 +62,29 @@ def train_one_epoch(
         running.update(outputs, targets, loss)
         if on_batch is not None:
             on_batch(loss)
+    if task.generates_text:
+        return {**running.compute(), "tokens": running.count}  # runs/fit.py: tokens_per_s
     return running.compute()
 
 
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    split: TensorSplit,
+    split: TensorSplit | TokenSplit,
     loss_fn: LossFn,
     task: Task,
     batch_size: int,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     max_batches: int | None = None,
 ) -> dict[str, float]:
+    """The metrics over `split`, read in order from its start, carrying the state where training does."""
     model.eval()
     device = next(model.parameters()).device
     totals = MetricAccumulator(task, device)
+    state: Any = None
     for inputs, targets in itertools.islice(split.batches(batch_size), max_batches):
         with autocast():
-            outputs = model(inputs)
-            loss = loss_fn(outputs, targets)
+            outputs, state = task.forward(model, inputs, state if split.carries_state else None)
+            loss = task.loss(loss_fn, outputs, targets)
         totals.update(outputs, targets, loss)
     return totals.compute()

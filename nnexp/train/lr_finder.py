@@ -28,7 +28,7 @@ log = logging.getLogger("nnexp")
 CSV_FILE = "lr_find.csv"
 PLOT_FILE = "lr_find.png"
 
-TrainEpoch = Callable[..., dict[str, float]]  # loop.train_one_epoch or lm_loop.train_one_epoch, task bound
+TrainEpoch = Callable[..., dict[str, float]]  # loop.train_one_epoch, its task and state bound
 
 
 class LossCurve:
@@ -150,7 +150,7 @@ def find_lr(
 ) -> LrFinderResult:
     """Train `experiment` for up to `options.num_steps` batches with an exponentially growing lr.
 
-    `train_epoch` is the loop the run would train with (the language-model one carries the hidden
+    `train_epoch` is the loop the run would train with (for a language model it carries the hidden
     state), so each step is a real training step: the task's loss plus any penalty, clipping, bf16.
     Only the optimizer's lr is changed; its other settings and its state are used as they are.
     """

@@ -6,18 +6,15 @@ import math
 
 import torch
 
-from nnexp.data import Task
+from nnexp.data import TaskName
+from nnexp.data.tasks import Task, task_of
 
-METRICS_OF_TASK = {
-    "classification": ("loss", "accuracy"),
-    "regression": ("loss", "mse", "mae"),
-    "language_model": ("loss", "perplexity"),  # per token
-}
 HIGHER_IS_BETTER = {"accuracy"}
 
 
-def metric_names(task: Task) -> tuple[str, ...]:
-    return METRICS_OF_TASK[task]
+def metric_names(task: TaskName) -> tuple[str, ...]:
+    """The metrics of the task a spec names: ("loss", "accuracy") for classification."""
+    return task_of(task).metrics
 
 
 def better(metric: str, new: float, old: float) -> bool:
@@ -44,31 +41,30 @@ class MetricAccumulator:
         self.targets: list[torch.Tensor] = []
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
-        # Examples, or tokens for a language model, whose targets are (B, T).
-        size = targets.numel() if self.task == "language_model" else len(targets)
+        size = self.task.count(targets)  # examples, or tokens for a language model, whose targets are (B, T)
         self.count += size
         self.sizes.append(size)
         self.losses.append(loss.detach())
-        if self.task == "classification":
+        if self.task.predicts_classes:
             self.predictions.append(outputs.argmax(dim=1))  # integers: no autograd graph is kept
             self.targets.append(targets)
-        elif self.task == "regression":
+        elif self.task.predicts_numbers:
             self.predictions.append(outputs.detach())
             self.targets.append(targets)
 
     def compute(self) -> dict[str, float]:
         if self.count == 0:
-            return dict.fromkeys(metric_names(self.task), math.nan)
+            return dict.fromkeys(self.task.metrics, math.nan)
         sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.device)
         means = {"loss": (torch.stack(self.losses).double() @ sizes).item() / self.count}
-        if self.task == "classification":
+        if self.task.predicts_classes:
             correct = torch.cat(self.predictions) == torch.cat(self.targets)
             means["accuracy"] = correct.sum().item() / self.count
-        elif self.task == "regression":
+        elif self.task.predicts_numbers:
             error = (torch.cat(self.predictions) - torch.cat(self.targets)).double()
             per_example = tuple(range(1, error.dim()))
             means["mse"] = error.square().mean(dim=per_example).sum().item() / self.count
             means["mae"] = error.abs().mean(dim=per_example).sum().item() / self.count
-        else:  # perplexity is exp(mean loss), not a mean of its own
+        else:  # a language model: perplexity is exp(mean loss per token), not a mean of its own
             means["perplexity"] = math.exp(means["loss"])
         return means
