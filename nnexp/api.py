@@ -61,39 +61,6 @@ def _as_overrides(overrides: Sequence[str]) -> list[str]:
     return listed
 
 
-def _run_folder(overrides: list[str], output_dir: str | Path | None) -> tuple[list[str], Path | None, str]:
-    """The overrides for the config, less Hydra's own, and the run folder they or `output_dir` name.
-
-    `hydra.run.dir=FOLDER` names the run folder as on the command line; Hydra's other settings (its
-    launcher, sweeper, job and logging) are the `nnexp` command's, which nnexp.run does not start, so
-    each is refused rather than ignored. Returns the folder and how it was named (for messages)."""
-    from nnexp.cli.preflight import parse_overrides
-    from nnexp.errors import ConfigError
-
-    kept: list[str] = []
-    named: Path | None = None if output_dir is None else Path(output_dir)
-    named_as = f"output_dir={output_dir}"
-    for line, override in zip(overrides, parse_overrides(overrides), strict=True):
-        if not override.is_hydra_override():
-            kept.append(line)
-            continue
-        if override.key_or_group != "hydra.run.dir" or override.is_sweep_override():
-            raise ConfigError(
-                f"{line}: nnexp.run trains in this process, without Hydra's launcher, so Hydra's own "
-                f"settings do nothing here; of them it reads hydra.run.dir=FOLDER (as output_dir=FOLDER)"
-            )
-        folder = str(override.value())
-        if "${" in folder or not folder.strip():
-            raise ConfigError(
-                f"{line}: nnexp.run takes the run folder named outright, not a pattern; give it as "
-                f"hydra.run.dir=FOLDER or output_dir=FOLDER, or leave both out for a new outputs/DATE/TIME"
-            )
-        if named is not None and Path(folder).absolute() != named.absolute():
-            raise ConfigError(f"{line} and {named_as} name two run folders: give one of them")
-        named, named_as = Path(folder), line
-    return kept, named, named_as
-
-
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> RunResult:
     """Train and evaluate the experiment `overrides` describe, in this process.
 
@@ -108,15 +75,14 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     from hydra.core.global_hydra import GlobalHydra
 
     from nnexp.cli.hydra_hooks import claim_named_dir, claim_new_dir, register_resolvers, release_claimed_dir
-    from nnexp.cli.preflight import check_single_run
-    from nnexp.cli.run_folders import check_writable
-    from nnexp.errors import ConfigError, UserError
+    from nnexp.cli.preflight import check_single_run, parse_overrides
+    from nnexp.cli.run_folders import api_run_folder, check_api_run_folder
+    from nnexp.errors import UserError
     from nnexp.look.end_of_run import DRAWN
-    from nnexp.runs.folder import run_above, run_at_or_below
     from nnexp.runs.run import run as run_config
 
     overrides = _as_overrides(overrides)
-    overrides, named, named_as = _run_folder(overrides, output_dir)
+    overrides, named, named_as = api_run_folder(overrides, parse_overrides(overrides), output_dir)
     register_resolvers()
     GlobalHydra.instance().clear()  # a notebook may have initialised Hydra before
     check_single_run(overrides)  # the command line's checks and messages, before any folder exists
@@ -125,13 +91,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
         output_dir = claim_new_dir(time.strftime("outputs/%Y-%m-%d/%H-%M-%S"))
     else:
         output_dir = os.path.abspath(named)  # 'a/../run' names run: checked as what it names
-        taken = run_above(Path(output_dir)) or run_at_or_below(Path(output_dir))
-        if taken:
-            raise ConfigError(
-                f"{named_as} is or holds or lies inside the run {taken}, and nnexp never writes "
-                f"over or into one: give a new folder (or none, for a new one under outputs/)"
-            )
-        check_writable(Path(output_dir), named_as.split("=", 1)[0])
+        check_api_run_folder(output_dir, named_as)
         claim_named_dir(output_dir)
     run_dir = Path(output_dir)
     # The same records as a CLI run, so nnexp-report and nnexp-generate read this folder too.

@@ -96,8 +96,8 @@ def test_a_job_is_checked_on_the_config_hydra_composes_for_it():
 def test_a_grid_too_big_to_check_job_by_job_is_checked_value_by_value(monkeypatch):
     monkeypatch.setattr(preflight_module, "EVERY_JOB_UP_TO", 10)  # 500 in use: here 40 jobs are too many
     checked = []
-    check = preflight_module.check_config
-    monkeypatch.setattr(preflight_module, "check_config", lambda cfg: checked.append(1) or check(cfg))
+    check = preflight_module.check_job
+    monkeypatch.setattr(preflight_module, "check_job", lambda cfg: checked.append(1) or check(cfg))
     preflight(["seed=range(0,20)", "optim.lr=0.1,0.01"], multirun=True)
     assert len(checked) == 1 + 19 + 1  # every value of each swept key once, not 40 jobs
     checked.clear()
@@ -355,3 +355,19 @@ def test_the_cli_answers_cfg_with_m_in_one_line(tmp_path):
     assert result.stderr.startswith("nnexp: error: --cfg prints one config and -m runs a sweep")
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_runs_config_is_checked_once_though_the_check_and_the_run_both_ask(tmp_path, monkeypatch):
+    """nnexp.run checks the config before any folder exists, and the run's start asks again (a sweep job's
+    sampled values are first seen there): the one door, config/job.py, checks a config it passed once."""
+    from nnexp.config import job
+
+    checked = []
+    check = job.check_config
+    monkeypatch.setattr(job, "check_config", lambda cfg: checked.append(1) or check(cfg))
+    monkeypatch.setattr(job, "_PASSED", set())  # what earlier tests in this process checked
+    nnexp.run(["trainer.epochs=1", "model.hidden=[8]"], output_dir=tmp_path / "run")
+    assert len(checked) == 1
+    with pytest.raises(ConfigError, match=r"^optim.lr=-1 is not allowed"):
+        nnexp.run(["trainer.epochs=1", "optim.lr=-1"], output_dir=tmp_path / "refused")
+    assert len(checked) == 2  # a refused config is not remembered: asked again, it is refused again

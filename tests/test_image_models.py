@@ -11,9 +11,11 @@ from torch import nn
 
 import nnexp
 from conftest import compose_config, read_summary
+from nnexp.config.checks import check_config
 from nnexp.data import DataSpec
 from nnexp.errors import ConfigError
 from nnexp.models.cnn import CNN
+from nnexp.models.layers import DoesNotFit
 from nnexp.models.resnet import ResidualBlock, ResNet
 from nnexp.paths import EXPERIMENT_DIR
 from nnexp.train.build import build_model
@@ -77,13 +79,15 @@ def test_cnn_options_shape_the_blocks():
 
 def test_cnn_refuses_blocks_that_shrink_the_image_to_nothing():
     with pytest.raises(ConfigError, match=r"model.channels=\[8, 8, 8, 8\]: block 4 shrinks the 8x8 input"):
-        CNN((1, 8, 8), 10, channels=[8, 8, 8, 8])
-    with pytest.raises(ConfigError, match="model.padding"):
-        CNN((1, 8, 8), 10, channels=[8, 8], padding=[1])
+        model_of("cnn", DIGITS, "model.channels=[8,8,8,8]")
+    with pytest.raises(ConfigError, match=r"model.padding=\[1\] has 1 values for 2 conv blocks"):
+        check_config(compose_config("model=cnn", "model.channels=[8,8]", "model.padding=[1]"))
     with pytest.raises(ConfigError, match="block 2 shrinks the 8x8 input"):
         model_of("lenet", DIGITS)  # LeNet's unpadded 5x5 conv needs more than 8x8 pixels
-    with pytest.raises(ConfigError, match="needs images"):
-        CNN((64,), 10)
+    with pytest.raises(ConfigError, match="model=cnn needs images"):
+        model_of("cnn", DataSpec("Fish", "regression", (64,), 1))
+    with pytest.raises(DoesNotFit):  # the model's own plain refusal, without the config's words
+        CNN((1, 8, 8), 10, channels=[8, 8, 8, 8])
 
 
 def test_residual_blocks_add_the_input_and_project_it_when_the_shape_changes():

@@ -13,6 +13,7 @@ from test_language_models import write_book
 
 import nnexp
 from conftest import read_summary, write_fish_csv
+from nnexp.config.data_fit import check_augment
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.images import CACHE_FILE, load_images, write_idx_dataset
 from nnexp.errors import ConfigError, DataError
@@ -163,10 +164,11 @@ def test_augmentation_fills_with_the_background_and_leaves_the_split_alone() -> 
 def test_augment_refuses_mirrored_digits_and_non_images() -> None:
     options = dict(degrees=10, translate=0.1, scale=[0.9, 1.1], horizontal_flip=0.5)
     with pytest.raises(ConfigError, match="horizontal_flip"):
-        build_augment(options, DataSpec("mnist", "classification", (1, 28, 28), 10))
+        check_augment(options, DataSpec("mnist", "classification", (1, 28, 28), 10))
     with pytest.raises(ConfigError, match="regularization=augment"):
-        build_augment(options, DataSpec("Fish", "regression", (2,), 1))
-    assert build_augment(options, DataSpec("fashion_mnist", "classification", (1, 28, 28), 10))
+        check_augment(options, DataSpec("Fish", "regression", (2,), 1))
+    check_augment(options, DataSpec("fashion_mnist", "classification", (1, 28, 28), 10))
+    assert build_augment(options)
 
 
 def test_an_augmented_cnn_run_on_digits_completes_and_a_mirroring_one_is_refused(tmp_path: Path) -> None:

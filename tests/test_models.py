@@ -105,7 +105,9 @@ def test_output_activations_stack_in_order():
 def test_a_list_of_activations_must_match_the_hidden_layers():
     message = r"model.activation=\[sigmoid,relu\] has 2 names for 1 hidden layer \(model.hidden\)"
     with pytest.raises(ConfigError, match=message):
-        MLP((4,), 2, hidden=[3], activation=["sigmoid", "relu"])
+        checks.check_config(
+            compose_config("model=mlp", "model.hidden=[3]", "model.activation=[sigmoid,relu]")
+        )
 
 
 @pytest.mark.parametrize(
@@ -144,7 +146,7 @@ def test_cnn_blocks_take_their_own_activation_and_pool_and_global_average_poolin
     assert isinstance(small.head[2], nn.Sigmoid) and small.head[1].in_features == 6 * 4 * 4
     assert small(torch.rand(2, 3, 16, 16)).shape == (2, 4)
     with pytest.raises(ConfigError, match=r"has 2 names for 1 conv block \(model.channels\) then 0 hidden"):
-        CNN((1, 8, 8), 10, activation=["relu", "tanh"])
+        checks.check_config(compose_config("model=cnn", "model.activation=[relu,tanh]"))
 
 
 def biases(model: nn.Module) -> torch.Tensor:

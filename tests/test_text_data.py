@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnexp.config.data_fit import check_token_batches
 from nnexp.data.text import (
     UNK,
     Tokenizer,
@@ -150,9 +151,11 @@ def test_without_a_generator_a_split_is_read_in_order_from_its_start():
     assert split.num_batches(2) == 3
 
 
-def test_a_batch_larger_than_the_split_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"trainer.batch_size=8 x data.num_steps=5"):
-        TokenSplit(TOY, num_steps=5, partition="sequential").num_batches(8)
+def test_a_batch_larger_than_the_split_gives_no_batch_which_the_config_check_refuses():
+    split = TokenSplit(TOY, num_steps=5, partition="sequential")
+    assert split.num_batches(8) == 0 and split.num_batches(2) == 3
+    with pytest.raises(ConfigError, match=r"batch_size=8 x data.num_steps=5 needs more than 40 tokens"):
+        check_token_batches(8, split.num_steps, len(split), split.num_batches(8))
 
 
 def test_load_text_holds_out_the_tail_and_caps_the_corpus(tmp_path):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnexp.config.data_fit import check_loss
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.tasks import task_of
 from nnexp.errors import ConfigError
@@ -42,7 +43,7 @@ def test_auto_loss_follows_the_task():
 )
 def test_a_loss_that_does_not_fit_the_task_is_refused(name, spec, hint):
     with pytest.raises(ConfigError, match=hint):
-        build_loss(name, spec)
+        check_loss(name, spec)
 
 
 def test_mse_onehot_compares_outputs_with_one_hot_targets():

@@ -37,7 +37,7 @@ from nnexp.cli.mistakes import (
     unknown_key_message,
 )
 from nnexp.cli.run_folders import check_output_root
-from nnexp.config.checks import check_config
+from nnexp.config.job import check_job
 from nnexp.errors import ConfigError, first_line
 
 
@@ -55,7 +55,7 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
             cfg = _compose(overrides, overrides)
             if cfg.hydra.mode != RunMode.MULTIRUN:  # a search preset (hparams_search) sweeps without -m
                 named = check_output_root(cfg, multirun=False)
-                check_job(cfg)
+                check_job(_job_of(cfg))
                 if named is not None:  # every check passed: now the folder is made this process's
                     claim_named_dir(named)
                 return
@@ -93,12 +93,12 @@ def check_single_run(overrides: list[str]) -> None:
     parsed = parse_overrides(overrides)
     refuse_added_keys(parsed, overrides)
     with config_dir():
-        check_job(_compose(overrides, overrides))
+        check_job(_job_of(_compose(overrides, overrides)))
 
 
-def check_job(cfg: DictConfig) -> None:
-    """What a run checks of its config (config/checks.py), on a config composed with Hydra's node."""
-    check_config(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+def _job_of(cfg: DictConfig) -> DictConfig:
+    """The config a run is given: what was composed with Hydra's node, less that node."""
+    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
 
 
 # A grid of up to this many jobs is checked job by job: Hydra composes each distinct choice of options once
@@ -146,7 +146,7 @@ def _check_sweep(parsed: list[Override], overrides: list[str]) -> Path | None:
     compose_job = _JobComposer(overrides)
     for point in points:
         try:
-            check_config(compose_job(point.overrides))
+            check_job(compose_job(point.overrides))
         except ConfigError as error:
             raise ConfigError(f"{error} ({point.where})", key=error.key) from None
     return named
@@ -332,7 +332,7 @@ class _JobComposer:
         options = tuple(override.input_line for override in parsed if not self._sets_a_value(override))
         if options not in self.composed:
             cfg = _compose(list(options), self.all_overrides)
-            job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+            job = _job_of(cfg)
             OmegaConf.set_struct(job, OmegaConf.is_struct(cfg))  # so a key the config lacks is refused
             self.composed[options] = job
         cfg = copy.deepcopy(self.composed[options])

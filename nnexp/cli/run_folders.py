@@ -1,6 +1,6 @@
-"""Where the command line's runs will be written: a writable folder that holds no run and lies in none.
+"""Where runs will be written: a writable folder that holds no run and lies in none.
 
-Checked before Hydra makes a folder, so a refused command leaves nothing behind.
+Checked before Hydra (or nnexp.run) makes a folder, so a refused command leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
 from nnexp.errors import ENVIRONMENT_FAULTS, ConfigError, OutputError
@@ -79,3 +80,47 @@ def _refuse_a_folder_of_runs(folder: Path, key: str) -> None:
             f"{key}={folder} {held}, and nnexp never writes over or among them: continue one with "
             f"nnexp resume=RUN_FOLDER, or give a new folder"
         )
+
+
+def api_run_folder(
+    overrides: list[str], parsed: list[Override], output_dir: str | Path | None
+) -> tuple[list[str], Path | None, str]:
+    """nnexp.run's overrides for the config, less Hydra's own (`parsed`: Hydra's reading of each), and
+    the run folder they or `output_dir` name.
+
+    `hydra.run.dir=FOLDER` names the run folder as on the command line; Hydra's other settings (its
+    launcher, sweeper, job and logging) are the `nnexp` command's, which nnexp.run does not start, so
+    each is refused rather than ignored. Returns the folder and how it was named (for messages)."""
+    kept: list[str] = []
+    named: Path | None = None if output_dir is None else Path(output_dir)
+    named_as = f"output_dir={output_dir}"
+    for line, override in zip(overrides, parsed, strict=True):
+        if not override.is_hydra_override():
+            kept.append(line)
+            continue
+        if override.key_or_group != "hydra.run.dir" or override.is_sweep_override():
+            raise ConfigError(
+                f"{line}: nnexp.run trains in this process, without Hydra's launcher, so Hydra's own "
+                f"settings do nothing here; of them it reads hydra.run.dir=FOLDER (as output_dir=FOLDER)"
+            )
+        folder = str(override.value())
+        if "${" in folder or not folder.strip():
+            raise ConfigError(
+                f"{line}: nnexp.run takes the run folder named outright, not a pattern; give it as "
+                f"hydra.run.dir=FOLDER or output_dir=FOLDER, or leave both out for a new outputs/DATE/TIME"
+            )
+        if named is not None and Path(folder).absolute() != named.absolute():
+            raise ConfigError(f"{line} and {named_as} name two run folders: give one of them")
+        named, named_as = Path(folder), line
+    return kept, named, named_as
+
+
+def check_api_run_folder(output_dir: str, named_as: str) -> None:
+    """The folder nnexp.run was given (`named_as` says how, for the message) is a new, writable one."""
+    taken = run_above(Path(output_dir)) or run_at_or_below(Path(output_dir))
+    if taken:
+        raise ConfigError(
+            f"{named_as} is or holds or lies inside the run {taken}, and nnexp never writes "
+            f"over or into one: give a new folder (or none, for a new one under outputs/)"
+        )
+    check_writable(Path(output_dir), named_as.split("=", 1)[0])

@@ -1,7 +1,8 @@
 """Check a composed config before anything is built: every problem named by key, value and the fix.
 
-Runs before the run folder exists (a Hydra callback) and again at the start of every run, so a bad
-value never reaches the training loop. Imports nothing heavy: it runs on every command.
+Every run's config passes it once, through config/job.py: before the run folder exists where the
+config is known then (preflight, a resume), else at the run's start, so a bad value never reaches the
+training loop. Imports nothing heavy: it runs on every command.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nnexp.config.layer_list import check_layers
 from nnexp.errors import ConfigError
-from nnexp.models.layer_list import read_layers
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "prelu", "identity")
 OUTPUT_ACTIVATIONS = (*ACTIVATIONS, "softmax", "log_softmax")
@@ -50,7 +50,7 @@ def check_model_lists(cfg: DictConfig) -> None:
     if not isinstance(model, DictConfig):
         return
     if "layers" in model:
-        read_layers(model.layers)
+        check_layers(model.layers)
         if "dropout" in (cfg.get("regularization") or {}):
             raise ConfigError(
                 "regularization=dropout does not reach model=sequential's layers: write dropout into "
@@ -65,3 +65,38 @@ def check_model_lists(cfg: DictConfig) -> None:
             f"give one name, e.g. model.activation={activation[0] if activation else 'relu'}",
             key="model.activation",
         )
+    _check_one_per_layer(model)
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _check_one_per_layer(model: DictConfig) -> None:
+    """A list of activations has one per layer (a CNN's conv blocks, then its hidden layers), a list of a
+    CNN's block settings one per conv block."""
+    hidden = model.get("hidden")
+    channels = model.get("channels") if isinstance(hidden, ListConfig) else None  # model=cnn, lenet
+    activation = model.get("activation")
+    if isinstance(hidden, ListConfig) and isinstance(activation, ListConfig):
+        layers = f"{_counted(len(hidden), 'hidden layer')} (model.hidden)"
+        count = len(hidden)
+        if isinstance(channels, ListConfig):
+            layers = f"{_counted(len(channels), 'conv block')} (model.channels) then {layers}"
+            count += len(channels)
+        if len(activation) != count:
+            raise ConfigError(
+                f"model.activation=[{','.join(activation)}] has {_counted(len(activation), 'name')} "
+                f"for {layers}: give one name for all, or one per layer",
+                key="model.activation",
+            )
+    if not isinstance(channels, ListConfig):
+        return
+    for key in ("kernel_size", "stride", "padding", "pool", "pool_size"):
+        value = model.get(key)
+        if isinstance(value, ListConfig) and len(value) != len(channels):
+            raise ConfigError(
+                f"model.{key}={list(value)} has {len(value)} values for {len(channels)} conv blocks: "
+                f"give one value for all, or one per entry of model.channels",
+                key=f"model.{key}",
+            )

@@ -22,7 +22,7 @@ import torch
 
 from nnexp.data import DataBundle, DataSpec
 from nnexp.data.files import refuse_compressed
-from nnexp.errors import ConfigError, DataError
+from nnexp.errors import DataError
 
 Partition = Literal["random", "sequential"]
 UNK = "<unk>"
@@ -126,18 +126,11 @@ class TokenSplit:
         return TokenSplit(self.tokens.to(device), self.num_steps, self.partition)
 
     def num_batches(self, batch_size: int) -> int:
-        """Batches at offset 0; a random offset may leave one fewer."""
+        """Batches at offset 0; a random offset may leave one fewer. 0: too short for one batch, which
+        training refuses before it starts (config/data_fit.py)."""
         if self.partition == "sequential":
-            count = ((len(self) - 1) // batch_size) // self.num_steps
-        else:
-            count = ((len(self) - 1) // self.num_steps) // batch_size
-        if count == 0:
-            raise ConfigError(
-                f"trainer.batch_size={batch_size} x data.num_steps={self.num_steps} needs more than "
-                f"{batch_size * self.num_steps:,} tokens, and a split has {len(self):,}: "
-                f"use a smaller batch, fewer steps or more text"
-            )
-        return count
+            return ((len(self) - 1) // batch_size) // self.num_steps
+        return ((len(self) - 1) // self.num_steps) // batch_size
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnexp.errors import ConfigError
+from nnexp.models.layers import DoesNotFit, counted, per_layer
 from nnexp.models.layers import activation as make_activation
-from nnexp.models.layers import counted, per_layer
 
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}  # and global_avg, none
 
@@ -73,11 +72,7 @@ class CNN(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             if height < 1 or width < 1:
-                raise ConfigError(
-                    f"model.channels={list(channels)}: block {index + 1} shrinks the "
-                    f"{input_shape[1]}x{input_shape[2]} input to nothing; use fewer blocks, "
-                    f"more padding or model.pool=none"
-                )
+                raise DoesNotFit("block_shrinks", index + 1, tuple(input_shape), str(list(channels)))
             blocks.append(nn.Sequential(*layers))
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)
@@ -98,10 +93,7 @@ class CNN(nn.Module):
 
 def image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
     if len(input_shape) != 3:
-        raise ConfigError(
-            f"{model} needs images (channels, height, width), and this data's input is {tuple(input_shape)}: "
-            f"choose an image data set such as data=digits or data=mnist, or model=mlp"
-        )
+        raise DoesNotFit("model_needs_images", model, tuple(input_shape))
     return input_shape[0], input_shape[1], input_shape[2]
 
 
@@ -109,12 +101,8 @@ def per_block(value: Any, key: str, blocks: int) -> list[Any]:
     """One value (a number or a name) for every block, or a list with one per block."""
     if isinstance(value, (int, str)):
         return [value] * blocks
-    if len(value) != blocks:
-        raise ConfigError(
-            f"model.{key}={list(value)} has {len(value)} values for {blocks} conv blocks: "
-            f"give one value for all, or one per entry of model.channels",
-            key=f"model.{key}",
-        )
+    if len(value) != blocks:  # the config check refuses it first (config/model_checks.py)
+        raise ValueError(f"model.{key}: {len(value)} values for {blocks} conv blocks")
     return list(value)
 
 

@@ -5,10 +5,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 from torch import nn
 
-from nnexp.errors import ConfigError
+
+class DoesNotFit(ValueError):
+    """A model that cannot be built with these options on this data, in the model's own terms: what went
+    wrong (`problem`), at which layer or block, the shape of one example arriving there. The config's
+    rules say it to the user, naming the keys to change (config/model_fit.py)."""
+
+    def __init__(
+        self, problem: str, layer: Any = None, shape: tuple[int, ...] = (), detail: str = "", outputs: int = 0
+    ) -> None:
+        super().__init__(f"{problem} at {layer} with {shape}" + (f": {detail}" if detail else ""))
+        self.problem = problem  # needs_vector, needs_images, normalises, cannot_build, cannot_take, ...
+        self.layer = layer  # a LayerSpec, a block's number, or the model's name
+        self.shape = shape
+        self.detail = detail  # torch's own words, where torch refused
+        self.outputs = outputs  # the outputs the data needs (ends_wrong)
+
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -45,12 +61,8 @@ def per_layer(value: str | Sequence[str], key: str, count: int, layers: str) -> 
     """One name for every layer, or a list with one per layer; `layers` names them ("2 hidden layers")."""
     if isinstance(value, str):
         return [value] * count
-    if len(value) != count:
-        raise ConfigError(
-            f"{key}=[{','.join(value)}] has {len(value)} name{'s' if len(value) != 1 else ''} "
-            f"for {layers}: give one name for all, or one per layer",
-            key=key,
-        )
+    if len(value) != count:  # the config check refuses it first (config/model_checks.py)
+        raise ValueError(f"{key}: {len(value)} names for {layers}")
     return list(value)
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnexp.errors import ConfigError, first_line
+from nnexp.errors import first_line
 from nnexp.models.layer_list import LayerSpec, read_layers
-from nnexp.models.layers import OUTPUT_ACTIVATIONS
+from nnexp.models.layers import OUTPUT_ACTIVATIONS, DoesNotFit
 
 Shape = tuple[int, ...]  # one example's shape, without the batch dimension
 
@@ -30,20 +30,14 @@ class Sequential(nn.Sequential):
         for spec in read_layers(list(layers)):
             try:
                 layer = _layer(spec, shape, num_outputs)
+            except DoesNotFit:
+                raise
             except (ValueError, RuntimeError) as error:  # torch refusing a combination of options
-                raise ConfigError(
-                    f"{spec.label} cannot be built: {first_line(error)}; change its options",
-                    key="model.layers",
-                ) from None
+                raise DoesNotFit("cannot_build", spec, shape, first_line(error)) from None
             shape = _output_shape(layer, shape, spec)
             built.append(layer)
         if shape != (num_outputs,):
-            fix = "end the list with flatten, linear" if len(shape) > 1 else "end the list with a bare linear"
-            raise ConfigError(
-                f"model.layers ends with {_show(shape)} per example, and this data needs {num_outputs} "
-                f"output{'s' if num_outputs != 1 else ''}: " + fix,
-                key="model.layers",
-            )
+            raise DoesNotFit("ends_wrong", None, shape, outputs=num_outputs)
         super().__init__(*built)
 
 
@@ -52,10 +46,7 @@ def _layer(spec: LayerSpec, shape: Shape, num_outputs: int) -> nn.Module:
     options = spec.options
     if spec.name == "linear":
         if len(shape) != 1:
-            raise ConfigError(
-                f"{spec.label} gets {_show(shape)} per example and needs a vector: put flatten before it",
-                key="model.layers",
-            )
+            raise DoesNotFit("needs_vector", spec, shape)
         size = options["out_features"] or num_outputs
         return nn.Linear(shape[0], size, bias=options["bias"])
     if spec.name == "conv":
@@ -76,11 +67,7 @@ def _layer(spec: LayerSpec, shape: Shape, num_outputs: int) -> nn.Module:
         return pool(options["kernel_size"], options["stride"], options["padding"])
     if spec.name == "batchnorm":
         if len(shape) not in (1, 3):
-            raise ConfigError(
-                f"{spec.label} gets {_show(shape)} per example: it normalises a vector of features or images "
-                f"(channels, height, width); move it after a linear or a conv layer",
-                key="model.layers",
-            )
+            raise DoesNotFit("normalises", spec, shape)
         norm = nn.BatchNorm1d if len(shape) == 1 else nn.BatchNorm2d
         return norm(shape[0], eps=options["eps"], momentum=options["momentum"])
     if spec.name == "dropout":
@@ -99,15 +86,7 @@ def _layer(spec: LayerSpec, shape: Shape, num_outputs: int) -> nn.Module:
 
 def _need_images(spec: LayerSpec, shape: Shape) -> None:
     if len(shape) != 3:
-        raise ConfigError(
-            f"{spec.label} needs images (channels, height, width) and gets {_show(shape)} per example: "
-            + (
-                "choose image data such as data=digits, or use linear layers"
-                if len(shape) == 1
-                else "move it before flatten"
-            ),
-            key="model.layers",
-        )
+        raise DoesNotFit("needs_images", spec, shape)
 
 
 def _output_shape(layer: nn.Module, shape: Shape, spec: LayerSpec) -> Shape:
@@ -117,20 +96,8 @@ def _output_shape(layer: nn.Module, shape: Shape, spec: LayerSpec) -> Shape:
         with torch.no_grad():
             out = probe(torch.empty(2, *shape, device="meta"))
     except (RuntimeError, ValueError) as error:
-        raise ConfigError(
-            f"{spec.label} cannot take {_show(shape)} per example ({first_line(error)}): "
-            f"change its options or the layers before it",
-            key="model.layers",
-        ) from None
+        raise DoesNotFit("cannot_take", spec, shape, first_line(error)) from None
     result = tuple(out.shape[1:])
     if any(size < 1 for size in result):
-        raise ConfigError(
-            f"{spec.label} shrinks {_show(shape)} to nothing: use more padding, a smaller kernel, "
-            f"or fewer layers before it",
-            key="model.layers",
-        )
+        raise DoesNotFit("shrinks", spec, shape)
     return result
-
-
-def _show(shape: Shape) -> str:
-    return "x".join(str(size) for size in shape) if len(shape) > 1 else f"{shape[0]} features"

@@ -17,7 +17,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nnexp.config.checks import REQUIRED_SECTIONS, check_config
+from nnexp.config.checks import REQUIRED_SECTIONS
+from nnexp.config.job import check_job
 from nnexp.config.trust import check_untrusted
 from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder, RunLogFile
@@ -75,6 +76,7 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     if differences and options.get("force", "false").lower() != "true":
         listed = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in differences.items())
         raise ConfigError(f"resuming with a different config ({listed}): add force=true to resume anyway")
+    check_job(changed)  # complete here: a forced change is checked like any value, before anything is read
     return run_dir, changed
 
 
@@ -102,7 +104,6 @@ class Resumed:
     def load(cls, folder: RunFolder, cfg: DictConfig) -> Resumed:
         from nnexp.runs.checkpoint import load_checkpoint  # torch: not for `nnexp --cfg job`
 
-        check_config(cfg)  # a forced change is checked like any value, before anything is read or written
         checkpoint = load_checkpoint(folder.checkpoint_path)
         check_untrusted(checkpoint.get("config"), str(folder.checkpoint_path))  # its copy: data as well
         trained = int(checkpoint["epoch"])

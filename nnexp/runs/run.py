@@ -17,7 +17,7 @@ import rich
 from omegaconf import DictConfig
 from rich.console import Console
 
-from nnexp.config.checks import check_config
+from nnexp.config.job import check_job
 from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
@@ -108,11 +108,12 @@ def _run(
             summary["resumed_at"] = [*resumed.previous.get("resumed_at", []), _timestamp(started)]
             summary["resumed_from_epoch"] = resumed.epoch
             earlier_wall_time = resumed.previous.get("wall_time_s") or 0.0
-        folder.write_summary(summary)
         loggers: list[Any] = []
         failed = False
         try:
-            check_config(cfg)  # again: a sweep job's own values are first seen here
+            # Inside the try: a stop that lands just after this write is still recorded as an interruption.
+            folder.write_summary(summary)
+            check_job(cfg)  # a sweep job's own values are first seen here (one preflight passed: not again)
             experiment = experiment or build(cfg)  # a mistake in the data is found before any logger starts
             loggers = build_loggers(cfg, folder.path)
             experiment.loggers = loggers

@@ -13,10 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from nnexp.data import DataSpec, TensorSplit
-from nnexp.errors import ConfigError
-
-MIRROR_SENSITIVE = ("digits", "mnist")  # a mirrored 2 or 7 is not a digit any more
+from nnexp.data import TensorSplit
 
 
 class RandomAffine:
@@ -60,17 +57,8 @@ class RandomAffine:
         return F.grid_sample(images - background, grid, align_corners=False) + background
 
 
-def build_augment(options: dict, spec: DataSpec) -> RandomAffine:
-    if len(spec.input_shape) != 3:
-        raise ConfigError(
-            f"regularization=augment transforms images, and data={spec.name} has inputs of shape "
-            f"{tuple(spec.input_shape)}: drop augment or choose an image data set"
-        )
-    if options["horizontal_flip"] > 0 and spec.name in MIRROR_SENSITIVE:
-        raise ConfigError(
-            f"regularization.augment.horizontal_flip={options['horizontal_flip']} mirrors {spec.name}, "
-            f"and a mirrored digit is not the same digit: set it to 0 (it suits e.g. fashion_mnist)"
-        )
+def build_augment(options: dict) -> RandomAffine:
+    """The transform `options` describe (config/data_fit.py has checked that the data are images)."""
     return RandomAffine(**options)
 
 

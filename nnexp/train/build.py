@@ -20,10 +20,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from nnexp.config.data_fit import check_against_data, check_token_batches
+from nnexp.config.machine_checks import check_bf16, check_device, check_model_allocated
+from nnexp.config.model_fit import check_model_built
 from nnexp.data import DataBundle, DataSpec
 from nnexp.data import cache as data_cache
 from nnexp.data.tasks import task_of
-from nnexp.errors import ConfigError, UserError, first_line
+from nnexp.data.text import TokenSplit
+from nnexp.errors import UserError
 from nnexp.models.init import initialize
 from nnexp.train.augment import RandomAffine, build_augment
 from nnexp.train.loop import evaluate, train_one_epoch
@@ -65,6 +69,7 @@ def build(cfg: DictConfig) -> Experiment:
     data: DataBundle = data_cache.cached(
         data_cfg, cfg.seed, device, lambda: _instantiate(cfg.data).to(device)
     )
+    check_against_data(cfg, data.spec, metric_names(data.spec.task))  # what only the data can decide
     regularization = cfg.get("regularization") or {}
 
     dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
@@ -81,17 +86,11 @@ def build(cfg: DictConfig) -> Experiment:
     if cfg.scheduler:
         scheduler_options = OmegaConf.to_container(cfg.scheduler, resolve=True)
         plateau_monitor = scheduler_options.pop("monitor", None)
-        if plateau_monitor is not None:
-            plateau_monitor = _monitored_column(plateau_monitor, "scheduler.monitor", data)
         scheduler = _instantiate(scheduler_options)(optimizer)
 
     early_stopping = None
     if "early_stopping" in regularization:
-        options = dict(regularization["early_stopping"])
-        options["monitor"] = _monitored_column(
-            options["monitor"], "regularization.early_stopping.monitor", data
-        )
-        early_stopping = EarlyStopping(**options)
+        early_stopping = EarlyStopping(**dict(regularization["early_stopping"]))
 
     return Experiment(
         data=data,
@@ -103,7 +102,7 @@ def build(cfg: DictConfig) -> Experiment:
         penalty=l1_penalty(regularization["l1"]["strength"]) if "l1" in regularization else None,
         early_stopping=early_stopping,
         device=device,
-        augment=build_augment(regularization["augment"], data.spec) if "augment" in regularization else None,
+        augment=build_augment(regularization["augment"]) if "augment" in regularization else None,
     )
 
 
@@ -117,12 +116,8 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
     try:
         model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
     except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, MemoryError) or "can't allocate memory" in str(cause):
-            raise ConfigError(
-                f"the model does not fit in this machine's memory ({first_line(cause)}); "
-                f"make it smaller (model.hidden, model.channels, ...)"
-            ) from None
+        check_model_allocated(error.__cause__)  # too big for this machine: one line, not a traceback
+        check_model_built(error.__cause__)  # does not fit the data's shape: the config's mistake, in one line
         raise
     initialize(model, scheme, std, bias_rule)
     return model
@@ -141,22 +136,9 @@ def _instantiate(config: Any, **kwargs: Any) -> Any:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={name}, but this machine has no usable CUDA GPU: use device=cpu or device=auto"
-        )
+    if name.startswith("cuda"):
+        check_device(name, torch.cuda.is_available())
     return torch.device(name)
-
-
-def _monitored_column(monitor: str, key: str, data: DataBundle) -> str:
-    """Check a monitored column exists for this data; with no validation split, watch training."""
-    split, _, metric = monitor.partition("_")
-    if metric not in metric_names(data.spec.task):
-        choices = ", ".join(f"val_{name}" for name in metric_names(data.spec.task))
-        raise ConfigError(f"{key}={monitor} is not a metric of {data.spec.task}: use one of {choices}")
-    if split == "val" and data.val is None:
-        return f"train_{metric}"
-    return monitor
 
 
 def seed_everything(seed: int) -> None:
@@ -166,10 +148,18 @@ def seed_everything(seed: int) -> None:
 
 def steps_per_epoch(data: DataBundle, trainer: DictConfig) -> int:
     batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
-    batches = data.train.num_batches(batch_size)
+    batches = num_batches(data.train, batch_size)
     if trainer.max_batches_per_epoch is not None:
         batches = min(batches, trainer.max_batches_per_epoch)
     return batches
+
+
+def num_batches(split: Any, batch_size: int) -> int:
+    """The split's batches of `batch_size`; a token split too short for one is refused."""
+    count = split.num_batches(batch_size)
+    if isinstance(split, TokenSplit):  # a tensor split always has one: its last batch may be short
+        check_token_batches(batch_size, split.num_steps, len(split), count)
+    return count
 
 
 def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -182,7 +172,7 @@ def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[...
         # Evaluation reads a split in the training batch shape, so a carried state sees as much context;
         # a validation tail too short for one batch is refused now, not after the first epoch.
         if experiment.data.val is not None:
-            experiment.data.val.num_batches(trainer.batch_size)
+            num_batches(experiment.data.val, trainer.batch_size)
         eval_batch_size = trainer.batch_size
     carry_state = experiment.data.train.carries_state  # a language model's sequential batches
     return (
@@ -197,11 +187,8 @@ def autocast_for(
     """What the loops wrap each forward pass and loss in: bf16 autocast for `bf16`, nothing for 32."""
     if str(precision) == "32":
         return contextlib.nullcontext
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            f"trainer.precision=bf16, but the GPU {torch.cuda.get_device_name(device)} has no bfloat16: "
-            f"use trainer.precision=32"
-        )
+    if device.type == "cuda":
+        check_bf16(torch.cuda.get_device_name(device), torch.cuda.is_bf16_supported())
     return partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 

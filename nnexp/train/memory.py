@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from nnexp.errors import ConfigError
+from nnexp.config.machine_checks import check_memory
 
 BYTES = 4  # float32
 
@@ -60,11 +60,4 @@ def refuse_what_does_not_fit(counts: dict[str, Any], experiment: Any, trainer: A
     """ConfigError, before the first step, when the run cannot fit in the memory free where it runs."""
     needed, batch_size = run_needs(counts, experiment, trainer)
     device = experiment.device
-    free = memory_free(device)
-    if free is not None and needed > free:
-        raise ConfigError(
-            f"this run needs at least {needed / 1e9:.1f} GB ({counts['total']:,} parameters, their gradients "
-            f"and optimiser state, and each layer's outputs for a batch of {batch_size}), more than the "
-            f"{free / 1e9:.1f} GB free on {device}: use smaller layers or a smaller trainer.batch_size "
-            f"(or trainer.eval_batch_size)"
-        )
+    check_memory(needed, memory_free(device), counts["total"], batch_size, str(device))

@@ -1,0 +1,45 @@
+"""The rules that need the machine a run lands on: its GPU, what that GPU computes in, the memory free.
+
+The same config is sound on one machine and refused on another, so these cannot run with check_config
+before the run starts: train/ measures the machine and hands the facts in; the wording stays here.
+"""
+
+from __future__ import annotations
+
+from nnexp.errors import ConfigError, first_line
+
+
+def check_device(name: str, cuda_available: bool) -> None:
+    """device=cuda needs a GPU torch can use."""
+    if name.startswith("cuda") and not cuda_available:
+        raise ConfigError(
+            f"device={name}, but this machine has no usable CUDA GPU: use device=cpu or device=auto"
+        )
+
+
+def check_bf16(gpu_name: str, supported: bool) -> None:
+    """trainer.precision=bf16 on a GPU needs one that computes in bfloat16."""
+    if not supported:
+        raise ConfigError(
+            f"trainer.precision=bf16, but the GPU {gpu_name} has no bfloat16: use trainer.precision=32"
+        )
+
+
+def check_model_allocated(cause: BaseException | None) -> None:
+    """A model whose weights the machine could not allocate is a config to shrink, not a crash."""
+    if isinstance(cause, MemoryError) or "can't allocate memory" in str(cause):
+        raise ConfigError(
+            f"the model does not fit in this machine's memory ({first_line(cause)}); "
+            f"make it smaller (model.hidden, model.channels, ...)"
+        )
+
+
+def check_memory(needed: int, free: int | None, parameters: int, batch_size: int, device: str) -> None:
+    """The run's floor of `needed` bytes (train/memory.py's estimate) fits in the `free` bytes there."""
+    if free is not None and needed > free:
+        raise ConfigError(
+            f"this run needs at least {needed / 1e9:.1f} GB ({parameters:,} parameters, their gradients "
+            f"and optimiser state, and each layer's outputs for a batch of {batch_size}), more than the "
+            f"{free / 1e9:.1f} GB free on {device}: use smaller layers or a smaller trainer.batch_size "
+            f"(or trainer.eval_batch_size)"
+        )
