@@ -238,3 +238,31 @@ def exit_code_of(main, *args: object) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     return 0
+
+
+# --- the nnexp command's own main(), in this process ------------------------------------------------------
+
+
+def nnexp_exit_code(monkeypatch, *args: object) -> int:
+    """`nnexp ARGS` through nnexp/cli/command.py's main() in this process, for a command refused before it
+    runs anything (the preflight, a resume or a sweep resume refused): the exit code it would leave with;
+    its one line stays in capsys. A command that gets past its checks to Hydra or to a run fails the test:
+    a process (run_nnexp) or nnexp.run checks those."""
+    import rich
+    from rich.console import Console
+
+    from nnexp.cli import command
+    from nnexp.sweep.workers import SWEEP_PID_ENV
+
+    def got_past_its_checks(*_: object, **__: object) -> None:
+        pytest.fail(f"nnexp {' '.join(map(str, args))} was not refused: it went on to run")
+
+    monkeypatch.setattr("sys.argv", ["nnexp", *map(str, args)])
+    monkeypatch.setenv(SWEEP_PID_ENV, str(os.getpid()))  # main() sets it: given back after the test
+    monkeypatch.setattr(rich, "_console", Console(width=160))  # main() may reconfigure the console
+    monkeypatch.setattr(command, "_hydra_main", got_past_its_checks)
+    monkeypatch.setattr(command, "_run_or_exit", got_past_its_checks)
+    monkeypatch.setattr("nnexp.runs.resume.log_into", got_past_its_checks)  # where a resume starts its run
+    with pytest.raises(SystemExit) as stopped:
+        command.main()
+    return int(stopped.value.code or 0)

@@ -1,9 +1,9 @@
 """The `nnexp` command end to end, as a user runs it: real Hydra, real files.
 
-What is about the process (its console in a pipe, concurrent processes, the sweep, `--cfg job`) runs the
-real command in a subprocess; what a run computes and writes runs in this process through nnexp.run,
-which composes and checks the config as the command does (tests/test_usage_errors.py holds the exit code
-and the one stderr line of a mistake).
+What is about the process (its console in a pipe, concurrent processes) runs the real command in a
+subprocess; what a run computes and writes runs in this process through nnexp.run, which composes and
+checks the config as the command does, and `--cfg job` through the command's own main(). A sweep's run
+folders: tests/test_sweeps.py; the exit code and the one stderr line of a mistake: tests/test_usage_errors.py.
 """
 
 from __future__ import annotations
@@ -284,19 +284,26 @@ def test_help_read_from_disk_lists_what_hydra_composes():
         assert f"{group}: " + ", ".join(marked) in shown, group
 
 
-def test_cfg_job_prints_the_composed_config_without_running(tmp_path):
-    result = run_nnexp("experiment=fish_linreg", "--cfg", "job", cwd=tmp_path)
-    assert result.returncode == 0
-    printed = yaml.safe_load(result.stdout)
+def test_cfg_job_prints_the_composed_config_without_running(tmp_path, monkeypatch, capsys):
+    """`nnexp experiment=fish_linreg --cfg job` through the command's main() and Hydra, in this process (the
+    real command prints a config in a subprocess in tests/test_readme.py, and imports no torch for it in
+    tests/test_performance_options.py)."""
+    import hydra.core.utils
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nnexp.cli.command import main
+    from nnexp.sweep.workers import SWEEP_PID_ENV
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["nnexp", "experiment=fish_linreg", "--cfg", "job"])
+    monkeypatch.setenv(SWEEP_PID_ENV, str(os.getpid()))  # main() sets it
+    monkeypatch.setattr(hydra.core.utils, "_save_config", hydra.core.utils._save_config)  # main() swaps it
+    try:
+        main()
+    finally:
+        GlobalHydra.instance().clear()  # Hydra's main leaves itself initialised in this process
+    printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["_target_"] == "torch.optim.SGD" and printed["trainer"]["epochs"] == 100
     # the config nnexp.run, the preflight and tests/test_readme.py compose in-process
     assert printed == OmegaConf.to_container(compose_config("experiment=fish_linreg"))
-    assert not (tmp_path / "outputs").exists()
-
-
-def test_a_sweep_runs_every_combination_in_its_own_folder(tmp_path):
-    result = run_nnexp("-m", "optim=sgd,adam", "trainer.epochs=1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    folders = run_folders(tmp_path)
-    assert len(folders) == 2 and all("multirun" in folder.parts for folder in folders)
-    assert {read_summary(folder)["optimizer"] for folder in folders} == {"SGD", "Adam"}
+    assert list(tmp_path.iterdir()) == []  # nothing run, nothing made

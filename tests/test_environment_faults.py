@@ -14,10 +14,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from conftest import NNEXP, read_summary, run_nnexp
+from conftest import nnexp_exit_code, read_summary, run_nnexp
 
 PAGE = 4096
 SMALL = ("model.hidden=[16]", "trainer.epochs=1")  # a checkpoint of a few pages, a report of dozens
@@ -74,7 +75,14 @@ def fingerprint(folder: Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file()}  # fmt: skip
 
 
-def assert_one_line(result: subprocess.CompletedProcess[str], path: Path, what: str) -> None:
+class Exited(NamedTuple):
+    """How a command run in this process ended: as much of a CompletedProcess as assert_one_line reads."""
+
+    returncode: int
+    stderr: str
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str] | Exited, path: Path, what: str) -> None:
     """Exit code 4, and stderr is exactly `nnexp: error: <path>: <what>: <fix>`."""
     assert result.returncode == 4, result.stderr
     lines = result.stderr.splitlines()
@@ -88,7 +96,7 @@ def assert_no_temporary(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
-    """A completed small run on an ordinary disk: the sizes to fill to, and a run to copy."""
+    """A completed small run of the command on an ordinary disk: the sizes of what it writes, to fill to."""
     root = tmp_path_factory.mktemp("small")
     result = run_nnexp(*SMALL, f"hydra.run.dir={root / 'run'}", cwd=root)
     assert result.returncode == 0, result.stderr
@@ -151,25 +159,37 @@ def test_a_disk_full_at_the_report_is_one_line_and_the_run_is_kept(tmpfs, small_
     assert read_summary(run)["status"] == "completed" and not (run / "report.html").exists()
 
 
-def test_resuming_a_read_only_run_folder_is_refused_before_anything_changes(tmpfs, small_run):
+def test_resuming_a_read_only_run_folder_is_refused_before_anything_changes(
+    tmpfs, session_runs, monkeypatch, capsys
+):
+    """`nnexp resume=RUN` through the command's main() in this process (exit code 4 from a process: the
+    full-disk tests above)."""
     disk = tmpfs(4096)
-    shutil.copytree(small_run, disk / "run")
+    shutil.copytree(session_runs(*SMALL), disk / "run")
     before = fingerprint(disk / "run")
     read_only(disk)
-    result = run_nnexp(f"resume={disk / 'run'}", "trainer.epochs=2", "force=true", cwd=disk.parent)
-    assert_one_line(result, disk / "run", "read-only file system")
+    monkeypatch.chdir(disk.parent)
+    code = nnexp_exit_code(monkeypatch, f"resume={disk / 'run'}", "trainer.epochs=2", "force=true")
+    assert_one_line(Exited(code, capsys.readouterr().err), disk / "run", "read-only file system")
     assert fingerprint(disk / "run") == before
 
 
-def test_a_report_into_a_read_only_folder_is_one_line_with_exit_code_4(tmpfs, small_run):
+def test_a_report_into_a_read_only_folder_is_one_line_with_exit_code_4(
+    tmpfs, session_runs, monkeypatch, capsys
+):
+    """`nnexp-report RUNS`, its console entry in this process: the exit code it leaves with and its line."""
+    from nnexp.look.report import console_main
+
     disk = tmpfs(4096)
-    shutil.copytree(small_run, disk / "runs" / "run")
+    shutil.copytree(session_runs(*SMALL), disk / "runs" / "run")
     read_only(disk)
-    report = [shutil.which("nnexp-report")] if shutil.which("nnexp-report") else [*NNEXP[:-1], "-c",
-              "from nnexp.cli.tools import report; report()"]  # fmt: skip
-    result = subprocess.run([*report, str(disk / "runs")], cwd=disk.parent, capture_output=True, text=True,
-                            timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
-    assert_one_line(result, disk / "runs", "read-only file system")
+    monkeypatch.chdir(disk.parent)
+    monkeypatch.setattr("sys.argv", ["nnexp-report", str(disk / "runs")])
+    with pytest.raises(SystemExit) as stopped:
+        console_main()
+    assert_one_line(
+        Exited(stopped.value.code, capsys.readouterr().err), disk / "runs", "read-only file system"
+    )
     assert not (disk / "runs" / "report.csv").exists()
 
     from nnexp.errors import EnvironmentFault

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import nnexp
-from conftest import compose_config, read_summary, resume_in_process, run_nnexp, start_then_signal
+from conftest import compose_config, nnexp_exit_code, read_summary, resume_in_process, start_then_signal
 from nnexp.cli.preflight import preflight
 from nnexp.config.checks import check_config
 from nnexp.errors import ConfigError
@@ -194,11 +194,13 @@ def test_a_bad_epoch_cadence_is_refused_in_one_line_before_anything_is_created(
     assert not (tmp_path / "outputs").exists()
 
 
-def test_the_command_refuses_a_bad_epoch_cadence_with_exit_code_2_and_one_line(tmp_path):
-    result = run_nnexp("trainer.log_every_n_epochs=0", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith("nnexp: error: trainer.log_every_n_epochs=0 is not allowed: use a whole")
-    assert result.stderr.count("\n") == 1, result.stderr
+def test_the_command_refuses_a_bad_epoch_cadence_with_exit_code_2_and_one_line(tmp_path, monkeypatch, capsys):
+    """The command's main() in this process (a process refused so: tests/test_usage_errors.py)."""
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, "trainer.log_every_n_epochs=0") == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error: trainer.log_every_n_epochs=0 is not allowed: use a whole")
+    assert stderr.count("\n") == 1, stderr
     assert not (tmp_path / "outputs").exists()
 
 

@@ -127,7 +127,9 @@ def refused_in_this_process(args: list[str]) -> str:
 @pytest.mark.parametrize("kind", MISTAKES)
 def test_a_mistake_found_after_the_run_started_leaves_no_folder(tmp_path, monkeypatch, kind):
     """Each mistake through nnexp.run, run from tmp_path as the command would be; the command's own exit
-    code and one line on stderr are checked by test_the_folders_that_were_there_before_stay."""
+    code and one line on stderr are checked in a process by
+    tests/test_usage_errors.py::test_the_cli_exits_2_with_one_line_and_no_run_folder (outputs/ made new) and
+    test_a_folder_of_the_users_named_as_the_run_folder_keeps_its_files_and_gains_none (a folder named)."""
     if kind == "no gpu" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     monkeypatch.chdir(tmp_path)
@@ -145,14 +147,12 @@ def test_a_quoted_path_with_an_accent_is_read(tmp_path, monkeypatch):
     assert result.status == "completed" and result.summary["epochs_completed"] == 1
 
 
-def test_the_folders_that_were_there_before_stay(tmp_path, session_runs):
-    """The command itself: exit code 2, one line on stderr, and outputs/ as it was, its earlier run kept."""
+def test_the_folders_that_were_there_before_stay(tmp_path, monkeypatch, session_runs):
+    """outputs/ as it was, its earlier run kept: the new run's folder goes, and only the parents it made."""
     copy_run(session_runs("trainer.epochs=3"), tmp_path / "outputs" / "2026-01-01" / "10-00-00")  # earlier
     before = sorted(path for path in (tmp_path / "outputs").rglob("*"))
-    result = run_nnexp(*write_mistake(tmp_path, "empty csv"), cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
-    assert MISTAKES["empty csv"] in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert MISTAKES["empty csv"] in refused_in_this_process(write_mistake(tmp_path, "empty csv"))
     assert sorted(path for path in (tmp_path / "outputs").rglob("*")) == before
     assert len(run_folders(tmp_path)) == 1
 

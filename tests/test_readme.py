@@ -64,9 +64,9 @@ def test_every_nnexp_command_in_the_readme_composes(tmp_path, monkeypatch, capsy
 
 
 def test_a_readme_command_with_cfg_job_prints_the_config_nnexp_composes(tmp_path):
-    """The real command with `--cfg job`, for one README command with a quoted list on it (the config
-    printed is what tests above compose in this process); `experiment=fish_linreg --cfg job`:
-    tests/test_cli.py::test_cfg_job_prints_the_composed_config_without_running."""
+    """The real command with `--cfg job`, in a process, for one README command with a quoted list on it
+    (the config printed is what tests above compose in this process); `experiment=fish_linreg --cfg job`
+    through the command's main() in this process: tests/test_cli.py::test_cfg_job_prints_the_composed_..."""
     command = next(line for line in shown_nnexp_commands() if "'model.layers=[{conv:" in line)
     args = shlex.split(command)[1:]
     result = run_nnexp(*args, "--cfg", "job", cwd=tmp_path)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import NNEXP, copy_run, read_summary, run_nnexp
+from conftest import NNEXP, copy_run, nnexp_exit_code, read_summary, run_nnexp
 from nnexp.errors import UserError
 
 
@@ -118,20 +118,28 @@ def test_a_refused_resume_says_why_in_one_line_and_changes_no_file(run_copy, cha
     assert fingerprint(run_copy) == before
 
 
-@pytest.mark.parametrize(
-    ("change", "said"),
-    [
-        (["optim.lr=0.05"], "add force=true to resume anyway"),  # refused as the saved config is read
-        (["model.hidden=[32]", "trainer.epochs=4", "force=true"], "the checkpoint does not fit what this"),
-    ],
-    ids=["refused before the run", "refused once the checkpoint meets the model"],
-)
-def test_a_refused_resume_is_exit_code_2_and_one_line_on_stderr(run_copy, tmp_path, change, said):
+def test_a_refused_resume_is_exit_code_2_and_one_line_on_stderr(run_copy, tmp_path):
+    """The process, refused once the run has begun: the checkpoint meets the model it does not fit."""
     before = fingerprint(run_copy)
+    change = ["model.hidden=[32]", "trainer.epochs=4", "force=true"]
     result = run_nnexp(f"resume={run_copy}", *change, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("nnexp: error: ") and said in result.stderr
+    assert result.stderr.startswith("nnexp: error: ") and "the checkpoint does not fit what" in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert fingerprint(run_copy) == before
+
+
+def test_a_resume_refused_as_its_saved_config_is_read_is_exit_code_2_and_the_commands_one_line(
+    run_copy, tmp_path, monkeypatch, capsys
+):
+    """`nnexp resume=RUN optim.lr=0.05` through the command's main() in this process: refused before the
+    run begins, the line it prints and its exit code (a refused resume as a process: the test above)."""
+    before = fingerprint(run_copy)
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, f"resume={run_copy}", "optim.lr=0.05") == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error: ") and "add force=true to resume anyway" in stderr
+    assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr
     assert fingerprint(run_copy) == before
 
 
@@ -331,12 +339,15 @@ def test_a_named_folder_another_process_holds_is_refused_before_anything_is_writ
     assert list(folder.iterdir()) == []
 
 
-def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_path):
+def test_a_run_folder_named_outright_that_holds_a_run_is_refused(run_copy, tmp_path, monkeypatch, capsys):
+    """The command's main() in this process: refused by the preflight, whose exit code and one line a
+    process shows in tests/test_usage_errors.py::test_the_cli_exits_2_with_one_line_and_no_run_folder."""
     before = fingerprint(run_copy)
-    result = run_nnexp("trainer.epochs=1", f"hydra.run.dir={run_copy}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
-    assert "holds a run already, and nnexp never writes over" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, "trainer.epochs=1", f"hydra.run.dir={run_copy}") == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error: ") and len(stderr.splitlines()) == 1
+    assert "holds a run already, and nnexp never writes over" in stderr
     assert fingerprint(run_copy) == before
     assert sorted((tmp_path / "outputs").iterdir()) == [run_copy]  # and no other folder
 

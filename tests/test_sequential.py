@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import nnexp
-from conftest import compose_config, read_summary, run_nnexp
+from conftest import compose_config, read_summary
 from nnexp.config.checks import check_config
 from nnexp.data import DataSpec
 from nnexp.errors import ConfigError
@@ -234,25 +234,16 @@ COMMAND_LINE_MISTAKES = [
 
 
 @pytest.mark.parametrize(("layers", "message"), COMMAND_LINE_MISTAKES)
-def test_a_mistake_on_the_command_line_is_one_line_and_leaves_no_run_folder(
+def test_a_mistake_on_the_command_line_is_one_line_exit_2_and_no_run_folder(
     tmp_path, monkeypatch, layers, message
 ):
     """Each way a list goes wrong, through the command's checks and run in this process (nnexp.run): the
-    one line, exit code 2, and the run folder (claimed under outputs/ before the data is read) gone."""
+    one line, exit code 2, and the run folder (claimed under outputs/ before the data is read) gone. The
+    process itself, for a mistake found once its run has started (its folder made, the data read), is
+    tests/test_usage_errors.py::test_the_cli_exits_2_with_one_line_and_no_run_folder."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as refused:
         nnexp.run(["model=sequential", f"model.layers={layers}"])
     assert refused.value.exit_code == 2
     assert message in str(refused.value) and "\n" not in str(refused.value)
-    assert not (tmp_path / "outputs").exists()
-
-
-# The process itself, for the mistake found once the run has started (its folder made, the data read):
-# refused by the preflight, the same exit code and line come sooner (tests/test_usage_errors.py).
-@pytest.mark.parametrize(("layers", "message"), COMMAND_LINE_MISTAKES[1:2])
-def test_a_mistake_on_the_command_line_is_one_line_exit_2_and_no_run_folder(tmp_path, layers, message):
-    result = run_nnexp("model=sequential", f"model.layers={layers}", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("nnexp: error: ") and len(result.stderr.splitlines()) == 1
-    assert message in result.stderr
     assert not (tmp_path / "outputs").exists()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from conftest import read_summary, run_folders, run_nnexp, write_fish_csv
+from conftest import nnexp_exit_code, read_summary, run_folders, run_nnexp, write_fish_csv
 from nnexp.cli.hydra_hooks import register_resolvers
 from nnexp.paths import CONFIG_DIR
 from nnexp.sweep.ledger import LEDGER_FILE, read_ledger
@@ -40,10 +40,11 @@ def test_a_2x2_sweep_gives_four_run_folders_a_ledger_and_a_report(tmp_path):
     assert result.returncode == 0, result.stderr
     sweep = sweep_folder(tmp_path)
     folders = run_folders(tmp_path)
-    assert [folder.parent for folder in folders] == [sweep] * 4
+    assert [folder.parent for folder in folders] == [sweep] * 4 and "multirun" in sweep.parts
     for folder in folders:
         assert read_summary(folder)["status"] == "completed"
         assert (folder / "learning_curves.png").stat().st_size > 1000
+    assert sorted(read_summary(folder)["optimizer"] for folder in folders) == ["Adam", "Adam", "SGD", "SGD"]
 
     ledger = read_ledger(sweep / LEDGER_FILE)
     assert [entry["job"] for entry in ledger] == [0, 1, 2, 3]
@@ -154,11 +155,14 @@ def test_an_optuna_search_of_six_trials_reports_the_best_parameters(tmp_path):
     assert best["best_value"] == max(entry["objective"] for entry in ledger)
 
 
-def test_an_objective_that_is_not_a_metrics_column_stops_before_any_run(tmp_path):
-    result = run_nnexp("objective=accuracy", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "objective=accuracy is not allowed" in result.stderr and "Traceback" not in result.stderr
-    assert run_folders(tmp_path) == []
+def test_an_objective_that_is_not_a_metrics_column_stops_before_any_run(tmp_path, monkeypatch, capsys):
+    """`nnexp objective=accuracy` through the command's main() in this process: its exit code and one line
+    (the process's own: tests/test_usage_errors.py::test_the_cli_exits_2_with_one_line_and_no_run_folder)."""
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, "objective=accuracy") == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error: objective=accuracy is not allowed") and stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_objective_is_the_final_metric_it_names():

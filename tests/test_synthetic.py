@@ -7,10 +7,6 @@ naming the key, before a run folder exists. A constant target (variance 0) raise
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 import torch
@@ -27,11 +23,6 @@ from nnexp.diagnostics.training import Chance, TrainingWatch, WatchOptions
 from nnexp.errors import ConfigError
 from nnexp.look.predict import main as predict_main
 
-PREDICT = (
-    [shutil.which("nnexp-predict")]
-    if shutil.which("nnexp-predict")
-    else [sys.executable, "-m", "nnexp.look.predict"]
-)
 TOY = ["data=synthetic", "data.shape=[784]", "data.low=1", "data.high=2", "data.target_rule=constant"]
 
 
@@ -226,17 +217,18 @@ def test_a_synthetic_run_trains_and_says_what_its_data_is(tmp_path, capsys):
     assert "rows.csv" in capsys.readouterr().out
 
 
-def test_nnexp_predict_refuses_a_synthetic_run_with_nothing_to_read_in_one_line(tmp_path):
-    """The installed nnexp-predict, as a process: exit code 2 and exactly one line on stderr."""
+def test_nnexp_predict_refuses_a_synthetic_run_with_nothing_to_read_in_one_line(tmp_path, capsys):
+    """`nnexp-predict RUN rows.csv`, its main() in this process: exit code 2 and exactly one line on stderr
+    (nnexp-predict refusing in a process: tests/test_trust.py)."""
     folder = nnexp.run(
         ["data=synthetic", "data.task=classification", "data.num_outputs=3", "model=linear",
          "trainer.epochs=1"], output_dir=tmp_path / "run",
     ).run_dir  # fmt: skip
     rows = tmp_path / "rows.csv"
     rows.write_text("x1\n0.5\n")
-    refused = subprocess.run([*PREDICT, str(folder), str(rows)], capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == [
+    capsys.readouterr()
+    assert predict_exit(folder, rows) == 2
+    assert capsys.readouterr().err.splitlines() == [
         f"nnexp: error: {folder}: this run's inputs (8, synthetic) are neither named CSV columns nor images, "
         f"so nnexp-predict has nothing to read new examples from"
     ]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import nnexp
-from conftest import compose_config, run_nnexp
+from conftest import compose_config, exit_code_of, nnexp_exit_code
 from nnexp.config.checks import check_config
 from nnexp.config.trust import NNEXP_BUILDERS, UntrustedConfig, is_trusted_target
 from nnexp.errors import ConfigError
@@ -29,11 +27,6 @@ from nnexp.paths import CONFIG_DIR, EXPERIMENT_DIR
 from nnexp.runs.resume import resume_config
 from nnexp.sweep.recorded import check_recorded_overrides
 from nnexp.sweep.resume import sweep_to_resume
-
-PREDICT = [
-    shutil.which("nnexp-predict") or sys.executable,
-    *([] if shutil.which("nnexp-predict") else ["-m", "nnexp.look.predict"]),
-]
 
 # Ways to name torch.load that a prefix rule ("torch.nn.", "nnexp.") lets through: Hydra finds each by
 # walking attributes from the last module it can import.
@@ -159,16 +152,21 @@ def test_a_resolver_in_a_saved_model_is_refused_before_it_is_resolved(run_copy):
     assert not made.exists()
 
 
-def test_nnexp_predict_on_a_hostile_run_is_one_line_exit_2_and_the_payload_never_runs(run_copy, tmp_path):
+def test_nnexp_predict_on_a_hostile_run_is_one_line_exit_2_and_the_payload_never_runs(
+    run_copy, tmp_path, capsys
+):
+    """`nnexp-predict RUN rows.csv`, its main() in this process (nnexp-predict refusing in a process:
+    tests/test_predict_images.py::test_a_decompression_bomb_is_refused_from_its_header_in_one_line_exit_2)."""
+    from nnexp.look.predict import main as predict_main
+
     marker = plant_in_checkpoint(run_copy, "model.hidden")
     rows = tmp_path / "rows.csv"
     rows.write_text(",".join(f"x{i}" for i in range(64)) + "\n" + ",".join(["0"] * 64) + "\n")
     before = sorted(p.name for p in run_copy.iterdir())
-    done = subprocess.run(
-        [*PREDICT, str(run_copy), str(rows)], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1 and "model.hidden._target_" in done.stderr
+    assert exit_code_of(predict_main, run_copy, rows) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error: ") and stderr.count("\n") == 1
+    assert "model.hidden._target_" in stderr
     assert not marker.exists()
     assert sorted(p.name for p in run_copy.iterdir()) == before
 
@@ -213,13 +211,18 @@ def test_a_resume_refuses_a_saved_config_that_calls_a_resolver_with_effects(run_
     assert not made.exists()
 
 
-def test_nnexp_resume_of_a_hostile_run_is_one_line_exit_2_and_changes_no_file(run_copy, tmp_path):
+def test_nnexp_resume_of_a_hostile_run_is_one_line_exit_2_and_changes_no_file(
+    run_copy, tmp_path, monkeypatch, capsys
+):
+    """`nnexp resume=RUN` through the command's main() in this process (a refused resume as a process:
+    tests/test_resume_faults.py::test_a_refused_resume_is_exit_code_2_and_one_line_on_stderr)."""
     marker = plant_in_saved_config(run_copy, "model.hidden", None)
     before = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
-    result = run_nnexp(f"resume={run_copy}", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("nnexp: error:") and result.stderr.count("\n") == 1
-    assert "model.hidden._target_" in result.stderr and "config.yaml" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, f"resume={run_copy}") == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error:") and stderr.count("\n") == 1
+    assert "model.hidden._target_" in stderr and "config.yaml" in stderr
     assert not marker.exists()
     assert {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
 
@@ -311,7 +314,11 @@ def test_what_nnexp_s_own_sweeps_record_is_replayed():
     )  # fmt: skip
 
 
-def test_nnexp_sweep_resume_of_a_hostile_sweep_is_one_line_exit_2_and_runs_nothing(tmp_path):
+def test_nnexp_sweep_resume_of_a_hostile_sweep_is_one_line_exit_2_and_runs_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    """`nnexp -m resume=SWEEP` through the command's main() in this process (a refused sweep resume as a
+    process: tests/test_sweep_resume.py::test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_...)."""
     notes, marker = plant_payload(tmp_path)
     sweep = write_sweep(
         tmp_path / "sweep", ["debug=smoke", "seed=0,1"], ["+hydra.callbacks.x._target_=torch.load"]
@@ -320,10 +327,11 @@ def test_nnexp_sweep_resume_of_a_hostile_sweep_is_one_line_exit_2_and_runs_nothi
     record["hydra"]["overrides"]["hydra"].append(f"+hydra.callbacks.x.f={notes}")
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(record))
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
-    result = run_nnexp("-m", f"resume={sweep}", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("nnexp: error:") and result.stderr.count("\n") == 1
-    assert "multirun.yaml" in result.stderr and "hydra.callbacks" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, "-m", f"resume={sweep}") == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("nnexp: error:") and stderr.count("\n") == 1
+    assert "multirun.yaml" in stderr and "hydra.callbacks" in stderr
     assert not marker.exists()
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
