@@ -193,6 +193,19 @@ def pytest_runtest_protocol(item, nextitem):
     _running_test.pop()
 
 
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)  # a pytest-xdist worker: tell the controller
+    if workeroutput is not None:
+        workeroutput["tests_that_started_the_cli"] = sorted(_tests_that_started_the_cli)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _tests_that_started_the_cli.update(
+        getattr(node, "workeroutput", {}).get("tests_that_started_the_cli", [])
+    )
+
+
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"tests that started an nnexp command in a subprocess: {len(_tests_that_started_the_cli)}"

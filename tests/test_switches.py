@@ -242,10 +242,9 @@ def test_a_chance_level_finding_that_still_holds_stays_unresolved():
     assert "chance-level" in watch.found and watch.pop_resolved() == []
 
 
-def test_a_run_that_learns_after_chance_level_reports_it_resolved(tmp_path, monkeypatch, capsys):
+def test_a_run_that_learns_after_chance_level_reports_it_resolved(tmp_path, piped_console):
     """Zero weights and slow full-batch SGD: epoch 1 scores what predicting the mean scores (chance),
     then the model learns; the final report says when the finding stopped holding."""
-    monkeypatch.setenv("COLUMNS", "160")  # the console's width in a pipe, as the command sets it
     overrides = [
         "data=fish", f"data.path={_fish(tmp_path)}", "model=linear", "model.init=normal", "model.init_std=0",
         "optim=sgd", "optim.lr=0.02", "trainer.batch_size=full", "trainer.epochs=4",
@@ -254,7 +253,7 @@ def test_a_run_that_learns_after_chance_level_reports_it_resolved(tmp_path, monk
     result = nnexp.run(overrides, output_dir=tmp_path / "run")
     findings = {f["code"]: f for f in read_summary(result.run_dir)["diagnostics"]}
     assert findings["chance-level"]["epoch"] == 1 and findings["chance-level"]["resolved_at"] == 2
-    assert "epoch 1; resolved at epoch 2" in capsys.readouterr().out  # the final diagnostics table
+    assert "epoch 1; resolved at epoch 2" in piped_console()  # the final diagnostics table, 160 columns
 
 
 def _constant_target_bundle(value: float) -> DataBundle:
