@@ -9,15 +9,16 @@ and the previous file is untouched. (Standard library only: imported by what run
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import signal
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 TEMPORARY_SUFFIX = ".tmp"
-_STOPS = {signal.SIGINT, signal.SIGTERM}
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_NAME_TRIES = 100
 _UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it)
 os.umask(_UMASK)
 
@@ -33,43 +34,43 @@ def write_atomically(
     fsync the file and its folder, so a power cut keeps either the old file or the new one.
     """
     target = Path(path)
-    # Ctrl-C or SIGTERM waits while the temporary is made and named, so whenever a stop lands the clean-up
-    # below knows the file to remove (a stop between mkstemp and the `try` used to leave it behind).
-    unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
-    try:
-        descriptor, name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX
-        )
-    except BaseException as error:
-        signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
-        if isinstance(error, OSError):  # a read-only or foreign folder: named by the file to be written
-            raise _named(error, target) from None
-        raise
-    temporary = Path(name)
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)  # a stop from here on removes the temporary
-        with os.fdopen(descriptor, "wb") as raw:
-            handle = _Recording(raw)
-            try:
-                if callable(content):
-                    content(handle)  # type: ignore[arg-type]
-                else:
-                    handle.write(content.encode("utf-8") if isinstance(content, str) else content)
-                handle.flush()
-                if durable:
-                    os.fsync(raw.fileno())
-            except BaseException as error:
-                raise _named(handle.failure or error, target) from None
-        with contextlib.suppress(OSError):  # mkstemp's 0600: as readable as a file open() creates
-            os.chmod(temporary, 0o666 & ~_UMASK)
+    for _ in range(_NAME_TRIES):
+        # The name is chosen before the file exists, so whenever a stop's SystemExit lands (Python runs a
+        # handler between any two steps, whichever thread the signal reached), the clean-up below knows
+        # the file to remove: mkstemp could be stopped after creating its file but before naming it.
+        temporary = target.parent / f".{target.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
         try:
-            os.replace(temporary, target)
-        except OSError as error:
-            raise _named(error, target) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
+            try:
+                descriptor = os.open(temporary, _CREATE, 0o600)
+            except FileExistsError:
+                continue  # another writer's temporary: never touched, another name tried
+            except OSError as error:  # a read-only or foreign folder: named by the file to be written
+                raise _named(error, target) from None
+            with os.fdopen(descriptor, "wb") as raw:
+                handle = _Recording(raw)
+                try:
+                    if callable(content):
+                        content(handle)  # type: ignore[arg-type]
+                    else:
+                        handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+                    handle.flush()
+                    if durable:
+                        os.fsync(raw.fileno())
+                except BaseException as error:
+                    raise _named(handle.failure or error, target) from None
+            with contextlib.suppress(OSError):  # 0600 while written: as readable as a file open() creates
+                os.chmod(temporary, 0o666 & ~_UMASK)
+            try:
+                os.replace(temporary, target)
+            except OSError as error:
+                raise _named(error, target) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        break
+    else:
+        raise FileExistsError(errno.EEXIST, "no free name for a temporary file", str(target))
     if durable:
         _sync_folder(target.parent)
     return target
