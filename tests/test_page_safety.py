@@ -39,6 +39,7 @@ from nnexp.look.page import PAGE_FILE, write_run_page
 from nnexp.look.plots import save_learning_curves
 from nnexp.look.report import main as report_main
 from nnexp.look.sweep_page import SORT_SCRIPT, SORT_SCRIPT_SOURCE
+from nnexp.look.what_ran import what_ran
 
 PWNED = "pwned"
 JS_TITLE = f"javascript:document.title='{PWNED}';1"  # `1/report.html` after it: the title is set first
@@ -66,7 +67,7 @@ def hostile_sweep(tmp_path: Path) -> Path:
         summary = json.loads((run / "summary.json").read_text())
         summary["metrics"]["final"][BAD_METRIC] = 0.5
         (run / "summary.json").write_text(json.dumps(summary))
-        assert save_learning_curves(run) == run / "learning_curves.png"  # titled with the folder's name
+        assert save_learning_curves(run) == run / "learning_curves.png"  # titled with its overrides
         write_run_page(run)
     return root
 
@@ -344,7 +345,8 @@ def test_clicking_each_hostile_runs_link_opens_its_page_and_runs_nothing(hostile
         assert browser.evaluate("document.title") != PWNED and browser.dialogs == [], f"{name!r} ran"
         assert opened, f"clicking {name!r} opened nothing"
         assert browser.evaluate("location.href") == (hostile_sweep / name / PAGE_FILE).as_uri()
-        assert browser.evaluate("document.title") == f"nnexp run {name} (completed)"  # its page, unchanged
+        own = f"{what_ran(hostile_sweep / name).headline} (completed) · nnexp"  # its page, unchanged
+        assert browser.evaluate("document.title") == own
         assert browser.evaluate("document.querySelectorAll('img:not([src^=\"data:\"])').length") == 0
     assert browser.dialogs == []
 

@@ -68,6 +68,31 @@ def default_choices(config_dir: Path) -> dict[str, list[str]]:
     return choices
 
 
+def preset_descriptions(config_dir: Path) -> dict[str, str]:
+    """{preset: its first sentence}, for every experiment preset: read from the comment at the top of its YAML
+    (after `# @package` and the `# nnexp experiment=...` line; a lecture's `Seed NNN (...):` citation and a
+    `(first: ...)` setup line are skipped: the description follows them). No YAML is parsed: milliseconds."""
+    return {name: _description(config_dir / "experiment" / f"{name}.yaml")
+            for name in config_groups(config_dir).get("experiment", [])}  # fmt: skip
+
+
+def _description(path: Path) -> str:
+    header = []
+    try:
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                if not line.startswith("#"):
+                    break
+                header.append(line.lstrip("#").strip())
+    except (OSError, UnicodeDecodeError):
+        return ""
+    kept = [line for line in header if not line.startswith(("@package", "nnexp ", "(first:", "(offline"))]
+    text = " ".join(" ".join(kept).split())
+    if text.startswith("Seed ") and "): " in text:  # "Seed 004 (the notebook, its cell): what it shows"
+        text = text.split("): ", 1)[1]
+    return text.split(". ", 1)[0].rstrip(".")
+
+
 def help_text(config_dir: Path, width: int = 100) -> str:
     groups = config_groups(config_dir)
     defaults = default_choices(config_dir)
@@ -89,6 +114,13 @@ def help_text(config_dir: Path, width: int = 100) -> str:
                 break_on_hyphens=False,
             )
         )
+    presets = preset_descriptions(config_dir)
+    if presets:
+        lines += ["", "Presets (experiment=NAME; each file's header says what it reaches and how to run it):"]
+        name_width = max(map(len, presets)) + 2
+        for name, description in presets.items():
+            line = f"  {name:<{name_width}}{description}"
+            lines.append(line if len(line) <= width else line[: width - 1].rsplit(" ", 1)[0] + " …")
     return "\n".join([*lines, "", FOOTER])
 
 

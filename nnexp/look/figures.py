@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from nnexp.look.plots import _pyplot
+from nnexp.look.plots import _pyplot, title_figure, wrap_title
 
 DPI = 100
+TITLE_PT = 12  # every title, readable on a projector; the run's headline (what ran) leads each figure
 FAST_PNG = {"compress_level": 1}  # zlib's fastest: a fifth of the encoding time, files a little larger
 
 
@@ -55,6 +56,7 @@ def save_image_grid(
     cmap: str = "gray",
     symmetric: bool = False,
     per_cell: float = 1.25,  # inches of figure per picture, whatever its size, so labels stay legible
+    headline: str = "",  # what ran (nnexp.look.what_ran), above `title`
 ) -> Path:
     """A grid of pictures, each under its label; the wrong ones labelled and framed in red."""
     plt = _pyplot()
@@ -67,8 +69,10 @@ def save_image_grid(
     band = 0.3 + 0.25 * lines if lines else 0.12
     canvas, cell_h, cell_w, top = _mosaic(tiles, min(columns, len(tiles)), band=band)
     height, width = tiles.shape[1:3]
-    margin, title_height = 0.1, 0.2 + 0.17 * (title.count("\n") + 1)  # inches
-    grid_width = canvas.shape[1] / cell_w * per_cell
+    margin = 0.1  # inches
+    grid_width = max(canvas.shape[1] / cell_w * per_cell, 4.0)  # room for the title of a short grid
+    title = wrap_title("\n".join(filter(None, [headline, title])), grid_width + 2 * margin, TITLE_PT)
+    title_height = 0.2 + TITLE_PT / 72 * 1.25 * (title.count("\n") + 1)
     grid_height = grid_width * canvas.shape[0] / canvas.shape[1]  # the canvas's own aspect: no letterbox
     figure = plt.figure(figsize=(grid_width + 2 * margin, grid_height + margin + title_height))
     width_in, height_in = figure.get_size_inches()
@@ -104,13 +108,15 @@ def save_image_grid(
                 )
             )
     axis.set_axis_off()
-    figure.suptitle(title, fontsize=9, y=1 - 0.08 / height_in, va="top")
+    title_figure(figure, title, TITLE_PT, y=1 - 0.08 / height_in, va="top")
     figure.savefig(path, dpi=DPI, pil_kwargs=FAST_PNG)
     plt.close(figure)
     return path
 
 
-def save_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path, title: str) -> Path:
+def save_confusion_matrix(
+    matrix: np.ndarray, names: list[str], path: Path, title: str, headline: str = ""
+) -> Path:
     """Counts, true classes down and predicted across; a count in every cell that is not 0.
 
     Drawn here rather than with scikit-learn's ConfusionMatrixDisplay, which writes all C x C counts:
@@ -134,8 +140,11 @@ def save_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path, titl
         ha="right" if max(map(len, names)) > 2 else "center",
     )
     axis.set_yticks(ticks, names)
-    axis.set(xlabel="predicted", ylabel="true", title=title)
-    figure.subplots_adjust(left=0.2, bottom=0.2, right=0.97, top=0.93)  # tight_layout drew it twice
+    axis.set(xlabel="predicted", ylabel="true")
+    axis.set_title(title, fontsize=TITLE_PT)
+    lines = title_figure(figure, headline, TITLE_PT).get_text().count("\n") + 1 if headline else 0
+    top = 1 - (0.45 + lines * TITLE_PT / 72 * 1.25) / size  # the axis's title, and the headline's lines
+    figure.subplots_adjust(left=0.2, bottom=0.2, right=0.97, top=top)  # tight_layout drew it twice
     figure.savefig(path, dpi=DPI, pil_kwargs=FAST_PNG)
     plt.close(figure)
     return path
@@ -161,7 +170,7 @@ def first_layer_pictures(weight: np.ndarray, input_shape: Sequence[int]) -> np.n
     return pictures / np.maximum(np.abs(pictures).max(axis=(1, 2), keepdims=True), 1e-12)
 
 
-def save_weights(pictures: np.ndarray, layer: str, total: int, path: Path) -> Path:
+def save_weights(pictures: np.ndarray, layer: str, total: int, path: Path, headline: str = "") -> Path:
     """Each unit's weights as a picture: red for positive, blue for negative weights."""
     shown = len(pictures)
     labels = [""] * shown  # unlabelled (64 labels took a third of the drawing): units go row by row
@@ -182,6 +191,7 @@ def save_weights(pictures: np.ndarray, layer: str, total: int, path: Path) -> Pa
         cmap="RdBu_r",
         symmetric=not colour,
         per_cell=0.8,
+        headline=headline,
     )
 
 
@@ -193,6 +203,7 @@ def save_fit(
     target_name: str,
     curve: dict[str, Any] | None = None,
     split: str = "test",
+    headline: str = "",
 ) -> Path:
     """Predicted against true for every row of `split` (the diagonal is a perfect fit), the least-squares
     baseline's predictions beside the network's; with a single feature, also the fitted curve."""
@@ -218,7 +229,8 @@ def save_fit(
     )
     low, high = float(everything.min()), float(everything.max())
     axis.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="perfect fit")
-    axis.set(xlabel=f"true {target_name}", ylabel=f"predicted {target_name}", title=f"{split} rows")
+    axis.set(xlabel=f"true {target_name}", ylabel=f"predicted {target_name}")
+    axis.set_title(f"{split} rows", fontsize=TITLE_PT)
     axis.set_aspect("equal", adjustable="datalim")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
@@ -236,9 +248,12 @@ def save_fit(
                 linestyle="--",
                 label="least squares",
             )
-        axis.set(xlabel=curve["feature"], ylabel=target_name, title="the fit over the data")
+        axis.set(xlabel=curve["feature"], ylabel=target_name)
+        axis.set_title("the fit over the data", fontsize=TITLE_PT)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
+    if headline:
+        title_figure(figure, headline, TITLE_PT)
     figure.tight_layout()
     figure.savefig(path, dpi=DPI, pil_kwargs=FAST_PNG)
     plt.close(figure)

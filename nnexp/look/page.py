@@ -28,6 +28,7 @@ from typing import Any
 
 from nnexp.atomic import write_atomically
 from nnexp.errors import environment_fault
+from nnexp.look.what_ran import what_ran
 from nnexp.runs.folder import PAGE_FILE
 
 log = logging.getLogger("nnexp")
@@ -211,8 +212,12 @@ def run_page(run_dir: Path) -> str:
     summary, problem = _read_json(run_dir / "summary.json")
     status = str(summary.get("status", "unknown")) if isinstance(summary, dict) else "damaged"
     summary = summary if isinstance(summary, dict) else {}
+    what = what_ran(run_dir)
     body = [
-        f"<h1>{esc(run_dir.name)} <span class='status status-{esc(status)}'>{esc(status)}</span></h1>",
+        f"<h1>{esc(what.headline)} <span class='status status-{esc(status)}'>{esc(status)}</span></h1>",
+        # What a lecturer is asked first, before any picture: how to run it again, and its numbers.
+        f"<p>command: <code>{esc(what.command)}</code></p>",
+        f"<p>{esc(what.settings)}</p>" if what.settings else "",
         f"<p class='muted'>{esc(run_dir.resolve())}</p>",
     ]
     if problem:
@@ -225,7 +230,7 @@ def run_page(run_dir: Path) -> str:
     body += _csv_views(run_dir)
     body += _samples(run_dir)
     body += _config(run_dir)
-    return document(f"nnexp run {run_dir.name} ({status})", body)
+    return document(f"{what.headline} ({status}) · nnexp", body)
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:

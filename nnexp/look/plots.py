@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nnexp.atomic import write_atomically
 from nnexp.errors import first_line
+from nnexp.look.what_ran import headline_of, read_summary
 
 if TYPE_CHECKING:
     from nnexp.train.lr_finder import LrFinderResult
@@ -82,41 +83,142 @@ def _plot_column(axis: Any, metrics: Metrics, column: str, **style: Any) -> None
 
 
 def save_learning_curves(run_dir: Path) -> Path | None:
-    """<run_dir>/learning_curves.png: loss and the main metric, train vs val, per epoch."""
+    """<run_dir>/learning_curves.png (`learning_curves_figure`); None when there is nothing to draw."""
+    figure = learning_curves_figure(run_dir)
+    if figure is None:
+        return None
+    path = Path(run_dir) / CURVES_FILE
+    figure.savefig(path, dpi=100, pil_kwargs=FAST_PNG)  # zlib's fastest: the larger titles cost no time
+    _pyplot().close(figure)
+    return path
+
+
+def learning_curves_figure(run_dir: Path) -> Any:
+    """Loss and the main metric, train vs val, per epoch, with the references summary.json records (chance,
+    the classical baseline) as labelled dashed lines and accuracy on [0, 1]; titled with what ran."""
     metrics_path = Path(run_dir) / "metrics.csv"
     if not metrics_path.is_file():
         return None
     metrics = read_metrics(metrics_path)
-    panels = curve_panels(list(metrics))
+    panels = run_panels(metrics)
     if not any(metrics.values()) or not panels:  # no rows
         return None
     steps_path = Path(run_dir) / STEPS_FILE
     steps = read_metrics(steps_path) if steps_path.is_file() else {}
+    summary = read_summary(Path(run_dir))
     columns = len(panels) + bool(steps.get("step"))
     plt = _pyplot()
-    figure, axes = plt.subplots(1, columns, figsize=(5 * columns, 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, columns, figsize=(5 * columns, 4.0), squeeze=False)
     if steps.get("step"):
         _plot_steps(axes[0][-1], steps)
-    for axis, name in zip(axes[0], panels, strict=False):
-        for split, style in (("train", "--"), ("val", "-")):
-            _plot_column(axis, metrics, f"{split}_{name}", linestyle=style, label=split)
-        axis.set(xlabel="epoch", ylabel=name, title=name)
-        if name in ("loss", "perplexity") and _spans_decades(metrics, name):
+    for axis, (name, title) in zip(axes[0], panels, strict=False):
+        for label, value, colour in references(summary, name):
+            axis.axhline(value, color=colour, linestyle="--", linewidth=1.2, zorder=1, label=label)
+        for split, style, label in (("train", "--", "train (mean over the epoch)"), ("val", "-", "val")):
+            _plot_column(axis, metrics, f"{split}_{name}", linestyle=style, label=label, zorder=3)
+        axis.set(xlabel="epoch", ylabel=name)
+        axis.set_title(title, fontsize=TITLE_PT)
+        if name == "accuracy":
+            axis.set_ylim(0, 1)  # a wobble of 0.097-0.104 must look like what it is: nothing learned
+        elif name in ("loss", "perplexity") and _spans_decades(metrics, name):
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle(Path(run_dir).name, fontsize=9, parse_math=False)  # a `$` in a folder's name is no TeX
+        _literal(axis.legend(fontsize=9))
+    title_figure(figure, headline_of(run_dir))
     figure.tight_layout()
-    path = Path(run_dir) / CURVES_FILE
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return figure
+
+
+TITLE_PT = 13  # a panel's title, readable on a projector; the figure's own title is larger
+HEADLINE_PT = 14
+
+
+def run_panels(metrics: Metrics) -> list[tuple[str, str]]:
+    """(metric, panel title) for one run's curves; a panel that would repeat another is left out and the
+    one kept says so: perplexity is exp(loss), and a regression trained on mse has loss == mse."""
+    panels = curve_panels(list(metrics))
+    titles = {name: name for name in panels}
+    if "loss" in panels and "perplexity" in panels:
+        panels.remove("loss")
+        titles["perplexity"] = "perplexity = exp(loss), so no loss panel"
+    elif "loss" in panels and "mse" in panels and _same(metrics, "loss", "mse"):
+        panels.remove("loss")
+        titles["mse"] = "mse (the loss), one panel"
+    return [(name, titles[name]) for name in panels]
+
+
+def _same(metrics: Metrics, first: str, second: str) -> bool:
+    for split in ("train", "val"):
+        one, other = metrics.get(f"{split}_{first}", []), metrics.get(f"{split}_{second}", [])
+        if len(one) != len(other) or not all(
+            (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12)
+            for a, b in zip(one, other, strict=True)
+        ):
+            return False
+    return True
+
+
+CHANCE_LIKE = ("chance", "uniform", "mean predictor")  # what knowing nothing scores; drawn grey
+CLASSICAL = ("logistic regression", "least squares", "unigram")  # the classical model to beat; green
+
+
+def references(summary: dict[str, Any], name: str) -> list[tuple[str, float, str]]:
+    """(label, value, colour) of the horizontal lines for metric `name`: the chance-like and classical
+    baselines of summary.json, on validation where it has them (test, else train, otherwise); a classifier's
+    chance accuracy is 1/classes even when no baseline was recorded."""
+    found = []
+    baselines = [b for b in summary.get("baselines") or [] if isinstance(b, dict)]
+    for kind, colour in ((CHANCE_LIKE, "0.4"), (CLASSICAL, "tab:green")):
+        for baseline in baselines:
+            label = " ".join(str(baseline.get("name", "")).split())[:LEGEND_CHARACTERS]
+            if not label.startswith(kind):
+                continue
+            for split in ("val", "test", "train"):
+                value = baseline.get(f"{split}_{name}")
+                if _drawable(value, name):
+                    found.append((f"{label} ({split}): {value:.3g}", float(value), colour))
+                    break
+    data = summary.get("data") if isinstance(summary.get("data"), dict) else {}
+    classes = data.get("num_outputs")
+    unsaid = not any(label.startswith("chance") for label, _, _ in found)
+    if name == "accuracy" and unsaid and data.get("task") == "classification" and isinstance(classes, int):
+        found.insert(0, (f"chance (1/{classes}): {1 / classes:.3g}", 1 / max(classes, 1), "0.4"))
+    return found
+
+
+def _drawable(value: Any, name: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return 0 <= value <= 1 if name == "accuracy" else abs(value) < 1e12
+
+
+def title_figure(figure: Any, text: str, fontsize: float = HEADLINE_PT, **place: Any) -> Any:
+    """The figure's title, wrapped to its width: the run's own text, drawn as it is (no TeX: a `$` or
+    `\\frac` in an override is a character, and matplotlibrc's text.usetex cannot turn it on)."""
+    wrapped = wrap_title(text, figure.get_figwidth(), fontsize)
+    return figure.suptitle(wrapped, fontsize=fontsize, parse_math=False, usetex=False, **place)
+
+
+def wrap_title(text: str, width_in: float, fontsize: float) -> str:
+    """`text` broken into lines that fit `width_in` inches at `fontsize` points."""
+    import textwrap
+
+    per_line = max(20, int(width_in * 72 / (0.58 * fontsize)))  # characters of this size in a line
+    return "\n".join(line for part in text.split("\n") for line in textwrap.wrap(part, per_line) or [""])
+
+
+def _literal(legend: Any) -> None:
+    """A legend's texts drawn as they are: labels hold baseline and run names from the folder."""
+    for text in [*legend.get_texts(), legend.get_title()]:
+        text.set_parse_math(False)
+        text.set_usetex(False)
 
 
 def _plot_steps(axis: Any, steps: Metrics) -> None:
     """The training loss at every logged optimiser step (steps.csv), where an epoch's mean hides them."""
     axis.plot(steps["step"], steps["loss"], linewidth=0.8, marker="." if len(steps["step"]) < 60 else None)
-    axis.set(xlabel="optimiser step", ylabel="loss", title="training loss per step")
+    axis.set(xlabel="optimiser step", ylabel="loss")
+    axis.set_title("training loss per step", fontsize=TITLE_PT)
     losses = [value for value in steps["loss"] if value > 0]
     if len(losses) > 1 and math.log10(max(losses) / min(losses)) > 1.5:
         axis.set_yscale("log")
@@ -300,9 +402,10 @@ def plot_lr_find(result: LrFinderResult, path: Path) -> None:
             axis.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     axis.set_xscale("log")
     axis.set(xlabel="learning rate", ylabel="training loss")
-    axis.set_title(title, fontsize=10)
+    axis.set_title(title, fontsize=12)
     axis.grid(alpha=0.3, which="both")
     axis.legend()
+    title_figure(figure, headline_of(Path(path).parent))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -312,11 +415,16 @@ __all__ = [
     "BEST_NAMED",
     "CURVES_FILE",
     "MAX_NAMED",
+    "learning_curves_figure",
     "legend_text",
     "overlay_figure",
     "overlay_png",
     "plot_lr_find",
     "plot_run",
+    "references",
+    "run_panels",
     "save_learning_curves",
     "save_overlay",
+    "title_figure",
+    "wrap_title",
 ]

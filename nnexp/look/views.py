@@ -35,6 +35,7 @@ from nnexp.look.predictions import (
     write_confusion_matrix,
     write_predictions,
 )
+from nnexp.look.what_ran import headline_of
 from nnexp.train.build import autocast_for
 from nnexp.train.losses import resolve_loss_name
 
@@ -63,17 +64,19 @@ def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[
         return {}
     record: dict[str, Any] = {}
     written: list[Path] = []
+    headline = headline_of(run_dir)  # every picture says what ran, not the folder's clock time
     predictions = _safely("predictions.csv", lambda: _write_predictions(experiment, cfg, run_dir, options))
     if predictions is not None:
         written += (
             _safely(
-                "the confusion matrix and pictures", lambda: _draw(experiment, predictions, run_dir, record)
+                "the confusion matrix and pictures",
+                lambda: _draw(experiment, predictions, run_dir, record, headline),
             )
             or []
         )
     if task.predicts_classes and len(spec.input_shape) == 3:
         written.append(
-            _safely(WEIGHTS_PLOT, lambda: _weights(experiment.model, spec, run_dir / WEIGHTS_PLOT))
+            _safely(WEIGHTS_PLOT, lambda: _weights(experiment.model, spec, run_dir / WEIGHTS_PLOT, headline))
         )
     written = [path for path in [*written, run_dir / PREDICTIONS_FILE, run_dir / CONFUSION_FILE] if path]
     written = [path for path in written if path.is_file()]
@@ -121,7 +124,9 @@ def _write_predictions(
     return found
 
 
-def _draw(experiment: Experiment, predictions: Predictions, run_dir: Path, record: dict[str, Any]) -> list:
+def _draw(
+    experiment: Experiment, predictions: Predictions, run_dir: Path, record: dict[str, Any], headline: str
+) -> list:
     spec = experiment.data.spec
     split = experiment.data.splits()[predictions.split]
     task = task_of(spec.task)
@@ -134,14 +139,22 @@ def _draw(experiment: Experiment, predictions: Predictions, run_dir: Path, recor
         written.append(
             _safely(
                 CONFUSION_PLOT,
-                lambda: figures.save_confusion_matrix(matrix, names, run_dir / CONFUSION_PLOT, title),
+                lambda: figures.save_confusion_matrix(
+                    matrix, names, run_dir / CONFUSION_PLOT, title, headline
+                ),
             )
         )
         if len(spec.input_shape) == 3:
-            written.append(_safely(PREDICTIONS_PLOT, lambda: _grid(predictions, split, spec, run_dir)))
-            written.append(_safely(TOP_LOSSES_PLOT, lambda: _top_losses(predictions, split, spec, run_dir)))
+            written.append(
+                _safely(PREDICTIONS_PLOT, lambda: _grid(predictions, split, spec, run_dir, headline))
+            )
+            written.append(
+                _safely(TOP_LOSSES_PLOT, lambda: _top_losses(predictions, split, spec, run_dir, headline))
+            )
     elif task.predicts_numbers:
-        written.append(_safely(FIT_PLOT, lambda: _fit(experiment, predictions, split, run_dir / FIT_PLOT)))
+        written.append(
+            _safely(FIT_PLOT, lambda: _fit(experiment, predictions, split, run_dir / FIT_PLOT, headline))
+        )
     return written
 
 
@@ -153,7 +166,7 @@ def _inputs(split: TensorSplit, rows: np.ndarray) -> np.ndarray:
     return inputs.float().cpu().numpy()
 
 
-def _grid(predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir: Path) -> Path:
+def _grid(predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir: Path, headline: str) -> Path:
     """predictions.png: the split's first examples with the predicted label; wrong ones in red."""
     rows = predictions.index[:GRID_EXAMPLES]
     names = class_names(spec)
@@ -167,11 +180,18 @@ def _grid(predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir:
         f"wrong ones in red, with the true label"
     )
     return figures.save_image_grid(
-        _inputs(split, rows), labels, list(predicted != targets), run_dir / PREDICTIONS_PLOT, title
+        _inputs(split, rows),
+        labels,
+        list(predicted != targets),
+        run_dir / PREDICTIONS_PLOT,
+        title,
+        headline=headline,
     )
 
 
-def _top_losses(predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir: Path) -> Path:
+def _top_losses(
+    predictions: Predictions, split: TensorSplit, spec: DataSpec, run_dir: Path, headline: str
+) -> Path:
     """top_losses.png: the examples the model got most wrong, as fastai's plot_top_losses."""
     rows = np.argsort(-predictions.losses, kind="stable")[:TOP_LOSSES]
     names = class_names(spec)
@@ -186,11 +206,16 @@ def _top_losses(predictions: Predictions, split: TensorSplit, spec: DataSpec, ru
         f"prediction"
     )
     return figures.save_image_grid(
-        _inputs(split, rows), labels, list(predicted != targets), run_dir / TOP_LOSSES_PLOT, title
+        _inputs(split, rows),
+        labels,
+        list(predicted != targets),
+        run_dir / TOP_LOSSES_PLOT,
+        title,
+        headline=headline,
     )
 
 
-def _weights(model: nn.Module, spec: DataSpec, path: Path) -> Path | None:
+def _weights(model: nn.Module, spec: DataSpec, path: Path, headline: str = "") -> Path | None:
     """weights.png: the first Linear or Conv2d layer's weights as pictures, when they are pictures."""
     first = next(
         (
@@ -207,11 +232,13 @@ def _weights(model: nn.Module, spec: DataSpec, path: Path) -> Path | None:
     pictures = figures.first_layer_pictures(weight[:MAX_UNITS], spec.input_shape)
     if pictures is None:
         return None
-    return figures.save_weights(pictures, f"{name} ({type(layer).__name__})", len(weight), path)
+    return figures.save_weights(pictures, f"{name} ({type(layer).__name__})", len(weight), path, headline)
 
 
 @torch.inference_mode()
-def _fit(experiment: Experiment, predictions: Predictions, split: TensorSplit, path: Path) -> Path:
+def _fit(
+    experiment: Experiment, predictions: Predictions, split: TensorSplit, path: Path, headline: str = ""
+) -> Path:
     """fit.png: the network's and least squares' predictions against the truth; one feature: the curve."""
     data, spec, model = experiment.data, experiment.data.spec, experiment.model
     weights = least_squares_weights(data)
@@ -242,7 +269,14 @@ def _fit(experiment: Experiment, predictions: Predictions, split: TensorSplit, p
             "least_squares": least_squares_predict(weights, grid[:, None]).numpy(),
         }
     return figures.save_fit(
-        predictions.targets, predictions.predicted, baseline, path, target_name, curve, predictions.split
+        predictions.targets,
+        predictions.predicted,
+        baseline,
+        path,
+        target_name,
+        curve,
+        predictions.split,
+        headline,
     )
 
 
