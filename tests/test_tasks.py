@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_language_models import StateSpy
 from torch import nn
 
 from nnexp.data import TaskName, TensorSplit
@@ -61,26 +62,13 @@ def test_a_language_model_scores_every_token_and_a_classifier_every_row():
     assert CLASSIFICATION.count(torch.tensor([0, 1, 1])) == REGRESSION.count(torch.zeros(3, 2)) == 3
 
 
-class StateSpy(nn.Module):
-    """A language model that records the state each call starts from."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = GRU((5,), 7, hidden_size=4)
-        self.received: list[torch.Tensor | None] = []
-        self.returned: list[torch.Tensor] = []
-
-    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None):
-        self.received.append(state)
-        logits, state = self.model(tokens, state)
-        self.returned.append(state)
-        return logits, state
-
-
 @pytest.mark.parametrize("partition", ["sequential", "random"])
 def test_evaluation_carries_the_state_through_a_split_read_in_sequence_and_not_otherwise(partition):
     torch.manual_seed(0)
-    spy, split = StateSpy(), TokenSplit(torch.arange(300) % 7, num_steps=5, partition=partition)
+    spy, split = (
+        StateSpy(GRU((5,), 7, hidden_size=4)),
+        TokenSplit(torch.arange(300) % 7, num_steps=5, partition=partition),
+    )
     evaluate(spy, split, F.cross_entropy, LANGUAGE_MODEL, batch_size=4)
     assert len(spy.received) > 2 and spy.received[0] is None
     if partition == "sequential":

@@ -181,7 +181,7 @@ def references(summary: dict[str, Any], name: str) -> list[tuple[str, float, str
     data = summary.get("data") if isinstance(summary.get("data"), dict) else {}
     classes = data.get("num_outputs")
     unsaid = not any(label.startswith("chance") for label, _, _ in found)
-    if name == "accuracy" and unsaid and data.get("task") == "classification" and isinstance(classes, int):
+    if name == "accuracy" and unsaid and isinstance(classes, int):  # accuracy: a classifier's column
         found.insert(0, (f"chance (1/{classes}): {1 / classes:.3g}", 1 / max(classes, 1), "0.4"))
     return found
 
