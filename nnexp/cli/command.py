@@ -169,14 +169,11 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
 
 def _record_not_started(run_dir: Path) -> None:
     from nnexp.runs.folder import RunFolder
+    from nnexp.runs.summary import RunSummary
 
-    RunFolder(run_dir).write_summary(
-        {
-            "status": "interrupted",
-            "error": "the sweep was stopped before this job started",
-            "epochs_completed": 0,
-        }
-    )
+    summary = RunSummary(epochs_completed=0)
+    summary.interrupted("the sweep was stopped before this job started")
+    RunFolder(run_dir).write_summary(summary)
 
 
 def _report(error: UserError, multirun: bool) -> None:

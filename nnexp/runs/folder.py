@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnexp.atomic import write_atomically
 from nnexp.errors import OutputError, UserError, environment_fault
 from nnexp.paths import PACKAGE_DIR
+
+if TYPE_CHECKING:
+    from nnexp.runs.summary import RunSummary
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -244,8 +247,9 @@ class RunFolder:
         with _writing(path, self.then()), path.open("a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        self.write_json(SUMMARY_FILE, summary)
+    def write_summary(self, summary: RunSummary | dict[str, Any]) -> None:
+        """summary.json, whole: a RunSummary as its to_json() (a plain dict is written as it is)."""
+        self.write_json(SUMMARY_FILE, summary.to_json() if not isinstance(summary, dict) else summary)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Written beside the old one and swapped in, so a crash mid-save keeps the previous file."""

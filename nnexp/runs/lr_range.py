@@ -14,6 +14,7 @@ from rich.console import Console
 
 from nnexp.runs.folder import RunFolder
 from nnexp.runs.result import RunResult
+from nnexp.runs.summary import RunSummary
 from nnexp.train.build import Experiment, loops_for
 from nnexp.train.lr_finder import CSV_FILE, PLOT_FILE, LrFinderOptions, LrFinderResult, find_lr
 
@@ -25,7 +26,7 @@ def find_lr_and_record(
     experiment: Experiment,
     folder: RunFolder,
     console: Console,
-    summary: dict[str, Any],
+    summary: RunSummary,
     plot: Callable[[LrFinderResult, Path], Any],
 ) -> RunResult:
     """The lr range test instead of training: lr_find.csv, lr_find.png and the suggestion in the summary.
@@ -42,10 +43,10 @@ def find_lr_and_record(
     if found.stopped_early:
         log.info("lr range test stopped after %d steps: %s", len(found.lrs), found.stopped_early)
     _save_lr_find(found, folder, plot)
-    summary.update(mode="lr_find", lr_find=found.to_summary(), epochs_completed=0, status="completed")
+    summary.lr_found(found.to_summary())
     console.print(found.advice(), soft_wrap=True)  # one line, however long, for logs and scripts
     log.info("run folder: %s", folder.path)
-    return RunResult(folder.path, "completed", {}, summary, experiment.model)
+    return RunResult(folder.path, "completed", {}, summary.to_json(), experiment.model)
 
 
 def _save_lr_find(

@@ -14,7 +14,7 @@ class RunResult:
     run_dir: Path
     status: str
     metrics: dict[str, float]  # final values, e.g. test_accuracy
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # summary.json's dict, as written last (RunSummary.to_json())
     model: nn.Module | None = field(default=None, repr=False)
 
 

@@ -22,6 +22,7 @@ from nnexp.config.job import check_job
 from nnexp.config.trust import check_untrusted
 from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder, RunLogFile
+from nnexp.runs.summary import RunSummary
 
 if TYPE_CHECKING:
     from nnexp.train.build import Experiment
@@ -97,7 +98,7 @@ class Resumed:
     """What a stopped run left: its checkpoint and its summary as they were before this resume."""
 
     checkpoint: dict[str, Any]
-    previous: dict[str, Any]
+    previous: RunSummary
     unchanged: bool  # the config is the one the checkpoint was trained with
 
     @classmethod
@@ -112,16 +113,14 @@ class Resumed:
                 f"trainer.epochs={cfg.trainer.epochs} is fewer than the {trained} epochs {folder.path} has "
                 f"trained: give trainer.epochs={trained} or more"
             )
-        previous = folder.read_summary()
-        if previous is not None and not _summary_is_sound(previous):
-            previous = None
+        previous = _previous_summary(folder)
         if previous is None and folder.summary_path.exists():
             raise ConfigError(
                 f"{folder.summary_path} is damaged, and a resume continues what it records (when the run "
                 f"started, how long it took): restore it, or move it away to resume without that"
             )
         unchanged = checkpoint.get("config") == OmegaConf.to_container(cfg, resolve=True)
-        resumed = cls(checkpoint, previous or {}, unchanged)
+        resumed = cls(checkpoint, previous or RunSummary(), unchanged)
         if resumed.completed and trained >= cfg.trainer.epochs and not unchanged:
             raise ConfigError(
                 f"{folder.path} completed all {trained} epochs: a resume trains more of them "
@@ -135,7 +134,7 @@ class Resumed:
 
     @property
     def completed(self) -> bool:
-        return self.previous.get("status") == "completed"
+        return self.previous.status == "completed"
 
     @property
     def is_finished(self) -> bool:
@@ -165,10 +164,14 @@ class Resumed:
         return epoch, history
 
 
-def _summary_is_sound(summary: dict[str, Any]) -> bool:
-    """The fields a resume carries on have the types nnexp writes."""
-    types = {"status": str, "started_at": str, "resumed_at": list, "wall_time_s": (int, float)}
-    return all(key not in summary or isinstance(summary[key], kind) for key, kind in types.items())
+def _previous_summary(folder: RunFolder) -> RunSummary | None:
+    """The summary as the stopped run left it; None when there is none, or it is not one nnexp wrote (a
+    key of the wrong type: a resume carries its start, its resumes and its time on)."""
+    record = folder.read_summary()
+    try:
+        return RunSummary.from_json(record) if record is not None else None
+    except ValueError:
+        return None
 
 
 def _set_optimizer_option(experiment: Experiment, key: str, value: Any) -> None:

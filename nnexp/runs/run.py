@@ -10,6 +10,7 @@ import logging
 import math
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from nnexp.runs.lr_range import find_lr_and_record
 from nnexp.runs.provenance import provenance
 from nnexp.runs.result import RunResult
 from nnexp.runs.resume import Resumed, save_config_if_changed
+from nnexp.runs.summary import RunSummary
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.memory import refuse_what_does_not_fit
@@ -75,26 +77,24 @@ def _run(
     assigned: dict[str, Any] | None,
 ) -> RunResult:
     started = time.time()
-    summary: dict[str, Any] = {
-        "status": "running",
-        "seed": cfg.get("seed"),
-        "started_at": _timestamp(started),
-        "nnexp_version": nnexp_version(),
-        "code_version": code_version(),
-        "provenance": provenance(cfg),
-    }
-    if assigned is not None:
-        summary["assigned"] = assigned
-    experiment, restored, earlier_wall_time = None, None, 0.0
+    summary = RunSummary.started(
+        seed=cfg.get("seed"),
+        started_at=_timestamp(started),
+        nnexp_version=nnexp_version(),
+        code_version=code_version(),
+        provenance=provenance(cfg),
+        assigned=assigned,
+    )
+    experiment, restored = None, None
     if resumed is not None and resumed.is_finished:
         # The console only: the run's own log stays as its training left it.
         console.print(
             f"{folder.path} completed all {resumed.epoch} epochs: nothing to resume", soft_wrap=True
         )
-        metrics = resumed.previous.get("metrics", {}).get("final", {})
+        metrics = (resumed.previous.metrics or {}).get("final", {})
         if not (folder.path / PAGE_FILE).is_file():  # a disk that filled as the run ended: the page now
             end.page(folder.path)
-        return RunResult(folder.path, "completed", metrics, resumed.previous)
+        return RunResult(folder.path, "completed", metrics, resumed.previous.to_json())
     # From here a SIGINT/SIGTERM stops the run: at once while it is being set up (every write is atomic),
     # and once training starts at the next batch boundary, never half-way through a step.
     with StopOnSignal() as stop:
@@ -104,10 +104,7 @@ def _run(
             experiment = build(cfg)
             restored = resumed.restore(experiment, cfg)
             save_config_if_changed(folder, cfg)
-            summary["started_at"] = resumed.previous.get("started_at", summary["started_at"])
-            summary["resumed_at"] = [*resumed.previous.get("resumed_at", []), _timestamp(started)]
-            summary["resumed_from_epoch"] = resumed.epoch
-            earlier_wall_time = resumed.previous.get("wall_time_s") or 0.0
+            summary.resumed(resumed.previous, resumed.epoch, _timestamp(started))
         loggers: list[Any] = []
         failed = False
         try:
@@ -117,46 +114,46 @@ def _run(
             experiment = experiment or build(cfg)  # a mistake in the data is found before any logger starts
             loggers = build_loggers(cfg, folder.path)
             experiment.loggers = loggers
-            summary.update(describe(experiment, cfg))
+            summary.described(describe(experiment, cfg))
             _record_parameters(experiment, folder, cfg.trainer)
-            initial_loss = start_diagnostics(experiment, cfg)
-            if initial_loss is not None:
-                summary["initial_loss"] = initial_loss
-            _record_diagnostics(summary, experiment)
+            summary.initial_loss = start_diagnostics(experiment, cfg)
+            summary.found(_findings(experiment))
             if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
-                return find_lr_and_record(cfg, experiment, folder, console, summary, end.lr_find_plot)
-            if restored is None:  # resumable from the start, even if stopped before the first batch
-                folder.save_checkpoint(training_state(experiment, 0, [], cfg))
-            stop.between_batches()
-            result = _train_and_record(cfg, experiment, folder, console, summary, stop, end, restored)
+                result = find_lr_and_record(cfg, experiment, folder, console, summary, end.lr_find_plot)
+            else:
+                if restored is None:  # resumable from the start, even if stopped before the first batch
+                    folder.save_checkpoint(training_state(experiment, 0, [], cfg))
+                stop.between_batches()
+                result = _train_and_record(cfg, experiment, folder, console, summary, stop, end, restored)
         except BaseException as error:
             failed = True
             # A full disk or a refused write met anywhere (a picture, a logger): one line, exit code 4.
             fault = None
             if isinstance(error, OSError):
                 fault = environment_fault(error, folder.path, folder.then())
-            summary["status"] = _status_after(error)
-            summary["error"] = str(fault or error) or type(error).__name__
-            if isinstance(fault or error, UserError):  # so a sweep's exit code can say whose mistake it was
-                summary["exit_code"] = (fault or error).exit_code
-            _record_diagnostics(summary, experiment, getattr(error, "finding", None))
-            summary.setdefault("epochs_completed", folder.epochs_recorded())
+            said = fault or error
+            # the exit code of a user's mistake, so a sweep's exit code can say whose mistake it was
+            exit_code = said.exit_code if isinstance(said, UserError) else None
+            summary.stopped(
+                _status_after(error), str(said) or type(error).__name__, exit_code, folder.epochs_recorded()
+            )
+            summary.found(_findings(experiment, getattr(error, "finding", None)))
             if isinstance(error, TrainingInterrupted) and folder.checkpoint_path.is_file():
-                summary["resume_with"] = f"nnexp resume={folder.path}"
+                summary.resume_with = f"nnexp resume={folder.path}"
             if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)) and fault is None:
                 log.error("run failed:\n%s", traceback.format_exc())
             if fault is not None:
                 raise fault from None
             raise
         finally:
-            summary["wall_time_s"] = round(earlier_wall_time + time.time() - started, 3)
+            summary.ran_for(time.time() - started)
             late_fault = None  # a write refused after the run's own end: said unless a failure is said
             try:
                 folder.write_summary(summary)
             except OutputError as error:
                 late_fault = error
-            finish_loggers(loggers, summary)
-            if summary.get("status") != "requeued":  # requeued: the time to the limit is for the checkpoint
+            finish_loggers(loggers, summary.to_json())
+            if summary.status != "requeued":  # requeued: the time to the limit is for the checkpoint
                 end.curves(folder.path)  # learning_curves.png
                 try:
                     end.page(folder.path)  # report.html, last: it embeds every view written before it
@@ -164,7 +161,7 @@ def _run(
                     late_fault = late_fault or error
             if late_fault is not None and not failed:
                 raise late_fault
-    return result
+    return replace(result, summary=summary.to_json())  # as written last, wall time included
 
 
 def _timestamp(seconds: float) -> str:
@@ -182,7 +179,7 @@ def _train_and_record(
     experiment: Experiment,
     folder: RunFolder,
     console: Console,
-    summary: dict[str, Any],
+    summary: RunSummary,
     stop: StopOnSignal,
     end: EndOfRun,
     restored: tuple[int, list[dict[str, Any]]] | None = None,
@@ -196,13 +193,10 @@ def _train_and_record(
     if experiment.diagnostics is not None:
         experiment.diagnostics.replay(history)
     history = fit(experiment, cfg, folder, console, stop, start_epoch, history)
-    _record_diagnostics(summary, experiment)
-    summary["epochs_completed"] = len(history)
-    summary["train_time_s"] = round(sum(row["seconds"] for row in history), 3)
-
-    if experiment.early_stopping is not None:
-        stopper = experiment.early_stopping
-        summary["early_stopping"] = {
+    summary.found(_findings(experiment))
+    stopper, early_stopping = experiment.early_stopping, None
+    if stopper is not None:
+        early_stopping = {
             "stopped_early": len(history) < cfg.trainer.epochs,
             "monitor": stopper.monitor,
             "best": stopper.best,
@@ -210,6 +204,7 @@ def _train_and_record(
             "restored_best": stopper.restore_best and stopper.best_state is not None,
         }
         stopper.restore(experiment.model)
+    summary.trained(history, early_stopping)
 
     task = task_of(experiment.data.spec.task)
     evaluate_split = loops_for(experiment, cfg.trainer)[1]
@@ -222,25 +217,24 @@ def _train_and_record(
     flat_final = {
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
     }
-    summary["metrics"] = {"final": flat_final, "best": _best_of(history)}
-    summary["baselines"] = baselines_for(
+    baselines = baselines_for(
         experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec), cfg.get("baselines")
     )
+    summary.evaluated(flat_final, _best_of(history), baselines)
 
-    summary.update(end.views(experiment, cfg, folder.path))  # predictions.csv, confusion matrix, pictures
+    summary.drew(end.views(experiment, cfg, folder.path))  # predictions.csv, confusion matrix, pictures
 
     stop.check()
     folder.save_checkpoint(training_state(experiment, len(history), history, cfg))
-    summary["checkpoint"] = folder.checkpoint_path.name
-    summary["status"] = "completed"
+    summary.completed(folder.checkpoint_path.name)
 
     note = experiment.data.spec.details.get("test_split")  # "no test split: ...", when there is none
-    console.print(results_table(final, summary["baselines"], note))
-    if summary.get("per_class"):
-        console.print(end.per_class(summary["per_class"]))
-    console.print(diagnostics_table(summary["diagnostics"]))
+    console.print(results_table(final, baselines, note))
+    if summary.per_class:
+        console.print(end.per_class(summary.per_class))
+    console.print(diagnostics_table(summary.diagnostics))
     log.info("run folder: %s", folder.path)
-    return RunResult(folder.path, "completed", flat_final, summary, experiment.model)
+    return RunResult(folder.path, "completed", flat_final, summary.to_json(), experiment.model)
 
 
 def _best_of(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -264,12 +258,12 @@ def start_diagnostics(experiment: Experiment, cfg: DictConfig) -> dict[str, Any]
     return experiment.diagnostics.before_training(experiment.model, experiment.loss_fn)
 
 
-def _record_diagnostics(summary: dict[str, Any], experiment: Experiment | None, refusal: Any = None) -> None:
-    """summary["diagnostics"]: the findings so far, plus the one a refused setting carries."""
+def _findings(experiment: Experiment | None, refusal: Any = None) -> list[dict[str, Any]]:
+    """The learner diagnostics' findings so far, plus the one a refused setting carries."""
     found = experiment.diagnostics.to_list() if experiment and experiment.diagnostics else []
     if refusal is not None:
         found.append(refusal.to_dict())
-    summary["diagnostics"] = found
+    return found
 
 
 def _record_parameters(experiment: Experiment, folder: RunFolder, trainer: DictConfig) -> None:

@@ -51,7 +51,12 @@ def was_requeued(run_dir: Path) -> bool:
 
 def _mark_interrupted(run_dir: Path, error: str) -> None:
     from nnexp.runs.folder import RunFolder
+    from nnexp.runs.summary import RunSummary
 
     folder = RunFolder(run_dir)
-    summary = folder.read_summary() or {}
-    folder.write_summary({**summary, "status": "interrupted", "error": error})
+    try:
+        summary = RunSummary.from_json(folder.read_summary() or {})  # the run's own, as it stopped
+    except ValueError:  # not one nnexp wrote: the status and why, at least
+        summary = RunSummary()
+    summary.interrupted(error)
+    folder.write_summary(summary)
