@@ -97,6 +97,9 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("nnexp_new_dir", claim_new_dir, use_cache=True)
     if not OmegaConf.has_resolver("nnexp_gpu_count"):  # hydra/launcher=gpus: one job per GPU
         OmegaConf.register_new_resolver("nnexp_gpu_count", _gpu_count, use_cache=True)
+    from nnexp.config.custom import register_free_keys
+
+    register_free_keys()  # model=custom, data=custom: model.hidden=128 without a `+`
 
 
 def _gpu_count() -> int:

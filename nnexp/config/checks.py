@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnexp.config import model_checks as model
+from nnexp.config.custom import checked_by_nnexp, is_custom
 from nnexp.config.data_checks import DATA_SWITCH_RULES, check_named_splits
 from nnexp.config.lr_find import check_lr_find
 from nnexp.config.model_checks import INITS, check_model_lists
@@ -307,14 +308,15 @@ def check_config(cfg: DictConfig) -> None:
     _check_nothing_missing(cfg)
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
-        if value is _ABSENT:
+        if value is _ABSENT or not checked_by_nnexp(cfg, rule.key):  # model=custom: keys are the user's
             continue
         if not rule.ok(value):
             raise ConfigError(
                 f"{rule.key}={_show(value)} is not allowed: use {rule.allowed} (e.g. {rule.example})",
                 key=rule.key,
             )
-    check_model_lists(cfg)
+    if not is_custom(cfg, "model"):
+        check_model_lists(cfg)
     _check_combinations(cfg)
     check_outputs(cfg)  # outputs.*, trainer.log_every_n_steps and trainer.log_every_n_epochs
     check_lr_find(cfg)  # +lr_find=exponential's settings, before the data or the model is built

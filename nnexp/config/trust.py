@@ -8,12 +8,19 @@ or unpickled, and the command line's configs pass through the same rule (`check_
 
 Trust is decided by exact name, never by prefix: Hydra resolves `torch.nn.functional.torch.load` by
 walking attributes, so a prefix such as "torch.nn." admits `torch.load` itself.
+
+The user's own code (`model=custom model._target_=mynet.Net`, `data=custom data._target_=mydata.load`) is
+trusted where the user names it: on this command's line, at `model._target_` or `data._target_` only, and
+only a name outside torch, nnexp and the standard library (`is_user_target`). Read back from a run folder
+the same name is refused unless this command names it again (`nnexp resume=RUN trust=[mynet.Net]`,
+`nnexp-predict RUN INPUT --trust mynet.Net`): a folder never makes nnexp import a module by itself saying so.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +65,12 @@ _RESOLVER_CALL = re.compile(r"\$\{\s*([^\s:}]+)\s*:")
 
 TRUSTED = "one of nnexp's own builders or a torch.optim / torch.optim.lr_scheduler / torch.nn class"
 
+# Where a config may name the user's own code: the model's class and the data's loader, nothing deeper.
+USER_TARGET_KEYS = ("model._target_", "data._target_")
+# Names that are never the user's own code: what nnexp trusts only by exact name, and what runs anything.
+_NOT_USER_CODE = frozenset({"torch", "nnexp", "hydra", "omegaconf", "__main__", *sys.stdlib_module_names})
+_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+
 
 def is_trusted_target(target: Any) -> bool:
     """True for a builder nnexp ships or a torch optimiser, scheduler or layer class named exactly."""
@@ -69,6 +82,28 @@ def is_trusted_target(target: Any) -> bool:
     if module not in _TORCH_FAMILIES or not _CLASS_NAME.match(name):
         return False
     return _is_torch_class(module, name)
+
+
+def is_user_target(target: Any) -> bool:
+    """A dotted name that can only be the user's own code (mynet.Net, mylab.data.load): not torch's, not
+    nnexp's, not the standard library's (builtins.eval, os.system), and no dunder (`__init__`) in it."""
+    return (
+        isinstance(target, str)
+        and _USER_NAME.match(target) is not None
+        and target.split(".", 1)[0] not in _NOT_USER_CODE
+        and not any(part.startswith("__") for part in target.split("."))
+    )
+
+
+def user_targets(node: Any) -> set[str]:
+    """The user's own targets a config names at `model._target_` and `data._target_`."""
+    found = set()
+    for key in USER_TARGET_KEYS:
+        section = node.get(key.split(".")[0]) if isinstance(node, Mapping) else None
+        target = section.get("_target_") if isinstance(section, Mapping) else None
+        if is_user_target(target):
+            found.add(target)
+    return found
 
 
 def _is_torch_class(module: str, name: str) -> bool:
@@ -88,20 +123,25 @@ def _is_torch_class(module: str, name: str) -> bool:
     return issubclass(found, torch.nn.Module)
 
 
-def untrusted_parts(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+def untrusted_parts(node: Any, path: str = "", trusted: Collection[str] = ()) -> Iterator[tuple[str, str]]:
     """(key path, what is wrong) for each `_target_` or resolver call in a plain config tree that nnexp
     would not run. `node` is unresolved: dicts, lists and scalars, as OmegaConf.to_container(resolve=False)
-    or torch.load give them."""
+    or torch.load give them. `trusted`: the user's own targets this command names (see is_user_target),
+    allowed at `model._target_` and `data._target_` only."""
     if isinstance(node, Mapping):
         for key, child in node.items():
             where = f"{path}.{key}" if path else str(key)
             if key == "_target_" and not is_trusted_target(child):
-                yield where, f"{where}={shown(child)} is not {TRUSTED}"
+                if where in USER_TARGET_KEYS and is_user_target(child):
+                    if child not in trusted:
+                        yield where, f"{where}={shown(child)} is your own code, not one of nnexp's builders"
+                else:
+                    yield where, f"{where}={shown(child)} is not {TRUSTED}"
             else:
-                yield from untrusted_parts(child, where)
+                yield from untrusted_parts(child, where, trusted)
     elif isinstance(node, (list, tuple)):
         for index, child in enumerate(node):
-            yield from untrusted_parts(child, f"{path}[{index}]")
+            yield from untrusted_parts(child, f"{path}[{index}]", trusted)
     elif isinstance(node, str):
         for resolver in unsafe_resolvers(node):
             yield path, f"{path}={shown(node)} calls the resolver {resolver}, which a saved config may not"
@@ -112,12 +152,25 @@ def unsafe_resolvers(text: str) -> list[str]:
     return [name for name in _RESOLVER_CALL.findall(text) if name not in SAFE_RESOLVERS]
 
 
-def check_untrusted(node: Any, source: str) -> None:
+def check_untrusted(
+    node: Any,
+    source: str,
+    trusted: Collection[str] = (),
+    how_to_trust: Callable[[str], str] = lambda name: f"name it on your command line: trust=[{name}]",
+) -> None:
     """Refuse, in one line naming `source` and the key, a saved config that would make nnexp run code.
 
     Called on what was read from a run or sweep folder before anything in it is resolved or built.
+    `trusted`: the user's own targets this command names; a folder naming another is refused with
+    `how_to_trust(name)`, the command that names it.
     """
-    for _key, problem in untrusted_parts(node):
+    for key, problem in untrusted_parts(node, trusted=trusted):
+        name = _lookup(node, key) if key in USER_TARGET_KEYS else None
+        if is_user_target(name):
+            raise UntrustedConfig(
+                f"{source}: {problem}, and nnexp imports code a run folder names only when you name it too; "
+                f"if you trust {name}, {how_to_trust(name)} (refusing it: nothing was loaded or run)"
+            )
         raise UntrustedConfig(
             f"{source}: {problem}; a run folder holds data, and nnexp never runs code named in one "
             f"(refusing it: nothing was loaded or run)"
@@ -125,11 +178,14 @@ def check_untrusted(node: Any, source: str) -> None:
 
 
 def check_targets(node: Any) -> None:
-    """The command line's rule: every `_target_` in the composed config is trusted by exact name."""
-    for key, _problem in untrusted_parts(node):
-        if key.endswith("_target_"):
+    """The command line's rule: every `_target_` in the composed config is trusted by exact name, but for
+    the user's own model class and data loader, which the user named (model=custom, data=custom)."""
+    for key, _problem in untrusted_parts(node, trusted=user_targets(node)):
+        value = _lookup(node, key)
+        if key.endswith("_target_") and value != "???":  # ???: model=custom's, unnamed (said as required)
+            own = " (or your own, outside torch and the standard library)" if key in USER_TARGET_KEYS else ""
             raise ConfigError(
-                f"{key}={shown(_lookup(node, key))} is not allowed: a target must be {TRUSTED}", key=key
+                f"{key}={shown(value)} is not allowed: a target must be {TRUSTED}{own}", key=key
             )
 
 
@@ -147,7 +203,9 @@ def problem_in_saved_config(path: Path) -> str | None:
         node = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) if path.is_file() else None
     except (OSError, ValueError, yaml.YAMLError):
         return None  # a damaged file is named by whoever reads it for its values
-    for _key, problem in untrusted_parts(node):
+    # A model=custom or data=custom run names the user's own code: an ordinary run, listed as one (resume and
+    # nnexp-predict run that code only when told to trust it by name).
+    for _key, problem in untrusted_parts(node, trusted=user_targets(node)):
         return f"{path}: {problem}: nnexp will not resume it or predict with it"
     return None
 
@@ -166,7 +224,9 @@ __all__ = [
     "check_targets",
     "check_untrusted",
     "is_trusted_target",
+    "is_user_target",
     "problem_in_saved_config",
     "unsafe_resolvers",
     "untrusted_parts",
+    "user_targets",
 ]

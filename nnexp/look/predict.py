@@ -15,7 +15,7 @@ import argparse
 import csv
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,16 @@ def main(argv: list[str] | None = None) -> None:
         help="images drawn dark on light: invert them (the data is light on dark)",
     )
     parser.add_argument("--num-tokens", type=int, default=100, help="language models: tokens to add (100)")
+    parser.add_argument(
+        "--trust", action="append", default=[], metavar="MODULE.NAME",
+        help="import this model class the run names (model=custom): a run folder alone never makes nnexp "
+        "run code",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        table = predict(args.run_dir, args.inputs, invert=args.invert, num_tokens=args.num_tokens)
+        table = predict(
+            args.run_dir, args.inputs, invert=args.invert, num_tokens=args.num_tokens, trusted=args.trust
+        )
         if args.out is not None:
             check_out(args.out, list(table.columns), args.inputs)
         show(table)
@@ -60,11 +67,18 @@ def main(argv: list[str] | None = None) -> None:
         exit_with(error)
 
 
-def predict(run_dir: Path, inputs: list[str], invert: bool = False, num_tokens: int = 100) -> pd.DataFrame:
-    """The predictions table for `inputs`, by the run's task; a DataError names a wrong input."""
+def predict(
+    run_dir: Path,
+    inputs: list[str],
+    invert: bool = False,
+    num_tokens: int = 100,
+    trusted: Collection[str] = (),
+) -> pd.DataFrame:
+    """The predictions table for `inputs`, by the run's task; a DataError names a wrong input. `trusted`:
+    the user's own model class (model=custom) the command names with --trust."""
     from nnexp.look.saved import load_saved_run
 
-    saved = load_saved_run(run_dir)
+    saved = load_saved_run(run_dir, trusted)
     task = task_of(saved.spec.task)
     if task.generates_text:
         return _continue_text(saved.path, inputs, num_tokens)

@@ -5,6 +5,7 @@ Shared by what uses a saved model on new inputs: `nnexp-generate` (text) and `nn
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,11 @@ class SavedRun:
     config: dict[str, Any]
 
 
-def load_saved_run(run_dir: Path) -> SavedRun:
-    """The run's model with its trained weights; one-line DataError when the folder holds no usable one."""
+def load_saved_run(run_dir: Path, trusted: Collection[str] = ()) -> SavedRun:
+    """The run's model with its trained weights; one-line DataError when the folder holds no usable one.
+
+    `trusted`: the user's own targets (model=custom's class) the command names; any other is refused.
+    """
     from omegaconf import OmegaConf
 
     from nnexp.runs.checkpoint import load_checkpoint
@@ -44,7 +48,9 @@ def load_saved_run(run_dir: Path) -> SavedRun:
             f"run stopped before its first epoch keeps no model)"
         )
     checkpoint = load_checkpoint(checkpoint_path)
-    check_untrusted(checkpoint.get("config"), str(checkpoint_path))  # before anything in it is built
+    check_untrusted(  # before anything in it is built
+        checkpoint.get("config"), str(checkpoint_path), trusted, lambda name: f"add --trust {name}"
+    )
     try:
         spec_fields = dict(checkpoint["data_spec"])
         spec = DataSpec(**{**spec_fields, "input_shape": tuple(spec_fields["input_shape"])})

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nnexp.config.checks import REQUIRED_SECTIONS
 from nnexp.config.job import check_job
-from nnexp.config.trust import check_untrusted
+from nnexp.config.trust import check_untrusted, user_targets
 from nnexp.errors import ConfigError, first_line
 from nnexp.runs.folder import RunFolder, RunLogFile
 from nnexp.runs.summary import RunSummary
@@ -38,8 +38,9 @@ def is_resume(overrides: list[str]) -> bool:
 
 def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     """(run folder, the config to continue with) from `resume=...` and any other overrides. Reads only."""
-    options = dict(arg.split("=", 1) for arg in overrides if arg.startswith(("resume=", "force=")))
-    changes = [arg for arg in overrides if not arg.startswith(("resume=", "force="))]
+    ours = ("resume=", "force=", "trust=")
+    options = dict(arg.split("=", 1) for arg in overrides if arg.startswith(ours))
+    changes = [arg for arg in overrides if not arg.startswith(ours)]
     run_dir = Path(options["resume"])
     saved = run_dir / SAVED_CONFIG
     if not saved.is_file():
@@ -50,7 +51,14 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
         cfg = OmegaConf.load(saved)
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as error:
         raise ConfigError(f"resume={run_dir}: cannot read {saved}: {str(error).splitlines()[0]}") from None
-    check_untrusted(OmegaConf.to_container(cfg, resolve=False), str(saved))  # before anything resolves
+    # before anything resolves; the user's own model or loader only when this command names it
+    trusted = named_targets(options.get("trust", ""), changes)
+    check_untrusted(
+        OmegaConf.to_container(cfg, resolve=False),
+        str(saved),
+        trusted,
+        lambda name: f"resume with: nnexp resume={run_dir} trust=[{name}]",
+    )
     missing = [name for name in REQUIRED_SECTIONS if not isinstance(cfg, DictConfig) or name not in cfg]
     if missing or any(not isinstance(cfg[name], DictConfig) for name in REQUIRED_SECTIONS):
         what = f"it has no {missing[0]} section" if missing else "its sections are not the ones nnexp writes"
@@ -81,6 +89,17 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     return run_dir, changed
 
 
+def named_targets(trust: str, changes: list[str]) -> set[str]:
+    """The user's own targets this command trusts: `trust=[mynet.Net,mydata.load]`, or named again
+    as `model._target_=mynet.Net`."""
+    names = {name.strip() for name in trust.strip().strip("[]").split(",") if name.strip()}
+    return names | {
+        change.split("=", 1)[1]
+        for change in changes
+        if change.startswith(("model._target_=", "data._target_="))
+    }
+
+
 def _refuse_group_swaps(cfg: DictConfig, changes: list[str]) -> None:
     """`optim=sgd` names another option of a group; in a saved config it would replace a section with
     a string. A resumed run keeps its model, data and optimiser: only their values may change."""
@@ -106,7 +125,8 @@ class Resumed:
         from nnexp.runs.checkpoint import load_checkpoint  # torch: not for `nnexp --cfg job`
 
         checkpoint = load_checkpoint(folder.checkpoint_path)
-        check_untrusted(checkpoint.get("config"), str(folder.checkpoint_path))  # its copy: data as well
+        # its copy: data as well; the user's own targets only those the config (checked above) names
+        check_untrusted(checkpoint.get("config"), str(folder.checkpoint_path), user_targets(cfg))
         trained = int(checkpoint["epoch"])
         if cfg.trainer.epochs < trained:
             raise ConfigError(

@@ -20,9 +20,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from nnexp.config.custom import build_user_model, load_user_data
 from nnexp.config.data_fit import check_against_data, check_token_batches
 from nnexp.config.machine_checks import check_bf16, check_device, check_model_allocated
 from nnexp.config.model_fit import check_model_built
+from nnexp.config.trust import is_user_target
 from nnexp.data import DataBundle, DataSpec
 from nnexp.data import cache as data_cache
 from nnexp.data.tasks import task_of
@@ -66,9 +68,7 @@ def build(cfg: DictConfig) -> Experiment:
     seed_everything(cfg.seed)
     # Inside a sweep, an unchanged data config reuses the last job's tensors (nnexp/data/cache.py).
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    data: DataBundle = data_cache.cached(
-        data_cfg, cfg.seed, device, lambda: _instantiate(cfg.data).to(device)
-    )
+    data: DataBundle = data_cache.cached(data_cfg, cfg.seed, device, lambda: _load_data(cfg.data).to(device))
     check_against_data(cfg, data.spec, metric_names(data.spec.task))  # what only the data can decide
     regularization = cfg.get("regularization") or {}
 
@@ -114,13 +114,23 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
     if dropout is not None:
         options["dropout"] = dropout
     try:
-        model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
+        if is_user_target(options.get("_target_")):  # model=custom: sizes only if its constructor takes them
+            model = build_user_model(options, tuple(spec.input_shape), spec.num_outputs)
+        else:
+            model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
     except InstantiationException as error:
         check_model_allocated(error.__cause__)  # too big for this machine: one line, not a traceback
         check_model_built(error.__cause__)  # does not fit the data's shape: the config's mistake, in one line
         raise
     initialize(model, scheme, std, bias_rule)
     return model
+
+
+def _load_data(data_cfg: DictConfig) -> DataBundle:
+    """nnexp's own data set, or the splits of the user's loader (data=custom) as a DataBundle."""
+    if is_user_target(data_cfg.get("_target_")):
+        return load_user_data(OmegaConf.to_container(data_cfg, resolve=True))
+    return _instantiate(data_cfg)
 
 
 def _instantiate(config: Any, **kwargs: Any) -> Any:
