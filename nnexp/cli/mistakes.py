@@ -17,6 +17,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
+from nnexp.config.custom import register_free_keys
 from nnexp.errors import ConfigError, first_line
 from nnexp.paths import CONFIG_DIR
 
@@ -187,6 +188,7 @@ def config_dir() -> Iterator[None]:
     if _INITIALISED:
         yield
         return
+    register_free_keys()  # model=custom and data=custom compose from this node, however nnexp was entered
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="nnexp"):
         _INITIALISED = True
         try:
