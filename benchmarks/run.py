@@ -24,7 +24,12 @@ What it compares, side by side in this one process (start-up in fresh processes,
 - end to end (`--only e2e`): whole-process wall time of `nnexp` vs a hand-written script for the default
   run, seed 004's 2,000-epoch full-batch run (also with `trainer.log_every_n_epochs=100`), the fish preset
   and a 5-run sweep, and `debug=smoke` on every preset (benchmarks/end_to_end.py; `--e2e-cases` picks
-  cases, `--e2e-repeats` the interleaved pairs).
+  cases, `--e2e-repeats` the interleaved pairs);
+- a loaded machine (`--only loaded`, issue 28): the default run alone and beside four busy-loop processes
+  (`python3 -c "while True: pass"`), nnexp's choice (threads from the free cores; passive OpenMP waits
+  where the cores are shared as it starts) vs nnexp as it was (OpenMP's default spin-wait, a thread per
+  core); the 1-minute load of every measurement beside it. Not in the default list: it keeps the machine
+  busy for minutes.
 
 Ratios compare the time a unit of work takes (tokens per second are inverted first): `runner / hand`
 1.05 means the runner takes 5% longer than the hand-written loop. Repeats are interleaved, so a change
@@ -37,6 +42,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import json
 import logging
 import math
 import os
@@ -74,6 +80,8 @@ FULL = {
     "startup_repeats": 5,
     "floor_repeats": 5,
     "e2e_repeats": 3,
+    "loaded_repeats": 2,
+    "busy_warmup_s": 60,  # the 1-minute load average climbs to 63% of the busy loops' load in a minute
 }
 QUICK = {
     "mnist": (2_048, 512),
@@ -84,6 +92,8 @@ QUICK = {
     "startup_repeats": 1,
     "floor_repeats": 2,
     "e2e_repeats": 1,
+    "loaded_repeats": 1,
+    "busy_warmup_s": 10,
 }
 TINY_PRESETS = {"digits cnn": "digits_cnn", "fish linear": "fish_linreg"}
 BATCH, LR = 256, 0.1  # the MNIST comparisons: batch 256, SGD
@@ -398,6 +408,88 @@ def startup_rows(sizes: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# --- a loaded machine: the default run beside busy loops (issue 28) -----------------------------------------
+
+BUSY_LOOPS = 4
+# nnexp before issue 28: the variable nnexp now sets is removed again before torch loads (OpenMP's default:
+# spin ~3 ms before sleeping), and one thread per core, torch's default.
+BEFORE = (
+    "import os, sys; import nnexp.cli.entry as entry; os.environ.pop('OMP_WAIT_POLICY', None); "
+    "sys.argv[0] = 'nnexp'; entry.main()"
+)
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _timed_run(command: list[str], workdir: Path) -> tuple[float, float, str]:
+    """(seconds, the 1-minute load as it started, the threads its summary.json records and why)."""
+    env = {key: value for key, value in end_to_end._env().items() if key != "OMP_WAIT_POLICY"}
+    scratch, load = Path(tempfile.mkdtemp(prefix="loaded_", dir=workdir)), _load()
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, cwd=scratch, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
+    summary = json.loads(next(scratch.rglob("summary.json")).read_text())["provenance"]
+    return seconds, load, f"{summary['threads']}: {summary.get('threads_chosen', 'not recorded')}"
+
+
+def loaded_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    variants = {
+        "nnexp": [sys.executable, "-m", "nnexp"],
+        f"before (OpenMP spin-wait, trainer.threads={cores})": [
+            sys.executable, "-c", BEFORE, f"trainer.threads={cores}"
+        ],
+    }  # fmt: skip
+    measured: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
+
+    def pairs(condition: str) -> None:
+        for repeat in range(sizes["loaded_repeats"]):  # A B A B: a change in the load hits both alike
+            for name, command in variants.items():
+                measured.setdefault((condition, name), []).append(_timed_run(command, workdir))
+                seconds, load, chosen = measured[condition, name][-1]
+                said = f"{seconds:.2f} s at load {load:.2f} ({chosen})"
+                note(f"loaded: {condition}, {name} {repeat + 1}: {said}")
+
+    pairs("alone")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(BUSY_LOOPS)]
+    try:
+        note(f"loaded: {BUSY_LOOPS} busy loops started; {sizes['busy_warmup_s']} s for the load to climb")
+        time.sleep(sizes["busy_warmup_s"])
+        pairs(f"beside {BUSY_LOOPS} busy loops")
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    rows = []
+    median = {key: statistics.median(s for s, _, _ in runs) for key, runs in measured.items()}
+    nnexp, before = variants
+    for name in variants:
+        for (condition, measured_name), runs in measured.items():
+            if measured_name != name:
+                continue
+            seconds = median[condition, name]
+            loads = ", ".join(f"{load:.2f}" for _, load, _ in runs)
+            ratio = f"{seconds / median['alone', name]:.2f}x its time alone; " if condition != "alone" else ""
+            if name == nnexp:
+                ratio += f"before / nnexp {median[condition, before] / seconds:.2f}x; "
+            rows.append(
+                {
+                    "what": f"loaded: default run, {name}, {condition}",
+                    "unit": "s",
+                    "runner": seconds,
+                    "note": f"{ratio}1-minute load {loads}; threads "
+                    + " / ".join(sorted({r[2] for r in runs})),
+                }
+            )
+    return rows
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 COLUMNS = {
@@ -537,9 +629,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("images", "tiny", "lm", "startup", "e2e"),
+        choices=("images", "tiny", "lm", "startup", "e2e", "loaded"),
         default=("images", "tiny", "lm", "startup", "e2e"),
-        help="run only these parts (default: all)",
+        help="run only these parts (default: all but loaded, which keeps the machine busy for minutes)",
     )
     parser.add_argument(
         "--e2e-cases",
@@ -569,6 +661,7 @@ def main(argv: list[str] | None = None) -> str:
             "lm": lambda: lm_rows(sizes, workdir, text),
             "startup": lambda: startup_rows(sizes),
             "e2e": lambda: end_to_end.rows(args.e2e_cases, args.e2e_repeats or sizes["e2e_repeats"], workdir),
+            "loaded": lambda: loaded_rows(sizes, workdir),
         }
         for name in args.only:
             note(f"--- {name}")

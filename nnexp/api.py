@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
     from nnexp.runs.result import RunResult
+
+# Idle OpenMP threads sleep instead of spinning when other work shares the cores, as for the `nnexp`
+# command (nnexp/train/threads.py). OpenMP reads the variable once, when torch is imported: when a notebook
+# imported torch before this, setting it here would change nothing for this process, so it is left alone
+# (set OMP_WAIT_POLICY=PASSIVE before starting Python, or before importing torch, to have it).
+if "torch" not in sys.modules:
+    from nnexp.train.threads import wait_passively_if_shared
+
+    wait_passively_if_shared(os.environ)
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -4,6 +4,9 @@ Python's own answer to a Ctrl-C while modules load is a KeyboardInterrupt traceb
 STARTING state of its stop controller (nnexp.stop) before anything heavy is imported (only the
 standard-library folder hooks come first, so the answer finds them whole); the command itself (and Hydra,
 and torch) load after.
+
+It is also the last moment to tell OpenMP how idle threads wait (nnexp/train/threads.py): the runtime
+torch loads reads OMP_WAIT_POLICY once, when torch is imported.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import signal
 
 from nnexp import stop  # standard library only, as the hooks are
 from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs
+from nnexp.train.threads import wait_passively_if_shared  # standard library only until a run starts
 
 
 def main() -> None:
     stop.enter(stop.State.STARTING, on_stop=stop_before_the_run)  # a run enters its own states above it
+    # Idle OpenMP threads sleep instead of spinning when other work shares the cores (a user's own
+    # OMP_WAIT_POLICY wins); sweep jobs inherit the environment.
+    wait_passively_if_shared(os.environ)
     from nnexp.cli.command import main as command
 
     command()

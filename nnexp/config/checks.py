@@ -127,8 +127,8 @@ RULES = [
     _rule("trainer.compile", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule(
         "trainer.threads",  # far past the cores only slows a run, and 100,000 crashes torch's thread pool
-        lambda v: v is None or (_whole(v) and 1 <= v <= MAX_THREADS),
-        f"null or a whole number from 1 to {MAX_THREADS} (4 per CPU core here)",
+        lambda v: v is None or v == "auto" or (_whole(v) and 1 <= v <= MAX_THREADS),
+        f"null, auto or a whole number from 1 to {MAX_THREADS} (4 per CPU core here)",
         1,
     ),
     _rule("optim.lr", lambda v: _number(v) and v > 0, "a finite number > 0", 0.01),

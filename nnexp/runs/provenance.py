@@ -11,13 +11,16 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from nnexp.train.threads import settle as settle_threads
 
-def provenance(cfg: DictConfig) -> dict[str, Any]:
+
+def provenance(cfg: DictConfig, kept_threads: int | None = None) -> dict[str, Any]:
     """Versions (CUDA and cuDNN are None on a CPU-only build of torch), the device the run trains on, the
-    GPUs visible to it and the CPU threads torch uses (trainer.threads when set: the run sets it so)."""
+    GPUs visible to it, the CPU threads torch uses and why that many (nnexp/train/threads.py: settled here,
+    the first thing a run does, and applied the same when the run builds its experiment)."""
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     on_gpu = gpus > 0 and str(cfg.device.type) != "cpu"
-    threads = cfg.trainer.get("threads")
+    threads = settle_threads(cfg, kept_threads)  # a resumed run: the count it started with
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -28,7 +31,8 @@ def provenance(cfg: DictConfig) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name() if on_gpu else cpu_name(),
         "gpu_count": gpus,
         "cpu_count": os.cpu_count(),
-        "threads": int(threads) if threads else torch.get_num_threads(),
+        "threads": threads.threads,
+        "threads_chosen": threads.why,  # "2 of 2 cores free (1-minute load 0.10)", "trainer.threads=1"
     }
 
 

@@ -153,6 +153,13 @@ class Resumed:
         return int(self.checkpoint["epoch"])
 
     @property
+    def threads(self) -> int | None:
+        """The CPU threads the stopped run trained with: a resume keeps them, so its sums run in the same
+        order and its numbers continue exactly (nnexp/train/threads.py)."""
+        threads = (self.previous.provenance or {}).get("threads")
+        return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
+
+    @property
     def completed(self) -> bool:
         return self.previous.status == "completed"
 

@@ -82,7 +82,7 @@ def _run(
         started_at=_timestamp(started),
         nnexp_version=nnexp_version(),
         code_version=code_version(),
-        provenance=provenance(cfg),
+        provenance=provenance(cfg, resumed.threads if resumed is not None else None),
         assigned=assigned,
     )
     experiment, restored = None, None

@@ -3,8 +3,10 @@
 Jobs a launcher runs at once (hydra/launcher=parallel, gpus, joblib) would otherwise all train on
 `cuda:0` and each start one thread per core. Job N of a sweep running K jobs at once takes slot N mod K
 (waiting while an earlier job still holds it), trains on GPU `slot mod G` of the G visible, and gets
-C // K of the C cores as torch threads (trainer.threads, when set, wins). On a machine without a GPU only
-the threads are split. SLURM gives each submitit job its own GPUs and cores, so its jobs are left alone.
+C // K of the C cores as torch threads (with trainer.threads=auto, F // K of the F cores other users'
+load leaves free: nnexp/train/threads.py; a number in trainer.threads wins). On a machine without
+a GPU only the threads are split. SLURM gives each submitit job its own GPUs and cores, so its jobs are
+left alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from nnexp.train import threads as torch_threads
 
 log = logging.getLogger("nnexp")
 
@@ -44,12 +48,7 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on (a taskset or a container's CPU set, not the whole machine)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
+cpu_cores = torch_threads.allowed_cores  # a taskset's or a container's CPU set, not the whole machine
 
 
 def concurrent_jobs(launcher: Any) -> int:
@@ -73,15 +72,18 @@ def plan(job: int, concurrent: int, gpus: int, cores: int, device: str, threads:
 
 
 @contextlib.contextmanager
-def assigned(job: int, launcher: Any, sweep_dir: str, device: str, threads: int | None) -> Iterator[None]:
+def assigned(
+    job: int, launcher: Any, sweep_dir: str, device: str, threads: int | str | None
+) -> Iterator[None]:
     """Hold this job's slot while it runs, with its GPU and threads set for torch in this process."""
     global _current
     concurrent = concurrent_jobs(launcher)
     if concurrent == 1:  # one job at a time: it has the machine to itself, as a single run has
         yield
         return
-    given = plan(job, concurrent, visible_gpus(), cpu_cores(), device, threads)
-    with _slot(sweep_dir, given.worker):
+    with _slot(sweep_dir, job % concurrent):
+        share = job_threads(concurrent, threads)
+        given = plan(job, concurrent, visible_gpus(), cpu_cores(), device, share.threads)
         import torch
 
         torch.set_num_threads(given.threads)
@@ -93,9 +95,25 @@ def assigned(job: int, launcher: Any, sweep_dir: str, device: str, threads: int 
         log.info("sweep job %d: worker %d of %d, %s, %d threads", job, given.worker, concurrent,
                  given.device, given.threads)  # fmt: skip
         try:
-            yield
+            with torch_threads.held(share):  # the run records this choice and keeps it
+                yield
         finally:
             _current = None
+
+
+def job_threads(concurrent: int, threads: int | str | None) -> torch_threads.Choice:
+    """This job's share of the cores (of the free ones with trainer.threads=auto), chosen once it holds its
+    slot (a number in trainer.threads wins).
+    The sweep's other jobs put up to their own shares on the cores: that load is the sweep's, not another
+    user's, so it is not counted against this job (it is still climbing while the first jobs start)."""
+    if threads and threads != "auto":
+        return torch_threads.Choice(int(threads), f"trainer.threads={int(threads)}")
+    if threads is None:  # the same share whatever else runs: C // K of the C cores
+        return torch_threads.Choice(
+            max(1, cpu_cores() // concurrent), f"{cpu_cores()} cores split between {concurrent} jobs at once"
+        )
+    siblings = (concurrent - 1) * max(1, cpu_cores() // concurrent)
+    return torch_threads.choose_here(jobs=concurrent, siblings_load=siblings)
 
 
 def job_assignment() -> dict[str, Any] | None:

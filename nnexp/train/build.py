@@ -31,6 +31,7 @@ from nnexp.data.tasks import task_of
 from nnexp.data.text import TokenSplit
 from nnexp.errors import UserError
 from nnexp.models.init import initialize
+from nnexp.train import threads
 from nnexp.train.augment import RandomAffine, build_augment
 from nnexp.train.loop import evaluate, train_one_epoch
 from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
@@ -62,9 +63,8 @@ class Experiment:
 
 def build(cfg: DictConfig) -> Experiment:
     device = resolve_device(cfg.device.type)
-    if cfg.trainer.get("threads"):
-        # Small recurrent nets on a busy CPU run faster on one thread than fighting for two.
-        torch.set_num_threads(cfg.trainer.threads)
+    # trainer.threads, a parallel sweep's share, or the cores the machine's load leaves free (threads.py)
+    threads.settle(cfg)
     seed_everything(cfg.seed)
     # Inside a sweep, an unchanged data config reuses the last job's tensors (nnexp/data/cache.py).
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
