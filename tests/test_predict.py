@@ -21,10 +21,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import nnexp
-from conftest import exit_code_of, write_fish_csv
+from conftest import copy_run, exit_code_of, write_fish_csv
 from nnexp.data import shuffled_split
+from nnexp.errors import DataError, UserError
 from nnexp.look.predict import main
 from nnexp.look.saved import load_saved_run
+from nnexp.runs.checkpoint import load_checkpoint
 
 
 def trained(root: Path, *overrides: str) -> Path:
@@ -252,3 +254,24 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, named, digits_run
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_a_checkpoint_naming_a_torch_class_with_arguments_it_does_not_take_is_one_line(digits_run, tmp_path):
+    """torch.nn.Sequential is a class nnexp trusts, but a folder's config can still hand it arguments it
+    cannot take: nnexp-predict says so in one line instead of Hydra's traceback."""
+    run = copy_run(digits_run, tmp_path / "run")
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    checkpoint["config"]["model"] = {"_target_": "torch.nn.Sequential", "_args_": [{"no": "module"}]}
+    torch.save(checkpoint, run / "checkpoint.pt")
+    with pytest.raises(DataError, match=r"checkpoint.pt is not a checkpoint nnexp wrote") as refused:
+        load_saved_run(run)
+    assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+
+
+def test_a_checkpoint_at_a_negative_epoch_is_corrupt(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path / "run")
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    checkpoint["epoch"] = -5
+    torch.save(checkpoint, run / "checkpoint.pt")
+    with pytest.raises(UserError, match=r"corrupt checkpoint .*: it is not a training state nnexp wrote"):
+        load_checkpoint(run / "checkpoint.pt")

@@ -30,6 +30,7 @@ def load_saved_run(run_dir: Path, trusted: Collection[str] = ()) -> SavedRun:
 
     `trusted`: the user's own targets (model=custom's class) the command names; any other is refused.
     """
+    from hydra.errors import InstantiationException  # a trusted class given arguments it does not take
     from omegaconf import OmegaConf
 
     from nnexp.runs.checkpoint import load_checkpoint
@@ -57,7 +58,7 @@ def load_saved_run(run_dir: Path, trusted: Collection[str] = ()) -> SavedRun:
         config = dict(checkpoint["config"])
         model = build_model(OmegaConf.create(config["model"]), spec)
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, InstantiationException) as error:
         raise DataError(f"{checkpoint_path} is not a checkpoint nnexp wrote ({first_line(error)})") from None
     model.eval()
     return SavedRun(run_dir, model, spec, config)

@@ -87,7 +87,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         isinstance(state, dict)
         and isinstance(state.get("model"), dict)
         and isinstance(state.get("epoch"), int)
+        and not isinstance(state.get("epoch"), bool)
         and isinstance(state.get("history"), list)
+        and state["epoch"] >= 0
     ):
         raise CheckpointError(f"corrupt checkpoint {path}: it is not a training state nnexp wrote")
     return state
