@@ -34,7 +34,7 @@ MISTAKES = [
     (["data=csv"], "data.features, data.path, data.target are required"),
     (["logger=[csv,tensorbord]"], "logger=tensorbord is not an option (did you mean logger=tensorboard?)"),
     (["regularization=[l2,l2]"], "regularization lists l2 twice: name each option once"),
-    (["trainer.threads=100000"], "trainer.threads=100000 is not allowed: use null or a whole number from"),
+    (["trainer.threads=100000"], "trainer.threads=100000 is not allowed: use null, auto or a whole number"),
     (["trainer.epochs=1e12"], "trainer.epochs=1000000000000.0 is not allowed: use a whole number"),
 ]
 
