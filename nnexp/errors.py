@@ -2,6 +2,7 @@
 
 import errno
 import os
+import shlex
 import sys
 import traceback
 from dataclasses import asdict, dataclass
@@ -35,6 +36,13 @@ class Finding:
         error = error_class(f"[{self.code}] {self.message}: {self.hint}")
         error.finding = self
         return error
+
+
+def command_line(*args: str | os.PathLike[str]) -> str:
+    """A command to suggest to the user, each argument shell-quoted where it needs to be: pasted into a
+    shell it runs exactly these arguments, whatever a folder's name holds (`$(...)`, spaces, quotes).
+    `outputs/2026-11-23/08-00-00` stays as it is."""
+    return " ".join(shlex.quote(os.fspath(arg)) for arg in args)
 
 
 class UserError(Exception):
@@ -104,7 +112,7 @@ def environment_fault(
     what = ENVIRONMENT_FAULTS[cause.errno]
     folder = next((folder for folder in (where, *where.parents) if folder.is_dir()), where.parent)
     if what == "disk is full":
-        fix = f"free some space there (df -h {folder} shows what is left), then {then}"
+        fix = f"free some space there ({command_line('df', '-h', folder)} shows what is left), then {then}"
     elif what == "read-only file system":
         fix = f"{folder} is on a read-only mount: remount it read-write, then {then}"
     else:

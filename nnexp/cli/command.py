@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_claimed_dir
 from nnexp.cli.usage import asks_for_help, help_text, one_command_at_a_time
-from nnexp.errors import ENVIRONMENT_EXIT_CODE, ConfigError, UserError, exit_with
+from nnexp.errors import ENVIRONMENT_EXIT_CODE, ConfigError, UserError, command_line, exit_with
 from nnexp.paths import CONFIG_DIR
 from nnexp.sweep.workers import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
 
@@ -152,9 +152,11 @@ def _run_or_exit(cfg: DictConfig, run_dir: Path, multirun: bool = False, resume:
             record_stopped_job(run_dir)
         if multirun:  # the whole sweep stopped: resuming this one job would leave the rest unrun
             sweep = run_dir.parent
-            sys.stderr.write(f"nnexp: {interrupted}; resume the sweep with: nnexp -m resume={sweep}\n")
+            again = command_line("nnexp", "-m", f"resume={sweep}")
+            sys.stderr.write(f"nnexp: {interrupted}; resume the sweep with: {again}\n")
         elif (run_dir / CHECKPOINT_FILE).is_file():
-            sys.stderr.write(f"nnexp: {interrupted}; resume with: nnexp resume={run_dir}\n")
+            again = command_line("nnexp", f"resume={run_dir}")
+            sys.stderr.write(f"nnexp: {interrupted}; resume with: {again}\n")
         elif not (multirun or resume or cfg.get("lr_find")) and release_claimed_dir(run_dir):
             # Stopped while it was set up: as before the folder existed, nothing is kept. So a stopped
             # run leaves either nothing or a run to resume.
@@ -210,7 +212,8 @@ def main() -> None:
 
         try:
             run_dir, cfg = resume_config(args.overrides)
-            refuse_unwritable(run_dir, f"resume with: nnexp resume={run_dir}")  # before anything changes
+            again = command_line("nnexp", f"resume={run_dir}")
+            refuse_unwritable(run_dir, f"resume with: {again}")  # before anything changes
         except UserError as error:
             exit_with(error)
         _unwrap_piped_console()

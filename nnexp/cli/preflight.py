@@ -38,7 +38,7 @@ from nnexp.cli.mistakes import (
 )
 from nnexp.cli.run_folders import check_output_root
 from nnexp.config.job import check_job
-from nnexp.errors import ConfigError, first_line
+from nnexp.errors import ConfigError, command_line, first_line
 
 
 def preflight(overrides: list[str], multirun: bool = False) -> None:
@@ -303,7 +303,7 @@ def _composition_error(
     if str(error).startswith("Ambiguous value for argument"):  # a,b without -m
         line = str(error).split("'", 2)[1] if "'" in str(error) else "key=a,b"
         return ConfigError(
-            f"{line} gives several values: to run each, sweep with -m (nnexp -m {line}); "
+            f"{line} gives several values: to run each, sweep with -m ({command_line('nnexp', '-m', line)}); "
             f"for one list value, write it in brackets"
         )
     key = key_in(str(error))

@@ -12,6 +12,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from nnexp.errors import command_line
+
 HELP_FLAGS = ("-h", "--help")
 
 USAGE = """\
@@ -142,11 +144,11 @@ def one_command_at_a_time(args: Any) -> str | None:
         return None
     if "-m" in given and ("--cfg" in given or "--info" in given):
         printing = "--cfg" if "--cfg" in given else "--info"
-        shown = f"{printing} {args.cfg or args.info or ''}".strip()
-        point = " ".join(_first_values(args.overrides))
+        shown = [printing, args.cfg or args.info or ""]
+        job = command_line("nnexp", *[arg for arg in shown if arg], *_first_values(args.overrides))
         return (
             f"{printing} prints one config and -m runs a sweep: give one of them; to see a sweep job's "
-            f"config, give that job's values without -m (nnexp {shown} {point})".replace("  ", " ")
+            f"config, give that job's values without -m ({job})"
         )
     return f"{' and '.join(given)} cannot be combined: Hydra takes one of --run, -m, --cfg, --info at a time"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnexp.atomic import write_atomically
-from nnexp.errors import OutputError, UserError, environment_fault
+from nnexp.errors import OutputError, UserError, command_line, environment_fault
 from nnexp.paths import PACKAGE_DIR
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class RunFolder:
     def then(self) -> str:
         """What to do once the machine lets this folder be written again."""
         if self.checkpoint_path.is_file():
-            return f"resume with: nnexp resume={self.path}"
+            return f"resume with: {command_line('nnexp', f'resume={self.path}')}"
         return "run it again"
 
 

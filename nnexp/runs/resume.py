@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nnexp.config.checks import REQUIRED_SECTIONS
 from nnexp.config.job import check_job
 from nnexp.config.trust import check_untrusted, user_targets
-from nnexp.errors import ConfigError, first_line
+from nnexp.errors import ConfigError, command_line, first_line
 from nnexp.runs.folder import RunFolder, RunLogFile
 from nnexp.runs.summary import RunSummary
 
@@ -57,7 +57,7 @@ def resume_config(overrides: list[str]) -> tuple[Path, DictConfig]:
         OmegaConf.to_container(cfg, resolve=False),
         str(saved),
         trusted,
-        lambda name: f"resume with: nnexp resume={run_dir} trust=[{name}]",
+        lambda name: f"resume with: {command_line('nnexp', f'resume={run_dir}', f'trust=[{name}]')}",
     )
     missing = [name for name in REQUIRED_SECTIONS if not isinstance(cfg, DictConfig) or name not in cfg]
     if missing or any(not isinstance(cfg[name], DictConfig) for name in REQUIRED_SECTIONS):
@@ -108,7 +108,7 @@ def _refuse_group_swaps(cfg: DictConfig, changes: list[str]) -> None:
         if isinstance(OmegaConf.select(cfg, key.lstrip("+~")), DictConfig):
             raise ConfigError(
                 f"cannot resume with {change}: a resumed run keeps its {key}; change its values "
-                f"({key}.KEY=VALUE with force=true), or start a new run with nnexp {change}"
+                f"({key}.KEY=VALUE with force=true), or start a new run with {command_line('nnexp', change)}"
             )
 
 

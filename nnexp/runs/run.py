@@ -22,7 +22,7 @@ from nnexp.config.job import check_job
 from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
-from nnexp.errors import OutputError, UserError, environment_fault
+from nnexp.errors import OutputError, UserError, command_line, environment_fault
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
@@ -139,7 +139,7 @@ def _run(
             )
             summary.found(_findings(experiment, getattr(error, "finding", None)))
             if isinstance(error, TrainingInterrupted) and folder.checkpoint_path.is_file():
-                summary.resume_with = f"nnexp resume={folder.path}"
+                summary.resume_with = command_line("nnexp", f"resume={folder.path}")
             if not isinstance(error, (UserError, KeyboardInterrupt, TrainingInterrupted)) and fault is None:
                 log.error("run failed:\n%s", traceback.format_exc())
             if fault is not None:

@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+from nnexp.errors import command_line
+
 SUMMARY_FILE = "summary.json"
 
 
@@ -34,7 +36,7 @@ def requeue(signum: int, run_dir: Path) -> None:
         raise
     except Exception as error:  # it will not be requeued (timed out too many times, ...)
         _mark_interrupted(run_dir, f"not requeued: {error}")
-        resume = f"nnexp -m resume={run_dir.parent}"
+        resume = command_line("nnexp", "-m", f"resume={run_dir.parent}")
         sys.stderr.write(f"nnexp: {name}: not requeued ({error}); resume the sweep with: {resume}\n")
         return
     sys.exit(128 + signum)

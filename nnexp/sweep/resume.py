@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnexp.atomic import write_atomically
 from nnexp.config.trust import UntrustedConfig, check_untrusted
-from nnexp.errors import ConfigError, first_line
+from nnexp.errors import ConfigError, command_line, first_line
 from nnexp.sweep.ledger import LEDGER_FILE, mark_recorded, read_ledger, sweep_root
 from nnexp.sweep.recorded import check_recorded_overrides, check_recorded_search_space
 
@@ -73,7 +73,7 @@ def _read_sweep_config(sweep: Path) -> tuple[dict[str, Any], str]:
     saved = sweep / SWEEP_CONFIG
     if not saved.is_file():
         hint = (
-            f"it is a run folder: resume it with nnexp resume={sweep} (no -m)"
+            f"it is a run folder: resume it with {command_line('nnexp', f'resume={sweep}')} (no -m)"
             if (sweep / ".hydra").is_dir()
             else f"give the folder that holds {SWEEP_CONFIG} and {LEDGER_FILE}"
         )
