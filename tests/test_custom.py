@@ -50,6 +50,26 @@ class Wide(nn.Module):  # takes the sizes through **kwargs, and none of its own
         return self.linear(x.flatten(1))
 
 
+class WrongOut(nn.Module):  # 3 outputs, whatever the data
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+class Empty(nn.Module):  # nothing to train
+    def forward(self, x):
+        return x.flatten(1)
+
+
+class Refuses(nn.Module):
+    def __init__(self, input_shape):
+        super().__init__()
+        raise ValueError("needs a GPU\\nand more")
+
+
 def not_a_class():
     return None
 """
@@ -73,6 +93,48 @@ def load(seed=0):
 
 def no_train():
     return {"test": (torch.zeros(4, 2), torch.zeros(4))}
+
+
+def raises():
+    raise FileNotFoundError("no file data.npz\\nsecond line")
+
+
+class Broken(torch.utils.data.Dataset):
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, index):
+        if index == 3:
+            raise KeyError("row 3")
+        return torch.zeros(2), index % 2
+
+
+def bad_items():
+    return {"train": Broken()}
+
+
+def rows(labels):
+    return torch.randn(len(labels), 3), torch.tensor(labels)
+
+
+def with_nan():
+    x, y = rows([0, 1] * 10)
+    x[5, 2] = float("nan")
+    return {"train": (x, y)}
+
+
+def with_inf():
+    x, y = rows([0.5, 1.5] * 10)
+    y[7] = float("-inf")
+    return {"train": (x, y), "test": rows([0.5, 1.5])}
+
+
+def huge_label():
+    return {"train": rows([0, 1] * 10 + [10**9])}
+
+
+def one_class():
+    return {"train": rows([0] * 20)}
 """
 
 FAST = ["trainer.epochs=8", "outputs.views=false"]  # 8 epochs: test accuracy 0.93 on the digits (seed 0)
@@ -201,9 +263,77 @@ MISTAKES = [
 ]
 
 
+CUSTOM_NET = ["model=custom", "model._target_=mynet.Net"]
+MISTAKES += [
+    (
+        [*CUSTOM_NET, "model.hidden=-5"],
+        r"model._target_=mynet.Net: building it with model.hidden=-5 raised RuntimeError: Trying to create "
+        r"tensor with negative dimension -5.*; fix those values or its __init__",
+    ),
+    ([*CUSTOM_NET, "model.hidden=abc"], r"building it with model.hidden=abc raised TypeError: "),
+    (
+        ["model=custom", "model._target_=mynet.Refuses"],
+        r"model._target_=mynet.Refuses: building it raised ValueError: needs a GPU; fix",
+    ),
+    (["model=custom", "model._target_=mynet.Empty"], "model._target_=mynet.Empty has no parameters to train"),
+    (
+        ["model=custom", "model._target_=mynet.WrongOut"],
+        r"model._target_=mynet.WrongOut gives 3 outputs per example, and the data has 10 classes: give it "
+        r"num_outputs",
+    ),
+    (  # a torch class goes by its signature too, and its forward is tried on two examples
+        ["model=custom", "model._target_=torch.nn.Linear", "model.in_features=64", "model.out_features=10"],
+        r"model._target_=torch.nn.Linear: its forward on 2 training examples, shape \(2, 1, 8, 8\), raised "
+        r"RuntimeError: mat1 and mat2 shapes cannot be multiplied .*; make it take inputs of shape "
+        r"\(N, 1, 8, 8\)",
+    ),
+    (
+        ["data=custom", "data._target_=mydata.raises"],
+        "data._target_=mydata.raises raised FileNotFoundError: no file data.npz; fix mydata.raises",
+    ),
+    (
+        ["data=custom", "data._target_=mydata.bad_items"],
+        "data._target_=mydata.bad_items: the train split's item 3 raised KeyError: 'row 3'; fix its Dataset",
+    ),
+    (
+        ["data=custom", "data._target_=mydata.with_nan"],
+        r"data._target_=mydata.with_nan: the train split's inputs hold 'nan' at \[5, 2\], not a finite "
+        r"number; drop or fill",
+    ),
+    (
+        ["data=custom", "data._target_=mydata.with_inf"],
+        r"data._target_=mydata.with_inf: the train split's targets hold '-inf' at \[7\], not a finite number",
+    ),
+    (
+        ["data=custom", "data._target_=mydata.huge_label"],
+        r"data._target_=mydata.huge_label: the largest class label is 1,000,000,000 \(in the train split\)",
+    ),
+    (
+        ["data=custom", "data._target_=mydata.one_class"],
+        "every train target is class 0, so there is nothing to learn; .* or data.task=regression",
+    ),
+]
+
+
 @pytest.mark.parametrize(("overrides", "said"), MISTAKES)
 def test_each_mistake_is_one_line_exit_2_and_leaves_no_folder(user_folder, overrides, said):
     with pytest.raises((ConfigError, DataError), match=said) as refused:
         nnexp.run([*overrides, "debug=smoke"], user_folder / "run")
     assert "\n" not in str(refused.value) and refused.value.exit_code == 2
     assert not (user_folder / "run").exists()
+
+
+def test_a_torch_class_and_one_class_as_regression_train_with_the_arguments_they_take(user_folder):
+    linear = nnexp.run(
+        [
+            *("data=custom", "data._target_=mydata.load", "model=custom", "model._target_=torch.nn.Linear"),
+            *("model.in_features=30", "model.out_features=2", "trainer.epochs=1", "outputs.views=false"),
+        ],
+        user_folder / "linear",
+    )
+    assert linear.status == "completed"  # no input_shape or num_outputs: nn.Linear takes neither
+    constant = nnexp.run(
+        ["data=custom", "data._target_=mydata.one_class", "data.task=regression", "debug=smoke"],
+        user_folder / "constant",
+    )
+    assert constant.status == "completed"

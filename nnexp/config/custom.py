@@ -20,18 +20,27 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from nnexp.config.trust import is_user_target
-from nnexp.errors import ConfigError, first_line
+from nnexp.config.machine_checks import check_model_allocated
+from nnexp.config.trust import NNEXP_BUILDERS, is_trusted_target, is_user_target
+from nnexp.errors import ConfigError, DataError, UserError, first_line, shown
 
 BASE = "nnexp_custom"  # the ConfigStore node configs/*/custom.yaml start from (register_free_keys)
 MODEL_KEYS = ("init", "init_std", "init_bias")  # model.* that nnexp reads itself (train/build.py)
 DATA_KEYS = ("task", "val_fraction", "test_size", "split_seed")  # data.* that nnexp reads (data/custom.py)
 
 
+def is_custom_target(target: Any) -> bool:
+    """The user's own code, or a torch class in place of nnexp's builders (model._target_=torch.nn.Linear):
+    either is built with the arguments its signature takes, the data's sizes only where it takes them."""
+    return is_user_target(target) or (
+        isinstance(target, str) and target not in NNEXP_BUILDERS and is_trusted_target(target)
+    )
+
+
 def is_custom(cfg: Mapping[str, Any], section: str) -> bool:
     """`model` or `data` names the user's own code: its keys are the user's, not nnexp's rules'."""
     node = cfg.get(section)
-    return isinstance(node, Mapping) and is_user_target(node.get("_target_"))
+    return isinstance(node, Mapping) and is_custom_target(node.get("_target_"))
 
 
 def checked_by_nnexp(cfg: Mapping[str, Any], key: str) -> bool:
@@ -143,7 +152,77 @@ def build_user_model(options: dict[str, Any], input_shape: tuple[int, ...], num_
             key="model._target_",
         )
     sizes = {"input_shape": input_shape, "num_outputs": num_outputs}
-    return model_class(**keyword_arguments("model", model_class, name, options, sizes))
+    # A class with no __init__ of its own has nn.Module's (*args, **kwargs), which takes nothing at all.
+    takes = model_class if model_class.__init__ is not nn.Module.__init__ else lambda: None
+    arguments = keyword_arguments("model", takes, name, options, sizes)
+    try:
+        model = model_class(**arguments)
+    except UserError:
+        raise
+    except Exception as error:  # the user's constructor refused its arguments: name them, not a traceback
+        check_model_allocated(error)  # too big for this machine: said as such
+        given = ", ".join(f"model.{key}={shown(value, 40)}" for key, value in options.items())
+        raise ConfigError(
+            f"model._target_={name}: building it{f' with {given}' if given else ''} raised "
+            f"{type(error).__name__}: {first_line(error)}; fix those values or its __init__",
+            key="model._target_",
+        ) from None
+    if next(iter(model.parameters()), None) is None:
+        raise ConfigError(
+            f"model._target_={name} has no parameters to train: give it layers with weights (nn.Linear, "
+            f"...) as attributes in __init__ (layers in a plain list are not registered: use nn.ModuleList)",
+            key="model._target_",
+        )
+    return model
+
+
+def check_user_outputs(model: Any, name: str, examples: Any, task_name: str, num_outputs: int) -> None:
+    """One forward pass on a few training `examples` (no gradients, eval mode): the model must give one
+    row of `num_outputs` per example, or the run would fail later, in the loss, far from the cause."""
+    import torch
+
+    from nnexp.data.tasks import task_of
+
+    task = task_of(task_name)
+    if task.generates_text:  # a language model's (inputs, state): not what data=custom gives
+        return
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs, _ = task.forward(model, examples)
+    except UserError:
+        raise
+    except Exception as error:
+        check_model_allocated(error)
+        raise ConfigError(
+            f"model._target_={name}: its forward on {len(examples)} training examples, shape "
+            f"{tuple(examples.shape)}, raised {type(error).__name__}: {first_line(error)}; make it take "
+            f"inputs of shape (N, {', '.join(str(size) for size in examples.shape[1:])})",
+            key="model._target_",
+        ) from None
+    finally:
+        model.train(training)
+    has = (
+        f"{num_outputs} classes"
+        if task.predicts_classes
+        else f"{num_outputs} target" + "s" * (num_outputs > 1)
+    )
+    fix = f"give it num_outputs (an argument nnexp fills in) and end it with {num_outputs} outputs"
+    if not isinstance(outputs, torch.Tensor):
+        raise ConfigError(
+            f"model._target_={name}: its forward returns a {type(outputs).__name__}, and the data has {has}: "
+            f"return one tensor of shape (N, {num_outputs})",
+            key="model._target_",
+        )
+    if tuple(outputs.shape) == (len(examples), num_outputs):
+        return
+    if outputs.ndim == 2 and len(outputs) == len(examples):
+        said = f"gives {outputs.shape[1]} outputs per example"
+    else:
+        wanted = (len(examples), num_outputs)
+        said = f"gives outputs of shape {tuple(outputs.shape)} for {len(examples)} examples, not {wanted}"
+    raise ConfigError(f"model._target_={name} {said}, and the data has {has}: {fix}", key="model._target_")
 
 
 def load_user_data(options: dict[str, Any]) -> Any:
@@ -159,7 +238,16 @@ def load_user_data(options: dict[str, Any]) -> Any:
             f"returns the splits (def load(): return {{'train': (x, y), 'test': (x, y)}})",
             key="data._target_",
         )
-    splits = loader(**keyword_arguments("data", loader, name, options, {}))
+    arguments = keyword_arguments("data", loader, name, options, {})
+    try:
+        splits = loader(**arguments)
+    except UserError:
+        raise
+    except Exception as error:  # the user's loader failed: its own line, not a traceback
+        raise DataError(
+            f"data._target_={name} raised {type(error).__name__}: {first_line(error)}; fix {name} "
+            f"(or the data.* values it was given)"
+        ) from None
     return bundle_from_splits(splits, name, **ours)
 
 
@@ -167,8 +255,10 @@ __all__ = [
     "DATA_KEYS",
     "MODEL_KEYS",
     "build_user_model",
+    "check_user_outputs",
     "checked_by_nnexp",
     "is_custom",
+    "is_custom_target",
     "load_user_data",
     "locate",
     "register_free_keys",

@@ -18,10 +18,11 @@ import torch
 
 from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
 from nnexp.data.tasks import Task, task_of
-from nnexp.errors import DataError
+from nnexp.errors import DataError, UserError, first_line
 
 SPLITS = ("train", "val", "test")
 TASKS = ("classification", "regression")
+MAX_CLASSES = 100_000  # more class numbers than this (or than examples) is a label that is not a class
 
 
 def bundle_from_splits(
@@ -65,7 +66,7 @@ def bundle_from_splits(
         present = {
             name: (inputs, _classes(name, labels, loader)) for name, (inputs, labels) in present.items()
         }
-        num_outputs = int(max(int(labels.max()) for _, labels in present.values() if len(labels)) + 1)
+        num_outputs = _num_classes(present, loader)
     else:
         present = {name: (inputs, _values(labels)) for name, (inputs, labels) in present.items()}
         num_outputs = int(present["train"][1].shape[1])
@@ -84,6 +85,25 @@ def bundle_from_splits(
     return bundle
 
 
+def _num_classes(present: dict[str, tuple[torch.Tensor, torch.Tensor]], loader: str) -> int:
+    """max label + 1, refused when the labels cannot be 0..K-1 classes or the train split holds one only."""
+    largest, where = max((int(labels.max()), name) for name, (_, labels) in present.items() if len(labels))
+    examples = sum(len(labels) for _, labels in present.values())
+    if largest + 1 > min(MAX_CLASSES, examples):
+        raise DataError(
+            f"data._target_={loader}: the largest class label is {largest:,} (in the {where} split), which "
+            f"makes {largest + 1:,} classes for {examples:,} examples; number the classes 0..K-1, or give "
+            f"data.task=regression"
+        )
+    kinds = torch.unique(present["train"][1])
+    if len(kinds) < 2:
+        raise DataError(
+            f"data._target_={loader}: every train target is class {int(kinds[0])}, so there is nothing to "
+            f"learn; give examples of at least two classes, or data.task=regression"
+        )
+    return largest + 1
+
+
 def _why(task: Task) -> str:
     if task.predicts_classes:
         return "classification: the targets are whole numbers"
@@ -98,8 +118,19 @@ def _split(splits: Any, name: str, loader: str) -> tuple[torch.Tensor, torch.Ten
     if isinstance(part, torch.utils.data.Dataset) or (
         hasattr(part, "__getitem__") and hasattr(part, "__len__") and not isinstance(part, (tuple, list))
     ):
+        pairs, index = [], None
         try:
-            pairs = [part[index] for index in range(len(part))]
+            for index in range(len(part)):
+                pairs.append(part[index])
+        except UserError:
+            raise
+        except Exception as error:  # the user's Dataset failed: its own line, not a traceback
+            item = "its length" if index is None else f"item {index}"
+            raise DataError(
+                f"data._target_={loader}: the {name} split's {item} raised {type(error).__name__}: "
+                f"{first_line(error)}; fix its Dataset"
+            ) from None
+        try:
             part = (
                 torch.stack([torch.as_tensor(x) for x, _ in pairs]),
                 torch.stack([torch.as_tensor(y) for _, y in pairs]),
@@ -125,7 +156,23 @@ def _split(splits: Any, name: str, loader: str) -> tuple[torch.Tensor, torch.Ten
             f"{len(targets)} targets; give one row of inputs (N, ...) per target, at least one"
         )
     inputs = inputs.float() if not inputs.is_floating_point() or inputs.dtype == torch.float64 else inputs
+    for what, values in (("inputs", inputs), ("targets", targets)):
+        _check_finite(values, f"data._target_={loader}: the {name} split's {what}")
     return inputs.contiguous(), targets
+
+
+def _check_finite(values: torch.Tensor, where: str) -> None:
+    """NaN or inf in a split would make every loss after it nan: refused at the first one, by position."""
+    if not (values.is_floating_point() or values.is_complex()):
+        return
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        position = [int(i) for i in bad.nonzero()[0]]
+        value = values[tuple(position)].item()
+        raise DataError(
+            f"{where} hold {str(value)!r} at {position}, not a finite number; drop or fill those examples "
+            f"(torch.nan_to_num, or leave them out)"
+        )
 
 
 def _whole_dtype(targets: torch.Tensor) -> bool:

@@ -20,12 +20,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnexp.config.custom import build_user_model, load_user_data
+from nnexp.config.custom import build_user_model, check_user_outputs, is_custom_target, load_user_data
 from nnexp.config.data_fit import check_against_data, check_token_batches
 from nnexp.config.machine_checks import check_bf16, check_device, check_model_allocated
 from nnexp.config.model_fit import check_model_built
 from nnexp.config.trust import is_user_target
-from nnexp.data import DataBundle, DataSpec
+from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data import cache as data_cache
 from nnexp.data.tasks import task_of
 from nnexp.data.text import TokenSplit
@@ -73,7 +73,7 @@ def build(cfg: DictConfig) -> Experiment:
     regularization = cfg.get("regularization") or {}
 
     dropout = regularization["dropout"]["p"] if "dropout" in regularization else None
-    model = build_model(cfg.model, data.spec, dropout).to(device)
+    model = build_model(cfg.model, data.spec, dropout, data.train).to(device)
     if cfg.trainer.get("compile", False):
         model.compile()  # in place: the module and its state_dict keys (so checkpoints) stay as they are
 
@@ -106,15 +106,24 @@ def build(cfg: DictConfig) -> Experiment:
     )
 
 
-def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = None) -> nn.Module:
-    """Instantiate `model_cfg` with the sizes from the data, then apply its weight initialisation."""
+def build_model(
+    model_cfg: DictConfig, spec: DataSpec, dropout: float | None = None, train: Any = None
+) -> nn.Module:
+    """Instantiate `model_cfg` with the sizes from the data, then apply its weight initialisation.
+    With the training split (`train`), a model=custom one is tried on its first examples: its outputs
+    must fit the data's (check_user_outputs)."""
     options = OmegaConf.to_container(model_cfg, resolve=True)
     scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
     bias_rule = options.pop("init_bias", None)  # None: the scheme's own rule
     if dropout is not None:
         options["dropout"] = dropout
+    target = options.get("_target_")
+    # model=custom, torch.nn classes too: sizes only where it takes them (Hydra's _args_ & co: Hydra's way)
+    custom = is_user_target(target) or (
+        is_custom_target(target) and not any(key.startswith("_") for key in options if key != "_target_")
+    )
     try:
-        if is_user_target(options.get("_target_")):  # model=custom: sizes only if its constructor takes them
+        if custom:
             model = build_user_model(options, tuple(spec.input_shape), spec.num_outputs)
         else:
             model = _instantiate(options, input_shape=tuple(spec.input_shape), num_outputs=spec.num_outputs)
@@ -122,13 +131,17 @@ def build_model(model_cfg: DictConfig, spec: DataSpec, dropout: float | None = N
         check_model_allocated(error.__cause__)  # too big for this machine: one line, not a traceback
         check_model_built(error.__cause__)  # does not fit the data's shape: the config's mistake, in one line
         raise
+    if custom and isinstance(train, TensorSplit) and len(train):
+        examples = train.inputs[:2]
+        examples = (examples if train.transform is None else train.transform(examples)).cpu()
+        check_user_outputs(model, target, examples, spec.task, spec.num_outputs)
     initialize(model, scheme, std, bias_rule)
     return model
 
 
 def _load_data(data_cfg: DictConfig) -> DataBundle:
     """nnexp's own data set, or the splits of the user's loader (data=custom) as a DataBundle."""
-    if is_user_target(data_cfg.get("_target_")):
+    if is_custom_target(data_cfg.get("_target_")):
         return load_user_data(OmegaConf.to_container(data_cfg, resolve=True))
     return _instantiate(data_cfg)
 
