@@ -91,14 +91,19 @@ def test_a_scheduler_s_warning_requeues_only_where_the_scheduler_waits_for_it(ow
 
 
 def test_a_tool_stops_with_one_line_and_then_ignores_ctrl_c_while_it_cleans_up(capsys):
-    with StopController().enter(State.TOOL, name="nnexp-report") as stage:
-        with pytest.raises(SystemExit) as stopped:
-            signal.raise_signal(signal.SIGTERM)
-        assert stopped.value.code == 143
-        assert capsys.readouterr().err == "nnexp-report: interrupted by SIGTERM\n"
-        assert stage.state is State.CLEANING_UP
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the half-written file is removed whole
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # A known answer to Ctrl-C before the tool starts (a test process may have been handed SIG_IGN).
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StopController().enter(State.TOOL, name="nnexp-report") as stage:
+            with pytest.raises(SystemExit) as stopped:
+                signal.raise_signal(signal.SIGTERM)
+            assert stopped.value.code == 143
+            assert capsys.readouterr().err == "nnexp-report: interrupted by SIGTERM\n"
+            assert stage.state is State.CLEANING_UP
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the half-written file is removed whole
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outside)
 
 
 def test_starting_needs_an_answer_that_ends_the_process():
