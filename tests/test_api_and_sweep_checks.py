@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import nnexp
-from conftest import compose_config, run_nnexp
+from conftest import compose_config, nnexp_exit_code, run_nnexp
 from nnexp.cli import preflight as preflight_module
 from nnexp.cli.preflight import preflight
 from nnexp.config.checks import check_config
@@ -349,11 +349,14 @@ def test_the_cli_refuses_a_sweep_with_one_bad_value_before_its_first_job(tmp_pat
     assert list(tmp_path.iterdir()) == []  # no outputs/, no sweep folder, no job trained
 
 
-def test_the_cli_answers_cfg_with_m_in_one_line(tmp_path):
-    result = run_nnexp("-m", "--cfg", "job", "seed=0,1", cwd=tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("nnexp: error: --cfg prints one config and -m runs a sweep")
-    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+def test_the_cli_answers_cfg_with_m_in_one_line(tmp_path, monkeypatch, capsys):
+    """The command's main() in this process (a usage refusal's exit code and line in a process:
+    tests/test_usage_errors.py::test_the_cli_exits_2_with_one_line_and_no_run_folder)."""
+    monkeypatch.chdir(tmp_path)
+    assert nnexp_exit_code(monkeypatch, "-m", "--cfg", "job", "seed=0,1") == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith("nnexp: error: --cfg prints one config and -m runs a sweep")
+    assert len(printed.err.strip().splitlines()) == 1 and printed.out == ""
     assert list(tmp_path.iterdir()) == []
 
 

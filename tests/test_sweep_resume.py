@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NNEXP, read_summary, run_folders, run_nnexp
+from conftest import NNEXP, nnexp_exit_code, read_summary, run_folders, run_nnexp
 from nnexp.sweep.ledger import LEDGER_FILE, read_ledger
 
 # jobs 0-2 train one epoch, jobs 3-5 twenty short ones (so job 3 can be stopped part-way)
@@ -132,8 +132,13 @@ def test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_and_changes_nothing
     assert "cannot compose job 0's config again" in refused(str(sweep), cwd=tmp_path)
 
 
-def test_a_search_in_a_database_or_by_another_sweeper_is_refused(one_job_sweep, tmp_path):
-    """nnexp replays in-memory Optuna studies only; a sweeper it does not know is not guessed at."""
+def test_a_search_in_a_database_or_by_another_sweeper_is_refused(
+    one_job_sweep, tmp_path, monkeypatch, capsys
+):
+    """nnexp replays in-memory Optuna studies only; a sweeper it does not know is not guessed at. (The
+    command's main() in this process: the exit code and one line of a refused sweep resume in a process
+    are test_a_resume_that_cannot_be_a_sweeps_is_one_line_exit_2_and_changes_nothing's.)"""
+    monkeypatch.chdir(tmp_path)
     basic = "_target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
     for name, sweeper, said in [
         ("stored", "_target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
@@ -145,7 +150,11 @@ def test_a_search_in_a_database_or_by_another_sweeper_is_refused(one_job_sweep, 
         recorded = sweep / "multirun.yaml"
         assert basic in recorded.read_text()
         recorded.write_text(recorded.read_text().replace(basic, sweeper))
-        assert said in refused(str(sweep), cwd=tmp_path)
+        before = fingerprint(tmp_path)
+        assert nnexp_exit_code(monkeypatch, "-m", f"resume={sweep}") == 2
+        stderr = capsys.readouterr().err
+        assert said in stderr and stderr.count("\n") == 1 and stderr.startswith("nnexp: error:")
+        assert fingerprint(tmp_path) == before
 
 
 def test_an_optuna_search_of_eight_trials_stopped_after_four_continues_to_eight_none_repeated(tmp_path):
