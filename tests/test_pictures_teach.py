@@ -21,6 +21,7 @@ import yaml
 
 import nnexp
 from conftest import copy_run
+from nnexp.look import canvas
 from nnexp.look.page import run_page
 from nnexp.look.plots import learning_curves_figure
 from nnexp.look.what_ran import what_ran
@@ -93,20 +94,22 @@ def test_a_sweep_jobs_pictures_lead_with_its_swept_values_not_its_job_number(lec
 
 def test_every_view_a_run_draws_is_titled_with_what_ran_at_a_projectors_size(tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(plt, "close", lambda figure=None: drawn.append(figure))  # keep them to read back
+    png_bytes = canvas.png_bytes
+    monkeypatch.setattr(canvas, "png_bytes", lambda figure, *args: drawn.append(figure) or png_bytes(figure))
     result = nnexp.run(["experiment=digits_mlp", "trainer.epochs=1", "seed=3"], output_dir=tmp_path / "run")
     assert result.status == "completed"
     titles = {headline(figure) for figure in drawn}
-    # learning_curves, confusion matrix, predictions, top losses, weights
-    assert len(drawn) == 5, titles
+    # learning_curves, confusion matrix, predictions, top losses, weights, activations
+    assert len(drawn) == 6, titles
+    layers = [figure for figure in drawn if "each layer's outputs" in headline(figure)]
+    assert len(layers) == 1 and len(layers[0].axes) == 3, titles  # Linear, ReLU, Linear: a panel each
     for figure in drawn:
         assert headline(figure).startswith("digits_mlp: trainer.epochs=1 seed=3"), headline(figure)
         text = suptitle_text(figure)
         assert text.get_fontsize() >= PROJECTOR_PT and drawn_literally(text)
+        if figure in layers:  # small multiples: a layer's name and numbers over each of its histograms
+            continue
         assert all(axis.title.get_fontsize() >= PROJECTOR_PT for axis in figure.axes if axis.get_title())
-    monkeypatch.undo()
-    for figure in drawn:
-        plt.close(figure)
 
 
 def test_a_dollar_or_tex_in_an_override_is_drawn_as_typed_never_as_math(lecture_run):

@@ -41,7 +41,8 @@ def _stopping_at_the_views(error: BaseException):
 def test_a_completed_run_records_what_it_always_has_and_the_schema_version(session_runs):
     summary = read_summary(session_runs(*QUICK))
     assert list(summary) == ["schema_version", *STARTED, *DESCRIBED, *TRAINED, "per_class", "checkpoint",
-                             "wall_time_s"]  # fmt: skip
+                             "pictures_time_s", "wall_time_s"]  # fmt: skip
+    assert 0 < summary["pictures_time_s"] < summary["wall_time_s"]  # drawn after the results were written
     assert summary["schema_version"] == SCHEMA_VERSION
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
     assert RunSummary.from_json(summary).extra == {}  # every key nnexp writes is a field of the schema

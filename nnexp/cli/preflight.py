@@ -41,8 +41,9 @@ from nnexp.config.job import check_job
 from nnexp.errors import ConfigError, command_line, first_line
 
 
-def preflight(overrides: list[str], multirun: bool = False) -> None:
+def preflight(overrides: list[str], multirun: bool = False) -> DictConfig | None:
     """Raise ConfigError for the first mistake in `overrides`, as `nnexp OVERRIDES` would meet it.
+    Returns the config composed for a single run (with Hydra's node), None for a sweep.
 
     A sweep is checked whole before its first job: every job of a grid (Hydra's basic sweeper) is
     composed and checked as a single run would be (past EVERY_JOB_UP_TO jobs, every value of each swept
@@ -58,7 +59,7 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
                 check_job(_job_of(cfg))
                 if named is not None:  # every check passed: now the folder is made this process's
                     claim_named_dir(named)
-                return
+                return cfg
         elif not multirun:  # several values without -m: a sweep only where the config makes it one
             first = [line for line in map(_first_value, parsed) if line is not None]
             if _compose(first, overrides).hydra.mode != RunMode.MULTIRUN:
@@ -66,6 +67,7 @@ def preflight(overrides: list[str], multirun: bool = False) -> None:
         named = _check_sweep(parsed, overrides)
     if named is not None:  # every job checked: now the sweep folder is made this process's
         claim_named_dir(named)
+    return None
 
 
 def parse_overrides(overrides: list[str]) -> list[Override]:

@@ -23,6 +23,7 @@ from nnexp.config.lr_find import check_lr_find
 from nnexp.config.model_checks import INITS, check_model_lists
 from nnexp.config.output_checks import check_outputs
 from nnexp.config.synthetic_checks import SYNTHETIC_RULES, check_synthetic
+from nnexp.config.toy2d_checks import check_toy2d, toy2d_keys
 from nnexp.config.trust import check_targets
 from nnexp.errors import ConfigError
 
@@ -109,6 +110,7 @@ RULES = [
     _rule("trainer.stuck_tolerance", lambda v: _number(v) and v >= 0, "a finite number >= 0", 1e-4),
     _rule("trainer.stop_when_stuck", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule("trainer.shuffle", lambda v: isinstance(v, bool), "true or false", "false"),
+    _rule("trainer.eval_train", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule(
         "trainer.clip_grad_norm",
         lambda v: v is None or (_number(v) and v > 0),
@@ -306,9 +308,13 @@ def check_config(cfg: DictConfig) -> None:
     _check_sections(cfg)
     check_targets(OmegaConf.to_container(cfg, resolve=False))  # nnexp/config/trust.py: exact names only
     _check_nothing_missing(cfg)
+    check_toy2d(cfg)  # data=toy2d's data.shape is a name, not data=synthetic's list of sizes
+    own_rules = toy2d_keys(cfg)
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
         if value is _ABSENT or not checked_by_nnexp(cfg, rule.key):  # model=custom: keys are the user's
+            continue
+        if rule.key in own_rules:
             continue
         if not rule.ok(value):
             raise ConfigError(

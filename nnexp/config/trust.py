@@ -37,6 +37,7 @@ NNEXP_BUILDERS = frozenset(
         "nnexp.data.synthetic.load_synthetic",
         "nnexp.data.tabular.load_csv",
         "nnexp.data.text.load_text",
+        "nnexp.data.toy2d.load_toy2d",
         "nnexp.models.cnn.CNN",
         "nnexp.models.linear.Linear",
         "nnexp.models.mlp.MLP",

@@ -1,9 +1,9 @@
 """The pictures of what a model learned: example grids with their labels, the confusion matrix, the
 first layer's weights as images, and a regression's fit.
 
-Each function draws from arrays it is given and writes one PNG; matplotlib runs on the Agg backend
-(no display). A grid is one image with its labels as text, not one axes per example: 32 axes took
-ten times as long to draw.
+Each function draws from arrays it is given and writes one PNG, drawn once and written whole
+(look/canvas.py: matplotlib's Figure on its own Agg canvas, no pyplot). A grid is one image with its labels
+as text, not one axes per example: 32 axes took ten times as long to draw.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from nnexp.look.plots import _pyplot, title_figure, wrap_title
+from nnexp.look.canvas import DPI, FAST_PNG, colour_map, new_figure, save_png, subplots  # noqa: F401 (DPI, FAST_PNG: for the views drawn elsewhere)
+from nnexp.look.plots import title_figure, wrap_title
 
-DPI = 100
 TITLE_PT = 12  # every title, readable on a projector; the run's headline (what ran) leads each figure
-FAST_PNG = {"compress_level": 1}  # zlib's fastest: a fifth of the encoding time, files a little larger
 
 
 def as_pictures(images: np.ndarray) -> np.ndarray:
@@ -59,7 +58,7 @@ def save_image_grid(
     headline: str = "",  # what ran (nnexp.look.what_ran), above `title`
 ) -> Path:
     """A grid of pictures, each under its label; the wrong ones labelled and framed in red."""
-    plt = _pyplot()
+    figure = new_figure()  # sized below, once the title's lines are known
     from matplotlib.patches import Rectangle
 
     tiles = as_pictures(np.asarray(images, dtype=np.float64))
@@ -74,16 +73,16 @@ def save_image_grid(
     title = wrap_title("\n".join(filter(None, [headline, title])), grid_width + 2 * margin, TITLE_PT)
     title_height = 0.2 + TITLE_PT / 72 * 1.25 * (title.count("\n") + 1)
     grid_height = grid_width * canvas.shape[0] / canvas.shape[1]  # the canvas's own aspect: no letterbox
-    figure = plt.figure(figsize=(grid_width + 2 * margin, grid_height + margin + title_height))
+    figure.set_size_inches(grid_width + 2 * margin, grid_height + margin + title_height)
     width_in, height_in = figure.get_size_inches()
     axis = figure.add_axes(
         (margin / width_in, margin / height_in, grid_width / width_in, grid_height / height_in)
     )
-    colour_map = plt.get_cmap(cmap).with_extremes(bad="white")
+    colours = colour_map(cmap).with_extremes(bad="white")
     scale = np.nanmax(np.abs(canvas)) if symmetric else None
     axis.imshow(
         canvas,
-        cmap=colour_map,
+        cmap=colours,
         vmin=-scale if symmetric else np.nanmin(canvas),
         vmax=scale if symmetric else np.nanmax(canvas),
         interpolation="nearest",
@@ -109,9 +108,7 @@ def save_image_grid(
             )
     axis.set_axis_off()
     title_figure(figure, title, TITLE_PT, y=1 - 0.08 / height_in, va="top")
-    figure.savefig(path, dpi=DPI, pil_kwargs=FAST_PNG)
-    plt.close(figure)
-    return path
+    return save_png(figure, path)
 
 
 def save_confusion_matrix(
@@ -122,9 +119,8 @@ def save_confusion_matrix(
     Drawn here rather than with scikit-learn's ConfusionMatrixDisplay, which writes all C x C counts:
     the hundred zeros of a good 10-class model took most of the drawing time and hide the mistakes.
     """
-    plt = _pyplot()
     size = max(4.5, 0.45 * len(names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
+    figure, axis = subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues", interpolation="nearest")
     if len(names) <= 30:
         threshold = matrix.max() / 2
@@ -145,9 +141,7 @@ def save_confusion_matrix(
     lines = title_figure(figure, headline, TITLE_PT).get_text().count("\n") + 1 if headline else 0
     top = 1 - (0.45 + lines * TITLE_PT / 72 * 1.25) / size  # the axis's title, and the headline's lines
     figure.subplots_adjust(left=0.2, bottom=0.2, right=0.97, top=top)  # tight_layout drew it twice
-    figure.savefig(path, dpi=DPI, pil_kwargs=FAST_PNG)
-    plt.close(figure)
-    return path
+    return save_png(figure, path)
 
 
 def first_layer_pictures(weight: np.ndarray, input_shape: Sequence[int]) -> np.ndarray | None:
@@ -207,9 +201,8 @@ def save_fit(
 ) -> Path:
     """Predicted against true for every row of `split` (the diagonal is a perfect fit), the least-squares
     baseline's predictions beside the network's; with a single feature, also the fitted curve."""
-    plt = _pyplot()
     panels = 2 if curve is not None else 1
-    figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
+    figure, axes = subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
     axis = axes[0][0]
     true, network = targets.reshape(-1), predicted.reshape(-1)
     # hollow circles, so a least-squares cross on the same spot (a linear model's answer) stays visible
@@ -255,6 +248,4 @@ def save_fit(
     if headline:
         title_figure(figure, headline, TITLE_PT)
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI, pil_kwargs=FAST_PNG)
-    plt.close(figure)
-    return path
+    return save_png(figure, path)

@@ -28,6 +28,7 @@ from typing import Any
 
 from nnexp.atomic import write_atomically
 from nnexp.errors import environment_fault
+from nnexp.look.train_numbers import evaluated_best
 from nnexp.look.what_ran import what_ran
 from nnexp.runs.folder import PAGE_FILE
 
@@ -42,7 +43,10 @@ VIEW_IMAGES = (
     "top_losses.png",
     "fit.png",
     "weights.png",
+    "activations.png",  # look/activations.py
+    "decision_boundary.png",  # look/boundary.py: two-feature classification
 )
+ANIMATIONS = ("training.gif",)  # after the boundary: it as it trained (or a 1-D fit), runs/snapshots.py
 TABLE_ROWS = 20  # rows of predictions.csv shown, first and worst each
 MAX_TABLE_CELLS = 2500  # a confusion matrix of many classes is left to its CSV
 MAX_IMAGE_BYTES = 8_000_000  # a PNG larger than this is linked, not embedded
@@ -179,8 +183,13 @@ def image(path: Path, caption: str | None = None) -> str:
         return f"<p class='muted'>{esc(path.name)}: {too_large}</p>"
     encoded = base64.b64encode(data).decode("ascii")
     return (
-        f'<figure><img alt="{esc(path.name)}" src="data:image/png;base64,{encoded}">{caption_html}</figure>'
+        f'<figure><img alt="{esc(path.name)}" src="data:{_image_type(path)};base64,{encoded}">'
+        f"{caption_html}</figure>"
     )
+
+
+def _image_type(path: Path) -> str:
+    return "image/gif" if path.suffix.lower() == ".gif" else "image/png"  # training.gif; the rest are PNGs
 
 
 def image_bytes(data: bytes, alt: str, caption: str) -> str:
@@ -302,8 +311,9 @@ def _results(summary: dict[str, Any]) -> list[str]:
     rows = [["this run", *(final.get(column) for column in columns)]]
     rows += [[b.get("name", "baseline"), *(b.get(column) for column in columns)] for b in baselines]
     out = ["<h2>Results beside the baselines</h2>", table(["model", *columns], rows)]
+    best, evaluated = evaluated_best(best)  # never a running mean over an epoch's batches
     if best:
-        out.append("<p class='muted'>best value of each metric over the epochs:</p>")
+        out.append(f"<p class='muted'>best value of each metric over the epochs ({esc(evaluated)}):</p>")
         out.append(table(list(best), [list(best.values())]))
     return out
 
@@ -317,7 +327,7 @@ def _diagnostics(summary: dict[str, Any]) -> list[str]:
 
 
 def _images(run_dir: Path) -> list[str]:
-    known = [run_dir / name for name in VIEW_IMAGES if (run_dir / name).is_file()]
+    known = [run_dir / name for name in (*VIEW_IMAGES, *ANIMATIONS) if (run_dir / name).is_file()]
     others = sorted(path for path in run_dir.glob("*.png") if path.name not in VIEW_IMAGES)
     shown = []
     for path in [*known, *others]:

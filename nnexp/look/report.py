@@ -5,7 +5,7 @@
     nnexp-report outputs/multirun/... --group-by                       # mean ± std over seeds
 
 The columns are the overrides that differ between the runs (what was compared), the status, the final
-metrics (and the best value of each validation metric over the epochs), epochs, wall time, and the
+metrics (and each evaluated metric's best over the epochs: val, else train_eval), epochs, wall time, and the
 strongest baseline of the run's summary (e.g. `logistic regression` with its `baseline_test_accuracy`).
 """
 
@@ -27,6 +27,7 @@ from rich.text import Text
 
 from nnexp.config.trust import problem_in_saved_config
 from nnexp.errors import UserError, environment_fault, exit_with, first_line, unwritable_folder
+from nnexp.look.train_numbers import evaluated_best
 from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
 from nnexp.runs.folder import holds_a_run
@@ -91,9 +92,8 @@ def _record_of(summary: Any) -> dict[str, Any]:
     }
     metrics = summary.get("metrics", {})
     record.update(metrics.get("final", {}))
-    record.update(
-        {f"best_{key}": value for key, value in metrics.get("best", {}).items() if key.startswith("val_")}
-    )
+    best = evaluated_best(metrics.get("best", {}))[0]  # validation, else trainer.eval_train's train_eval_*
+    record.update({f"best_{key}": value for key, value in best.items()})
     # Runs recorded before there was a list of baselines kept their one least-squares fit as "baseline".
     baselines = summary.get("baselines") or ([summary["baseline"]] if "baseline" in summary else [])
     record.update(strongest_baseline(baselines))

@@ -25,6 +25,8 @@ from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import least_squares_predict, least_squares_weights
 from nnexp.look import figures
+from nnexp.look.activations import ACTIVATIONS_PLOT, save_activations
+from nnexp.look.boundary import boundary_views
 from nnexp.look.predictions import (
     CONFUSION_FILE,
     PREDICTIONS_FILE,
@@ -56,18 +58,46 @@ MAX_UNITS = 64  # weights.png: the first layer's first units
 
 
 def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Write the views into `run_dir`; returns what summary.json records of them (`per_class`)."""
+    """Write the views into `run_dir`, pictures included; returns what summary.json records of them."""
+    record, pictures = _views(experiment, cfg, Path(run_dir))
+    pictures()
+    return record
+
+
+# A run's pictures, queued by `view_records` until `draw_views`: the run records its results first.
+_queued: dict[Path, Callable[[], None]] = {}
+
+
+def view_records(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """The views' records now (predictions.csv, confusion_matrix.csv, summary.json's `per_class`); their
+    pictures are queued for `draw_views(run_dir)`, which the run calls once its results are recorded."""
+    record, pictures = _views(experiment, cfg, Path(run_dir))
+    _queued[Path(run_dir)] = pictures
+    return record
+
+
+def draw_views(run_dir: Path) -> None:
+    """The pictures `view_records` queued for `run_dir` (none: nothing), then the loggers get them."""
+    pictures = _queued.pop(Path(run_dir), None)
+    if pictures is not None:
+        pictures()
+
+
+def _views(
+    experiment: Experiment, cfg: DictConfig, run_dir: Path
+) -> tuple[dict[str, Any], Callable[[], None]]:
+    """(what summary.json records, a function that draws the pictures and hands them to the loggers)."""
     options = cfg.get("outputs") or {}
     spec = experiment.data.spec
     task = task_of(spec.task)
     if not options.get("views", True) or task.generates_text:  # its predictions are text: nnexp-generate
-        return {}
+        return {}, lambda: None
     record: dict[str, Any] = {}
-    written: list[Path] = []
+    pictures: list[tuple[str, Callable[[], Path | None]]] = []  # (file name, what draws it)
     headline = headline_of(run_dir)  # every picture says what ran, not the folder's clock time
     predictions = _safely("predictions.csv", lambda: _write_predictions(experiment, cfg, run_dir, options))
     if predictions is not None:
-        written += (
+        pictures += (
             _safely(
                 "the confusion matrix and pictures",
                 lambda: _draw(experiment, predictions, run_dir, record, headline),
@@ -75,15 +105,23 @@ def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[
             or []
         )
     if task.predicts_classes and len(spec.input_shape) == 3:
-        written.append(
-            _safely(WEIGHTS_PLOT, lambda: _weights(experiment.model, spec, run_dir / WEIGHTS_PLOT, headline))
-        )
-    written = [path for path in [*written, run_dir / PREDICTIONS_FILE, run_dir / CONFUSION_FILE] if path]
-    written = [path for path in written if path.is_file()]
-    for logger in experiment.loggers:  # tensorboard: images; mlflow: artifacts
-        if hasattr(logger, "log_views"):
+        model = experiment.model
+        pictures.append((WEIGHTS_PLOT, lambda: _weights(model, spec, run_dir / WEIGHTS_PLOT, headline)))
+    # in the data's own plane (look/boundary.py) and inside the model, layer by layer (look/activations.py)
+    pictures += boundary_views(experiment, run_dir, headline)
+    activations = run_dir / ACTIVATIONS_PLOT
+    model, data = experiment.model, experiment.data
+    pictures.append((ACTIVATIONS_PLOT, lambda: save_activations(model, data, activations, headline)))
+    loggers = [logger for logger in experiment.loggers if hasattr(logger, "log_views")]
+
+    def draw() -> None:
+        written = [_safely(name, make) for name, make in pictures]
+        written = [path for path in [*written, run_dir / PREDICTIONS_FILE, run_dir / CONFUSION_FILE] if path]
+        written = [path for path in written if path.is_file()]
+        for logger in loggers:  # tensorboard: images; mlflow: artifacts
             _safely(f"the views for {type(logger).__name__}", lambda logger=logger: logger.log_views(written))
-    return record
+
+    return record, draw
 
 
 def _safely(what: str, make: Callable[[], Any]) -> Any:
@@ -126,18 +164,19 @@ def _write_predictions(
 
 def _draw(
     experiment: Experiment, predictions: Predictions, run_dir: Path, record: dict[str, Any], headline: str
-) -> list:
+) -> list[tuple[str, Callable[[], Path | None]]]:
+    """The records of `predictions` now (confusion_matrix.csv, `per_class`); [(picture, what draws it)]."""
     spec = experiment.data.spec
     split = experiment.data.splits()[predictions.split]
     task = task_of(spec.task)
-    written = []
+    pictures: list[tuple[str, Callable[[], Path | None]]] = []
     if task.predicts_classes:
         matrix, record["per_class"] = per_class(predictions, spec)
         names = class_names(spec)
         write_confusion_matrix(matrix, names, run_dir / CONFUSION_FILE)
         title = f"confusion matrix, {predictions.split} ({len(predictions.index):,} examples)"
-        written.append(
-            _safely(
+        pictures.append(
+            (
                 CONFUSION_PLOT,
                 lambda: figures.save_confusion_matrix(
                     matrix, names, run_dir / CONFUSION_PLOT, title, headline
@@ -145,17 +184,15 @@ def _draw(
             )
         )
         if len(spec.input_shape) == 3:
-            written.append(
-                _safely(PREDICTIONS_PLOT, lambda: _grid(predictions, split, spec, run_dir, headline))
-            )
-            written.append(
-                _safely(TOP_LOSSES_PLOT, lambda: _top_losses(predictions, split, spec, run_dir, headline))
+            pictures.append((PREDICTIONS_PLOT, lambda: _grid(predictions, split, spec, run_dir, headline)))
+            pictures.append(
+                (TOP_LOSSES_PLOT, lambda: _top_losses(predictions, split, spec, run_dir, headline))
             )
     elif task.predicts_numbers:
-        written.append(
-            _safely(FIT_PLOT, lambda: _fit(experiment, predictions, split, run_dir / FIT_PLOT, headline))
+        pictures.append(
+            (FIT_PLOT, lambda: _fit(experiment, predictions, split, run_dir / FIT_PLOT, headline))
         )
-    return written
+    return pictures
 
 
 def _inputs(split: TensorSplit, rows: np.ndarray) -> np.ndarray:

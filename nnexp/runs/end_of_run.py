@@ -4,24 +4,40 @@ The pictures and the page are look/'s work, and look/ reads run folders back, so
 run is given its writers (the command line and nnexp.run give look/'s, in nnexp/look/end_of_run.py)
 instead of importing them. A run given none (`NOTHING_DRAWN`) writes its records only: metrics,
 summary, checkpoint.
+
+The pictures are off the critical path: `views` writes the records (predictions.csv, the per-class
+numbers) before the checkpoint; the results line and summary.json come next; only then are the pictures
+drawn (`pictures`, `curves`), timed into summary.json's `pictures_time_s`, and the page written.
+`training_starts` lets the drawing side prepare while the epochs run (look/ imports matplotlib then,
+where a core is free for it).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnexp.errors import OutputError
+from nnexp.runs.folder import RunFolder
+from nnexp.runs.summary import RunSummary
+from nnexp.train.safeguards import StopOnSignal
+
 
 @dataclass(frozen=True)
 class EndOfRun:
-    # (experiment, cfg, run folder) -> what the views add to summary.json (predictions.csv, pictures)
+    # (experiment, cfg, run folder) -> what the views add to summary.json (predictions.csv, per_class)
     views: Callable[[Any, Any, Path], dict[str, Any]]
     curves: Callable[[Path], Any]  # learning_curves.png from metrics.csv
     page: Callable[[Path], Any]  # report.html, last: it embeds every view written before it
     lr_find_plot: Callable[[Any, Path], Any]  # lr_find.png from an lr range test's result
     per_class: Callable[[dict[str, Any]], Any]  # the console's per-class table (a rich renderable)
+    # the pictures of the views `views` recorded for this run folder, once its results are written
+    pictures: Callable[[Path], Any] = lambda _run_dir: None
+    training_starts: Callable[[], Any] = lambda: None  # as the epochs begin: prepare to draw (imports)
+    draws: bool = False  # whether there are pictures at all, so summary.json times them
 
 
 def _nothing(*_args: Any) -> None:
@@ -32,4 +48,29 @@ NOTHING_DRAWN = EndOfRun(
     views=lambda *_args: {}, curves=_nothing, page=_nothing, lr_find_plot=_nothing, per_class=_nothing
 )
 
-__all__ = ["NOTHING_DRAWN", "EndOfRun"]
+
+def draw_pictures(
+    end: EndOfRun, folder: RunFolder, summary: RunSummary, stop: StopOnSignal, started: float
+) -> OutputError | None:
+    """The views' pictures and the learning curves, once summary.json holds the results; their time goes
+    into summary.json (`pictures_time_s`, and the wall time). Returns a refused write of the summary.
+
+    A stop signal now stops at once: the records are whole and each picture is written whole or not at
+    all, so the folder is complete but for the pictures not yet drawn (a resume writes the page)."""
+    if stop.requested is None:  # one already asked for (the run is stopping) keeps its own answer
+        stop.at_once()
+    drawing = time.perf_counter()
+    end.pictures(folder.path)
+    end.curves(folder.path)
+    if not end.draws:
+        return None
+    summary.drew_pictures_in(time.perf_counter() - drawing)
+    summary.ran_for(time.time() - started)
+    try:
+        folder.write_summary(summary)
+    except OutputError as error:
+        return error
+    return None
+
+
+__all__ = ["NOTHING_DRAWN", "EndOfRun", "draw_pictures"]

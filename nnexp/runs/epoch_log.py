@@ -39,7 +39,21 @@ def restore_metrics(folder: RunFolder, history: list[dict[str, Any]], trainer: D
     """
     every, epochs = trainer.get("log_every_n_epochs", 1), trainer.epochs
     rows = [row for row in history if is_due(row["epoch"], every, epochs)]
-    folder.restore_metrics(rows, columns=list(history[0]) if history else None)
+    columns = list(history[0]) if history else None
+    if columns and trainer.get("eval_train", False):
+        columns = with_train_eval(columns)
+    folder.restore_metrics(rows, columns=columns)
+
+
+def with_train_eval(columns: list[str]) -> list[str]:
+    """The header with train_eval_* beside train_*: a run resumed with trainer.eval_train=true after
+    epochs without it keeps the resumed epochs' evaluations (blank in the epochs before)."""
+    if any(column.startswith("train_eval_") for column in columns):
+        return columns
+    running = [column for column in columns if column.startswith("train_") and column != "train_seconds"]
+    at = columns.index(running[-1]) + 1 if running else 1
+    evaluated = [f"train_eval_{column.removeprefix('train_')}" for column in running]
+    return [*columns[:at], *evaluated, *columns[at:]]
 
 
 class EpochLog:

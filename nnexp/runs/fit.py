@@ -29,6 +29,7 @@ from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.epoch_log import EpochLog
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
+from nnexp.runs.snapshots import Snapshots
 from nnexp.runs.steps import StepLog
 from nnexp.train.augment import augmented
 from nnexp.train.build import Experiment, loops_for, steps_per_epoch
@@ -86,11 +87,13 @@ def fit(
     last_epoch_s = math.inf  # a stop signal lets a short epoch finish, so it is checkpointed
     write_s = 0.0  # how long the last checkpoint took to write
     shuffle = trainer.get("shuffle", True)
+    eval_train = trainer.get("eval_train", False)  # train_eval_* columns: the training rows re-scored
 
     # steps.csv with trainer.log_every_n_steps; None (off, the default) costs a step nothing
     steps = StepLog.open(folder.path, trainer.get("log_every_n_steps"), start_epoch, batches_per_epoch)
     # metrics.csv and the loggers: every epoch's row, or every Nth with trainer.log_every_n_epochs
     records = EpochLog(folder, experiment.loggers, experiment.model, trainer)
+    snapshots = Snapshots.start(experiment, cfg, folder.path, start_epoch)  # training.gif's frames
 
     progress = TrainingProgress(console, epochs, batches_per_epoch)
     with progress, folder.writing_metrics(), records.writing():
@@ -126,8 +129,11 @@ def fit(
 
             row: dict[str, Any] = {"epoch": epoch}
             row.update({f"train_{name}": value for name, value in train_metrics.items()})
+            due = epoch % eval_every == 0 or epoch == epochs
+            if eval_train:  # the running means above mix the weights of every batch; this is the epoch's end
+                scored = evaluate_split(experiment.model, data.train, experiment.loss_fn) if due else {}
+                row.update({f"train_eval_{name}": scored.get(name, math.nan) for name in names})
             if data.val is not None:
-                due = epoch % eval_every == 0 or epoch == epochs
                 val_metrics = (
                     evaluate_split(experiment.model, data.val, experiment.loss_fn)
                     if due
@@ -162,6 +168,7 @@ def fit(
             records.add(row, stopping=stopping)  # the epoch a run stops after is always written
             # a signal since then still saves this epoch (its row, if held, is written as the loop ends)
             stopping = stopping or (stop is not None and stop.requested is not None)
+            snapshots.after_epoch(epoch, experiment.model, last=last or stopping)
             epoch_s = time.perf_counter() - epoch_started
             long_epoch = epoch_s >= FINISH_EPOCH_UNDER_S and write_s <= LONG_EPOCH_WRITE_SHARE * epoch_s
             if checkpoints.due(force=last or stopping or long_epoch):

@@ -26,7 +26,7 @@ from nnexp.errors import OutputError, UserError, command_line, environment_fault
 from nnexp.models.summary import format_parameter_counts, parameter_counts
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
-from nnexp.runs.end_of_run import NOTHING_DRAWN, EndOfRun
+from nnexp.runs.end_of_run import NOTHING_DRAWN, EndOfRun, draw_pictures
 from nnexp.runs.epoch_log import restore_metrics
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import PAGE_FILE, VOCAB_FILE, RunFolder, code_version, nnexp_version
@@ -118,6 +118,7 @@ def _run(
             _record_parameters(experiment, folder, cfg.trainer)
             summary.initial_loss = start_diagnostics(experiment, cfg)
             summary.found(_findings(experiment))
+            end.training_starts()  # look/ imports matplotlib while the epochs run
             if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
                 result = find_lr_and_record(cfg, experiment, folder, console, summary, end.lr_find_plot)
             else:
@@ -152,9 +153,12 @@ def _run(
                 folder.write_summary(summary)
             except OutputError as error:
                 late_fault = error
-            finish_loggers(loggers, summary.to_json())
-            if summary.status != "requeued":  # requeued: the time to the limit is for the checkpoint
-                end.curves(folder.path)  # learning_curves.png
+            try:  # the pictures after the results: the views' (queued by end.views), learning_curves.png
+                if summary.status != "requeued":  # requeued: the time to the limit is for the checkpoint
+                    late_fault = draw_pictures(end, folder, summary, stop, started) or late_fault
+            finally:
+                finish_loggers(loggers, summary.to_json())
+            if summary.status != "requeued":
                 try:
                     end.page(folder.path)  # report.html, last: it embeds every view written before it
                 except OutputError as error:
@@ -222,7 +226,7 @@ def _train_and_record(
     )
     summary.evaluated(flat_final, _best_of(history), baselines)
 
-    summary.drew(end.views(experiment, cfg, folder.path))  # predictions.csv, confusion matrix, pictures
+    summary.drew(end.views(experiment, cfg, folder.path))  # predictions.csv, per_class; pictures queued
 
     stop.check()
     folder.save_checkpoint(training_state(experiment, len(history), history, cfg))

@@ -56,6 +56,7 @@ class RunSummary:
     extra: dict[str, Any] = field(default_factory=dict, metadata=_NOT_A_KEY)  # keys it does not name
     checkpoint: str | None = None  # the checkpoint's file name, once the completed run has saved it
     resume_with: str | None = None  # a stopped run with a checkpoint: the command that continues it
+    pictures_time_s: float | None = None  # the pictures drawn after the results were written (this session)
     wall_time_s: float | None = None  # every session's time together, resumes included
     earlier_wall_time_s: float = field(default=0.0, repr=False, metadata=_NOT_A_KEY)
 
@@ -112,6 +113,9 @@ class RunSummary:
 
     def interrupted(self, error: str) -> None:
         self.status, self.error = "interrupted", error
+
+    def drew_pictures_in(self, seconds: float) -> None:
+        self.pictures_time_s = round(seconds, 3)
 
     def ran_for(self, seconds: float) -> None:
         """This session's time, added to what earlier sessions of the run took."""

@@ -1,0 +1,102 @@
+"""The pictures come off the critical path (issue 28): a run writes its results (the results table,
+summary.json) before it draws a picture, draws each picture once with matplotlib's object API (no pyplot),
+times them into summary.json's `pictures_time_s`, and a stop while it draws leaves a folder whose records
+are whole.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+import nnexp
+from conftest import compose_config, read_summary
+from nnexp.look import canvas, figures
+from nnexp.look.end_of_run import DRAWN
+from nnexp.runs.resume import resume_config
+from nnexp.runs.run import run
+from nnexp.stop import TrainingInterrupted
+
+QUICK = ("trainer.epochs=1", "device=cpu")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_results_are_written_before_the_first_picture_and_the_pictures_are_timed(tmp_path, monkeypatch):
+    seen_at_first_picture: list[dict] = []
+    save_png = canvas.save_png
+
+    def watched(figure, path, *args):
+        if not seen_at_first_picture:
+            seen_at_first_picture.append(json.loads((Path(path).parent / "summary.json").read_text()))
+        return save_png(figure, path, *args)
+
+    monkeypatch.setattr(canvas, "save_png", watched)
+    monkeypatch.setattr(figures, "save_png", watched)
+    result = run(compose_config(*QUICK), tmp_path, end=DRAWN)
+    first = seen_at_first_picture[0]
+    assert first["status"] == "completed" and first["metrics"]["final"]["test_accuracy"] > 0
+    assert "per_class" in first and "checkpoint" in first and "pictures_time_s" not in first
+    summary = read_summary(tmp_path)
+    assert summary["metrics"] == first["metrics"]
+    assert 0 < summary["pictures_time_s"] < summary["wall_time_s"] == result.summary["wall_time_s"]
+    for name in ("confusion_matrix.png", "learning_curves.png", "predictions.png", "weights.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_stop_while_the_pictures_are_drawn_leaves_a_completed_run_that_resume_gives_its_page(
+    tmp_path, monkeypatch
+):
+    """A Ctrl-C as the second picture is drawn: the run stops at once, its records are whole (summary
+    completed, checkpoint, the first picture), nothing is half-written; a resume adds the page."""
+
+    def interrupted(*_args, **_kwargs):
+        raise TrainingInterrupted(signal.SIGINT)
+
+    monkeypatch.setattr(figures, "save_image_grid", interrupted)  # predictions.png, after the matrix
+    with pytest.raises(TrainingInterrupted):
+        nnexp.run(list(QUICK), output_dir=tmp_path)
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "completed" and (tmp_path / summary["checkpoint"]).is_file()
+    assert (tmp_path / "confusion_matrix.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert not (tmp_path / "predictions.png").exists() and not (tmp_path / "report.html").exists()
+    assert not list(tmp_path.glob(".*.tmp"))  # every file whole or absent
+    monkeypatch.undo()
+    folder, cfg = resume_config([f"resume={tmp_path}"])
+    again = run(cfg, folder, resume=True, end=DRAWN)
+    assert again.status == "completed" and (tmp_path / "report.html").is_file()
+
+
+def test_a_figure_has_its_own_canvas_and_is_drawn_once_into_the_file(tmp_path):
+    figure = canvas.new_figure(figsize=(2, 1))
+    figure.add_subplot().plot([0, 1], [1, 0])
+    written = canvas.save_png(figure, tmp_path / "line.png")
+    assert written.read_bytes() == canvas.png_bytes(figure)  # the same picture, whole
+    assert type(figure.canvas).__name__ == "FigureCanvasAgg"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ---- Hydra's start-up: one compose fewer --------------------------------------------------------------
+
+
+def test_hydra_is_told_the_mode_the_preflight_found_once_and_composes_anything_else_itself(monkeypatch):
+    """`nnexp` composes a single run's config twice (the preflight, then Hydra's run), not three times:
+    Hydra's get_mode, a whole compose to read `hydra.mode`, gets the preflight's answer for its overrides."""
+    from hydra._internal.hydra import Hydra
+
+    from nnexp.cli import command
+    from nnexp.cli.preflight import preflight
+
+    composed = []
+    monkeypatch.setattr(Hydra, "get_mode", lambda self, config_name, overrides: composed.append(overrides))
+    assert preflight(["trainer.epochs=1"]).hydra.mode is None  # the single run's config, Hydra's node kept
+    assert preflight(["experiment=compare_optimizers"]) is None  # a preset that sweeps: Hydra finds its mode
+    command._answer_hydras_mode(["trainer.epochs=1"], None)
+    assert Hydra.get_mode(None, config_name="config", overrides=["trainer.epochs=1"]) is None
+    assert composed == []  # answered without composing
+    Hydra.get_mode(None, config_name="config", overrides=["trainer.epochs=1"])
+    command._answer_hydras_mode(["trainer.epochs=1"], None)
+    Hydra.get_mode(None, config_name="config", overrides=["trainer.epochs=2"])
+    assert composed == [["trainer.epochs=1"], ["trainer.epochs=2"]]  # once only; other overrides: Hydra's
