@@ -26,7 +26,7 @@ QUICK = ("trainer.epochs=2",)
 # What every run records as it starts, once it has built its experiment, and once it has trained.
 STARTED = ["status", "seed", "started_at", "nnexp_version", "code_version", "provenance"]
 DESCRIBED = ["data", "model", "num_parameters", "loss", "optimizer", "device", "initial_loss", "diagnostics"]
-TRAINED = ["epochs_completed", "train_time_s", "metrics", "baselines"]
+TRAINED = ["epochs_completed", "train_time_s", "test_on", "best_epoch", "metrics", "baselines"]
 
 
 def _stopping_at_the_views(error: BaseException):
@@ -54,7 +54,8 @@ ENDINGS = {
     "lr_find": (["+lr_find=exponential", "lr_find.num_steps=30"], None, "completed", None,
                 [*STARTED, *DESCRIBED, "mode", "lr_find", "epochs_completed", "wall_time_s"]),
     "early_stopping": (["regularization=[early_stopping]"], None, "completed", None,
-                       [*STARTED, *DESCRIBED, "epochs_completed", "train_time_s", "early_stopping", "metrics",
+                       [*STARTED, *DESCRIBED, "epochs_completed", "train_time_s", "early_stopping", "test_on",
+                        "best_epoch", "metrics",
                         "baselines", "checkpoint", "wall_time_s"]),
     "failed": ([], RuntimeError("boom"), "failed", None,
                [*STARTED, *DESCRIBED, "error", *TRAINED, "wall_time_s"]),

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from nnexp import stop  # standard library only, as the hooks are
 from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs
+from nnexp.cli.launch import keep_other_ranks_out  # standard library only
 from nnexp.train.threads import wait_passively_if_shared  # standard library only until a run starts
 
 
@@ -24,6 +26,7 @@ def main() -> None:
     # Idle OpenMP threads sleep instead of spinning when other work shares the cores (a user's own
     # OMP_WAIT_POLICY wins); sweep jobs inherit the environment.
     wait_passively_if_shared(os.environ)
+    sys.argv[1:] = keep_other_ranks_out(sys.argv[1:], os.environ)  # torchrun: the run folder is rank 0's
     from nnexp.cli.command import main as command
 
     command()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnexp.config import model_checks as model
 from nnexp.config.custom import checked_by_nnexp, is_custom
-from nnexp.config.data_checks import DATA_SWITCH_RULES, check_named_splits
+from nnexp.config.data_checks import DATA_SWITCH_RULES, check_named_splits, has_val_split
 from nnexp.config.lr_find import check_lr_find
 from nnexp.config.model_checks import INITS, check_model_lists
 from nnexp.config.output_checks import check_outputs
@@ -31,7 +31,7 @@ LOSSES = ("auto", "cross_entropy", "mse", "l1", "mse_onehot")
 MODES = ("min", "max")
 TOKENS = ("char", "word")
 PARTITIONS = ("sequential", "random")
-PRECISIONS = ("32", "bf16")  # trainer.precision; 32 may arrive as the number 32
+PRECISIONS = ("32", "bf16", "fp16")  # trainer.precision; 32 may arrive as the number 32
 
 
 def _number(value: Any) -> bool:
@@ -124,8 +124,13 @@ RULES = [
     _rule("diagnostics.after_steps", lambda v: _whole(v) and v >= 0, "a whole number >= 0", 100),
     _rule("diagnostics.dead_relu_share", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]", 0.5),
     _rule("diagnostics.gradient_ratio", lambda v: _number(v) and v > 1, "a finite number > 1", 1000),
-    # Speed: each off by default (README "Speed").
-    _rule("trainer.precision", lambda v: str(v) in PRECISIONS, "32 or bf16", "bf16"),
+    # Speed: each off by default (docs/speed-settings.md).
+    _rule("trainer.precision", lambda v: str(v) in PRECISIONS, "32, bf16 or fp16 (CUDA)", "bf16"),
+    # Trainer habits (docs/trainer.md)
+    _rule("trainer.test_on", _one_of(("last", "best")), "last or best", "best"),
+    _rule("trainer.accumulate_grad_batches", lambda v: _whole(v) and v >= 1, "a whole number >= 1", 4),
+    _rule("trainer.overfit_batches", lambda v: v is None or (_whole(v) and v >= 1), "null or N >= 1", 2),
+    _rule("trainer.profile_steps", lambda v: v is None or (_whole(v) and v >= 1), "null or N >= 1", 5),
     _rule("trainer.compile", lambda v: isinstance(v, bool), "true or false", "true"),
     _rule(
         "trainer.threads",  # far past the cores only slows a run, and 100,000 crashes torch's thread pool
@@ -202,8 +207,8 @@ RULES = [
     ),
     _rule(
         "device.type",
-        lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
-        "auto, cpu, cuda or cuda:N",
+        lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
+        "auto, cpu, mps, cuda or cuda:N",
         "cpu",
     ),
     _rule("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)", 0.1),
@@ -395,10 +400,7 @@ def _check_combinations(cfg: DictConfig) -> None:
             f"regularization=dropout needs a model with hidden layers, and "
             f"{_model_name(cfg)} has none: choose e.g. model=mlp"
         )
-    has_val = (
-        OmegaConf.select(cfg, "data.val_fraction", default=0) > 0
-        or OmegaConf.select(cfg, "data.val_size", default=0) > 0
-    )
+    has_val = has_val_split(cfg)  # data.folds makes one fold the validation split
     monitored = {
         "regularization.early_stopping.monitor": OmegaConf.select(
             cfg, "regularization.early_stopping.monitor"

@@ -26,7 +26,8 @@ from nnexp.errors import ConfigError, DataError, UserError, first_line, shown
 
 BASE = "nnexp_custom"  # the ConfigStore node configs/*/custom.yaml start from (register_free_keys)
 MODEL_KEYS = ("init", "init_std", "init_bias")  # model.* that nnexp reads itself (train/build.py)
-DATA_KEYS = ("task", "val_fraction", "test_size", "split_seed")  # data.* that nnexp reads (data/custom.py)
+# data.* that nnexp reads itself (data/custom.py, data/folds.py); the loader gets the rest
+DATA_KEYS = ("task", "val_fraction", "test_size", "split_seed", "folds", "fold")
 
 
 def is_custom_target(target: Any) -> bool:

@@ -52,6 +52,8 @@ DATA_SWITCH_RULES: list[tuple[str, Callable[[Any], bool], str, Any]] = [
         "Weight",
     ),
     ("data.scale_on", lambda v: v in ("train", "all"), "train or all (z-scores fitted on every row)", "all"),
+    ("data.folds", lambda v: v is None or (_whole(v) and v >= 2), "null, or a whole number of folds >= 2", 5),
+    ("data.fold", lambda v: v is None or (_whole(v) and v >= 0), "null, or a fold number 0..K-1", 0),
     ("data.std_ddof", lambda v: _whole(v) and v in (0, 1), "0 or 1", 1),
     ("baselines.logistic.penalty", lambda v: v in ("l2", None), "l2, or null for no penalty", "null"),
     (
@@ -72,11 +74,13 @@ def has_val_split(cfg: DictConfig) -> bool:
     return (
         OmegaConf.select(cfg, "data.val_fraction", default=0) > 0
         or OmegaConf.select(cfg, "data.val_size", default=0) > 0
+        or OmegaConf.select(cfg, "data.folds", default=None) is not None
     )
 
 
 def check_named_splits(cfg: DictConfig) -> None:
     """Refuse an objective that reads a split this data will not have."""
+    check_folds(cfg)  # with data.folds, one of the folds is the validation split
     key, column = "objective", cfg.get("objective")
     if not isinstance(column, str):
         return
@@ -89,4 +93,37 @@ def check_named_splits(cfg: DictConfig) -> None:
         raise ConfigError(
             f"{key}={column} needs a validation split, and data.val_fraction is 0: "
             f"set data.val_fraction=0.1 or {key}=train_{column[4:]}"
+        )
+
+
+def check_folds(cfg: DictConfig) -> None:
+    """`data.folds=K data.fold=k` (data/folds.py): both or neither, k in 0..K-1, fixed rows to share out.
+    (K larger than the rows is found when the data is read.)"""
+    folds = OmegaConf.select(cfg, "data.folds", default=None)
+    fold = OmegaConf.select(cfg, "data.fold", default=None)
+    if folds is None and fold is not None:
+        raise ConfigError(
+            f"data.fold={fold} needs data.folds, the number of folds: add e.g. data.folds=5", key="data.fold"
+        )
+    if folds is None:
+        return
+    # every fold's number, for a sweep: Hydra's range() where a list would run on
+    every = ",".join(str(number) for number in range(folds)) if folds <= 10 else f"'range(0,{folds})'"
+    if fold is None:
+        raise ConfigError(
+            f"data.folds={folds} needs data.fold, the fold that validates (0..{folds - 1}): add data.fold=0, "
+            f"or run every fold with nnexp -m data.folds={folds} data.fold={every}",
+            key="data.folds",
+        )
+    if fold >= folds:
+        raise ConfigError(
+            f"data.fold={fold} is not one of the {folds} folds of data.folds={folds}: use 0..{folds - 1} "
+            f"(every fold: -m data.fold={every})",
+            key="data.fold",
+        )
+    if OmegaConf.select(cfg, "data.fresh", default=False) is True:
+        raise ConfigError(
+            f"data.folds={folds}: data.fresh=true draws new training samples every step, so there are no "
+            f"fixed rows to share out in folds; add data.fresh=false",
+            key="data.folds",
         )

@@ -25,6 +25,24 @@ def check_bf16(gpu_name: str, supported: bool) -> None:
         )
 
 
+def check_mps(available: bool) -> None:
+    """device=mps needs Apple silicon's GPU, with a torch built for it."""
+    if not available:
+        raise ConfigError(
+            "device=mps, but torch has no usable Apple MPS device here "
+            "(torch.backends.mps.is_available() is false): use device=cpu or device=auto"
+        )
+
+
+def check_fp16(device_type: str) -> None:
+    """trainer.precision=fp16 is CUDA's mixed precision: float16 autocast with a gradient scaler."""
+    if device_type != "cuda":
+        raise ConfigError(
+            f"trainer.precision=fp16 needs a CUDA GPU, and this run is on {device_type}: "
+            f"use trainer.precision=bf16 (or 32)"
+        )
+
+
 def check_model_allocated(cause: BaseException | None) -> None:
     """A model whose weights the machine could not allocate is a config to shrink, not a crash."""
     if isinstance(cause, MemoryError) or "can't allocate memory" in str(cause):
@@ -42,4 +60,14 @@ def check_memory(needed: int, free: int | None, parameters: int, batch_size: int
             f"and optimiser state, and each layer's outputs for a batch of {batch_size}), more than the "
             f"{free / 1e9:.1f} GB free on {device}: use smaller layers or a smaller trainer.batch_size "
             f"(or trainer.eval_batch_size)"
+        )
+
+
+def check_gpu_count(devices: int, gpus: int) -> None:
+    """trainer.devices on CUDA: one GPU per rank, so no more ranks than the GPUs torch sees here."""
+    if devices > gpus:
+        raise ConfigError(
+            f"trainer.devices={devices} on CUDA, but this machine has {gpus} GPU(s) torch can use: "
+            f"use trainer.devices={max(gpus, 1)} or fewer (or device=cpu for processes on the CPU)",
+            key="trainer.devices",
         )

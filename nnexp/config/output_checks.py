@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnexp.config.data_checks import has_val_split
 from nnexp.errors import ConfigError
 
 PREDICTION_SPLITS = ("test", "val", "both")  # outputs.predictions
@@ -26,10 +27,7 @@ def check_outputs(cfg: DictConfig) -> None:
     every = OmegaConf.select(cfg, "trainer.log_every_n_steps", default=None)
     if every is not None and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
         _refuse("trainer.log_every_n_steps", every, "null (off) or a whole number >= 1", 10)
-    has_val = (
-        OmegaConf.select(cfg, "data.val_fraction", default=0) > 0
-        or OmegaConf.select(cfg, "data.val_size", default=0) > 0
-    )
+    has_val = has_val_split(cfg)  # data.folds makes one fold the validation split
     _check_epoch_cadence(cfg, has_val)
     if predictions in ("val", "both") and not has_val:
         raise ConfigError(

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
+from nnexp.data import DataBundle, DataSpec, TensorSplit, shuffled_split
+from nnexp.data.folds import hold_out
 from nnexp.data.tasks import Task, task_of
 from nnexp.errors import DataError, UserError, first_line
 
@@ -32,6 +33,8 @@ def bundle_from_splits(
     val_fraction: float = 0.1,
     test_size: float | int = 0.2,
     split_seed: int = 42,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> DataBundle:
     parts = {name: _split(splits, name, loader) for name in SPLITS}
     if parts["train"] is None:
@@ -44,8 +47,17 @@ def bundle_from_splits(
     if parts["test"] is None and test_size != 0:
         rows, test_rows = shuffled_split(len(rows), test_size, split_seed)
         parts["test"] = (x[test_rows], y[test_rows])
-    if parts["val"] is None:
-        rows, val_rows = carve_validation(rows, val_fraction, split_seed)
+    if folds is not None and parts["val"] is not None:  # the loader's validation rows are shared out too
+        (x, y), parts["val"] = _pooled((x[rows], y[rows]), parts["val"], loader), None
+        rows = np.arange(len(y))
+    fold_details: dict[str, Any] = {}
+    if parts["val"] is None:  # data.folds: fold `fold` of the train+val rows validates (data/folds.py)
+        said_classes = task is None or (task in TASKS and task_of(task).predicts_classes)  # None: inferred
+        classes = said_classes and _whole_dtype(y) and y.numel() == len(y)
+        labels = y.reshape(-1)[rows].cpu().numpy() if classes else None
+        rows, val_rows, fold_details = hold_out(
+            rows, val_fraction, split_seed, folds=folds, fold=fold, labels=labels
+        )
         parts["val"] = None if val_rows is None else (x[val_rows], y[val_rows])
     parts["train"] = (x[rows], y[rows])
     present = {name: part for name, part in parts.items() if part is not None}
@@ -74,6 +86,7 @@ def bundle_from_splits(
     details = {
         "loader": loader,
         "task": f"{task}, given by data.task" if given else _why(task_of(task)),
+        **fold_details,
     }
     bundle = DataBundle(
         spec=DataSpec(
@@ -83,6 +96,18 @@ def bundle_from_splits(
     )
     bundle.spec.sizes.update({name: len(part) for name, part in bundle.splits().items()})
     return bundle
+
+
+def _pooled(
+    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], loader: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train and val rows as one (inputs, targets) pair, for the folds to share out."""
+    if train[0].shape[1:] != val[0].shape[1:] or train[1].shape[1:] != val[1].shape[1:]:
+        raise DataError(
+            f"data._target_={loader}: the train and val splits differ in shape ({tuple(train[0].shape[1:])} "
+            f"and {tuple(val[0].shape[1:])}), so data.folds cannot pool them; give both one shape"
+        )
+    return torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]])
 
 
 def _num_classes(present: dict[str, tuple[torch.Tensor, torch.Tensor]], loader: str) -> int:

@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
+from nnexp.data import DataBundle, DataSpec, TensorSplit, shuffled_split
+from nnexp.data.folds import hold_out
 
 PIXEL_MAX = 16.0  # the digits' grey levels run 0..16
 
 
-def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scale: bool = True) -> DataBundle:
+def load_digits(
+    test_fraction: float,
+    split_seed: int,
+    val_fraction: float,
+    scale: bool = True,
+    folds: int | None = None,
+    fold: int | None = None,
+) -> DataBundle:
     """`scale=false` keeps the raw grey levels 0..16: the unscaled-inputs mistake, for the diagnostics."""
     pixels, targets = digits_arrays()
     images = torch.tensor(pixels, dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8)
@@ -23,7 +31,10 @@ def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scal
     labels = torch.tensor(targets, dtype=torch.long)
 
     train_rows, test_rows = shuffled_split(len(labels), test_fraction, split_seed, "data.test_fraction")
-    train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
+    # data.folds: fold `fold` of the train+val rows validates (data/folds.py), else data.val_fraction
+    train_rows, val_rows, fold_details = hold_out(
+        train_rows, val_fraction, split_seed, folds=folds, fold=fold, labels=targets[train_rows]
+    )
 
     def split(rows):
         return None if rows is None else TensorSplit(images[rows], labels[rows])
@@ -45,7 +56,7 @@ def load_digits(test_fraction: float, split_seed: int, val_fraction: float, scal
     # A white pixel of a new image (nnexp-predict) becomes the data's ink value: 1 scaled, 16 raw.
     pixel_scale = {"white": 1.0 if scale else PIXEL_MAX, "mean": 0.0, "std": 1.0}
     classes = [str(digit) for digit in range(10)]
-    bundle.spec.details.update(scaling=scaling, pixel_scale=pixel_scale, classes=classes)
+    bundle.spec.details.update(scaling=scaling, pixel_scale=pixel_scale, classes=classes, **fold_details)
     return bundle
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from nnexp.atomic import write_atomically
-from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation
+from nnexp.data import DataBundle, DataSpec, TensorSplit
+from nnexp.data.folds import hold_out
 from nnexp.errors import DataError
 
 log = logging.getLogger("nnexp")
@@ -102,6 +103,8 @@ def load_images(
     normalize: bool,
     synthetic: bool,
     synthetic_sizes: list[int],
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> DataBundle:
     """Train (minus `val_size` images carved off as validation) and the official test set."""
     source = SOURCES[name]
@@ -117,9 +120,17 @@ def load_images(
         tensors = read_cached(source, Path(root), download)
         details = {"synthetic": False, "files": str(folder / "raw"), "loader": f"torchvision {source.folder}"}
 
-    train_rows, val_rows = carve_validation(
-        np.arange(len(tensors["train_labels"])), val_size, split_seed, "data.val_size"
+    # data.folds: fold `fold` of the training images validates (data/folds.py), else data.val_size of them
+    train_rows, val_rows, fold_details = hold_out(
+        np.arange(len(tensors["train_labels"])),
+        val_size,
+        split_seed,
+        "data.val_size",
+        folds=folds,
+        fold=fold,
+        labels=tensors["train_labels"].numpy(),
     )
+    details.update(fold_details)
     train_images = tensors["train_images"][train_rows]
     if normalize:
         # Statistics of the training part only, so validation and test stay unseen.

@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from nnexp.data import DataBundle, DataSpec, TaskName, TensorSplit
+from nnexp.data.folds import hold_out
 from nnexp.data.tasks import task_of
 
 SEED_OFFSETS = {"rule": 0, "train": 1, "val": 2, "test": 3}  # one stream per fixed draw
@@ -107,6 +109,8 @@ def load_synthetic(
     seed: int,
     fresh: bool = True,
     target_value: float = 0.0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> DataBundle:
     """The fixed splits drawn once (a size of 0 leaves one out); with `fresh`, training batches drawn anew."""
     features = math.prod(shape)
@@ -124,13 +128,22 @@ def load_synthetic(
 
     train = fixed("train", train_size)
     val, test = fixed("val", val_size), fixed("test", test_size)
+    fold_details: dict[str, Any] = {}
+    if folds is not None:  # fresh=false (config/data_checks.py): fold k of the train+val draws validates
+        drawn = [train] if val is None else [train, val]
+        inputs, targets = torch.cat([x for x, _ in drawn]), torch.cat([y for _, y in drawn])
+        labels = targets.numpy() if source.draws_labels else None
+        rows, val_rows, fold_details = hold_out(
+            np.arange(len(targets)), 0, seed, folds=folds, fold=fold, labels=labels
+        )
+        train, val = (inputs[rows], targets[rows]), (inputs[val_rows], targets[val_rows])
     bundle = DataBundle(
         spec=DataSpec(
             name="synthetic",
             task=task,
             input_shape=tuple(shape),
             num_outputs=num_outputs,
-            details=_details(source, fresh, train_size, test is not None),
+            details={**_details(source, fresh, train_size, test is not None), **fold_details},
         ),
         train=FreshSplit(*train, source) if fresh else TensorSplit(*train),
         val=None if val is None else TensorSplit(*val),

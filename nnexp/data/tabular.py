@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnexp.data import DataBundle, DataSpec, TensorSplit, carve_validation, shuffled_split
+from nnexp.data import DataBundle, DataSpec, TensorSplit, shuffled_split
 from nnexp.data.files import refuse_compressed
+from nnexp.data.folds import hold_out
 from nnexp.errors import DataError
 
 log = logging.getLogger("nnexp")
@@ -28,6 +29,8 @@ def load_csv(
     normalize_features: bool = True,
     scale_on: str = "train",
     std_ddof: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> DataBundle:
     """Read `features` -> `target` from `path`; z-score both with statistics of the training rows.
 
@@ -66,7 +69,10 @@ def load_csv(
         train_rows, test_rows = np.arange(len(table)), None
     else:
         train_rows, test_rows = shuffled_split(len(table), test_size, split_seed)
-    train_rows, val_rows = carve_validation(train_rows, val_fraction, split_seed)
+    # data.folds: fold `fold` of the train+val rows validates (data/folds.py), else data.val_fraction
+    train_rows, val_rows, fold_details = hold_out(
+        train_rows, val_fraction, split_seed, folds=folds, fold=fold
+    )
     # One row has no spread to normalise by; unnormalised, it is seed 001's one-example lesson.
     if len(train_rows) < (2 if normalize_features or normalize_target else 1):
         raise DataError(
@@ -79,6 +85,7 @@ def load_csv(
         "features": features,
         "target": targets[0] if len(targets) == 1 else targets,
         "normalization": "none: the columns as they are in the file",
+        **fold_details,
     }
     if test_rows is None:  # said in the results table: no score here is on rows held out from training
         details["test_split"] = NO_TEST_SPLIT + ("" if val_rows is None else " but the validation rows")

@@ -3,6 +3,7 @@
     nnexp-report outputs/multirun/2026-11-23/10-00-00                  # a sweep: which variant won?
     nnexp-report outputs --sort val_loss --csv runs.csv --plot curves.png
     nnexp-report outputs/multirun/... --group-by                       # mean ± std over seeds
+    nnexp-report outputs/multirun/...     # a k-fold sweep (data.fold=0..K-1): the folds' mean ± std too
 
 The columns are the overrides that differ between the runs (what was compared), the status, the final
 metrics (and each evaluated metric's best over the epochs: val, else train_eval), epochs, wall time, and the
@@ -27,6 +28,7 @@ from rich.text import Text
 
 from nnexp.config.trust import problem_in_saved_config
 from nnexp.errors import UserError, environment_fault, exit_with, first_line, unwritable_folder
+from nnexp.look.groups import BASELINE_COLUMN, DIAGNOSTICS_COLUMN, FOLD_KEY, group_table, settings_of
 from nnexp.look.train_numbers import evaluated_best
 from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
@@ -34,10 +36,8 @@ from nnexp.runs.folder import holds_a_run
 
 SORT_PREFERENCE = ("val_accuracy", "test_accuracy", "val_perplexity", "val_mse", "val_loss", "test_loss")
 INFO_COLUMNS = ("status", "epochs", "wall_s")
-DIAGNOSTICS_COLUMN = "diagnostics"
 PROBLEM = "_problem"  # why a run's files could not be read; said on stderr, not a column of the table
 HEADLINE_METRICS = ("accuracy", "mse", "perplexity")  # the one value of a baseline a row has room for
-BASELINE_COLUMN = "baseline"  # the strongest baseline's name; its value is in baseline_<split>_<metric>
 # As nnexp.train.metrics', which imports torch (2.4 s of a report); tests/test_report.py checks they agree.
 HIGHER_IS_BETTER = frozenset({"accuracy"})
 
@@ -175,27 +175,14 @@ def sort_table(table: pd.DataFrame, column: str | None) -> pd.DataFrame:
     )
 
 
-def group_table(table: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Mean and standard deviation of every metric over the runs that share the values of `by`."""
-    numeric = [*metrics, "epochs", "wall_s"]
-    keys = by or ["_all"]
-    frame = table.assign(_all="all") if not by else table
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    result = grouped[numeric].mean()
-    spread = grouped[numeric].std(ddof=1)
-    result = result.join(spread.add_suffix("_std"))
-    result["runs"] = grouped.size()
-    result["completed"] = grouped["status"].apply(lambda s: int((s == "completed").sum()))
-    if BASELINE_COLUMN in table:
-        result[BASELINE_COLUMN] = grouped[BASELINE_COLUMN].first()
-    result[DIAGNOSTICS_COLUMN] = grouped[DIAGNOSTICS_COLUMN].apply(_codes_in_any)
-    return result.reset_index()
-
-
-def _codes_in_any(cells: pd.Series) -> str:
-    """The diagnostics codes found in any run of a group, each once."""
-    codes = [code for cell in cells.dropna() for code in str(cell).split(", ") if code]
-    return ", ".join(dict.fromkeys(codes))
+def grouped_view(
+    table: pd.DataFrame, by: list[str], metrics: list[str], sort: str | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The runs' mean ± std per value of `by` (nnexp.look.groups), sorted, and the columns to show."""
+    grouped = sort_table(group_table(table, by, metrics), sort)
+    shown = [metric for metric in metrics if not metric.startswith("train_")]  # the CSV has them
+    columns = [*by, "runs", "completed", *with_baseline_name(shown, grouped), "epochs", "wall_s"]
+    return grouped, [*columns, DIAGNOSTICS_COLUMN]
 
 
 def _fmt(value: Any, std: Any = None) -> str:
@@ -245,7 +232,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         const="",
         metavar="KEYS",
         help="average over the runs that share these comma-separated overrides (mean ± std); "
-        "with no KEYS: every differing override except seed, i.e. the mean over seeds",
+        "with no KEYS: every differing override except seed and data.fold (the mean over seeds and folds)",
     )
     parser.add_argument(
         "--plot",
@@ -309,16 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             return _refuse(f"{option} {path}: {problem}")
 
     if args.group_by is not None:
-        by = [key for key in args.group_by.split(",") if key] or [key for key in differing if key != "seed"]
+        by = [key for key in args.group_by.split(",") if key] or settings_of(differing)
         unknown = [key for key in by if key not in table]
         if unknown:
             sys.stderr.write(f"nnexp-report: error: --group-by {','.join(unknown)}: not a differing override "
                              f"(those are: {', '.join(differing) or 'none'})\n")  # fmt: skip
             return 2
-        grouped = sort_table(group_table(table, by, metrics), sort)
-        shown_metrics = [metric for metric in metrics if not metric.startswith("train_")]  # the CSV has them
-        columns = [*by, "runs", "completed", *with_baseline_name(shown_metrics, grouped), "epochs", "wall_s",
-                   DIAGNOSTICS_COLUMN]  # fmt: skip
+        grouped, columns = grouped_view(table, by, metrics, sort)
         console.print(
             rich_table(grouped, columns, f"{len(table)} runs in {len(grouped)} groups, mean ± std", True)
         )
@@ -331,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         if not table[DIAGNOSTICS_COLUMN].any():  # shown when a run has some; the CSV always has the column
             shown.remove(DIAGNOSTICS_COLUMN)
         console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
+        if FOLD_KEY in differing and len(table) > 1:  # k-fold: each setting's mean ± std over its folds
+            folds, fold_columns = grouped_view(table, settings_of(differing, (FOLD_KEY,)), metrics, sort)
+            fold_columns = [c for c in fold_columns if c in shown or c not in table]  # as the runs' table
+            console.print(rich_table(folds, fold_columns, f"mean ± std over the folds ({FOLD_KEY})", True))
         if csv_path is not None:
             write_whole(csv_path, table[columns].to_csv(index=False))
     written = csv_path or "not written (a run folder: --csv FILE writes it)"
@@ -370,8 +358,8 @@ def _write_html(table: pd.DataFrame, differing: list[str], metrics: list[str], s
     if table[DIAGNOSTICS_COLUMN].any():
         columns.append(DIAGNOSTICS_COLUMN)
     grouped, group_columns = None, []
-    if "seed" in differing:  # the runs that differ only in their seed, averaged
-        by = [key for key in differing if key != "seed"]
+    if settings_of(differing) != differing:  # the runs that differ only in their seed or fold, averaged
+        by = settings_of(differing)
         grouped = sort_table(group_table(table, by, metrics), sort)
         group_columns = [*by, "runs", "completed", *(c for c in metrics if not c.startswith("train_")),
                          "epochs"]  # fmt: skip

@@ -1,8 +1,9 @@
 """`nnexp-report DIR --html`: one self-contained page for a sweep or any folder of runs.
 
 The table of runs (click a column header to sort it), the learning curves of every run overlaid in one
-figure, and the mean ± std of the runs that differ only in their seed. The table is the one nnexp-report
-prints, read by `nnexp.look.report.collect`; each run's name links to its own report.html.
+figure, and the mean ± std of the runs that differ only in their seed or their fold (k-fold
+cross-validation, `data.fold`). The table is the one nnexp-report prints, read by
+`nnexp.look.report.collect`; each run's name links to its own report.html.
 
 The run folders are untrusted (people share them): a run's name is shown escaped and linked by a
 percent-encoded relative path, never as a URL it could choose, and the page's Content-Security-Policy
@@ -88,9 +89,9 @@ def sweep_page(
         _runs_table(runs, columns, page_path),
     ]
     body += ["<h2>Learning curves</h2>", _overlay(curves, sort, warn, overlay_png)]
-    body.append("<h2>Mean ± std over seeds</h2>")
+    body.append("<h2>Mean ± std over seeds and folds</h2>")
     if grouped is None:
-        body.append("<p class='muted'>no runs here differ in their seed only</p>")
+        body.append("<p class='muted'>no runs here differ only in their seed or their fold (data.fold)</p>")
     else:
         body.append(_grouped_table(grouped, group_columns))
     return document(title, body, SORT_SCRIPT)

@@ -37,6 +37,9 @@ def training_state(
         "early_stopping": (
             experiment.early_stopping.state_dict() if experiment.early_stopping is not None else None
         ),
+        # the best epoch so far (its weights are in checkpoint_best.pt) and fp16's loss scale
+        "best": experiment.best.record() if getattr(experiment, "best", None) is not None else None,
+        "grad_scaler": experiment.scaler.state_dict() if getattr(experiment, "scaler", None) else None,
         "epoch": epoch,
         "history": history,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
@@ -56,6 +59,10 @@ def restore_training_state(experiment: Any, state: dict) -> tuple[int, list[dict
         experiment.scheduler.load_state_dict(state["scheduler"])
     if experiment.early_stopping is not None and state.get("early_stopping") is not None:
         experiment.early_stopping.load_state_dict(state["early_stopping"])
+    if getattr(experiment, "best", None) is not None and state.get("best"):  # older checkpoints have none
+        experiment.best.load_record(state["best"])
+    if getattr(experiment, "scaler", None) is not None and state.get("grad_scaler"):
+        experiment.scaler.load_state_dict(state["grad_scaler"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(_as_tuples(state["rng"]["python"]))
     if "cuda" in state["rng"] and torch.cuda.is_available():

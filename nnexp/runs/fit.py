@@ -18,6 +18,7 @@ from rich.console import Console
 
 from nnexp.data.tasks import task_of
 from nnexp.diagnostics.training import Chance
+from nnexp.runs.best import save_best
 from nnexp.runs.cadence import (
     CHECKPOINT_EVERY_S,
     CONSOLE_EVERY_S,
@@ -29,10 +30,13 @@ from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import TrainingProgress, format_epoch_line
 from nnexp.runs.epoch_log import EpochLog
 from nnexp.runs.folder import SAMPLES_FILE, RunFolder
+from nnexp.runs.profile import StepProfiler
 from nnexp.runs.snapshots import Snapshots
 from nnexp.runs.steps import StepLog
+from nnexp.train import overfit
 from nnexp.train.augment import augmented
 from nnexp.train.build import Experiment, loops_for, steps_per_epoch
+from nnexp.train.distributed import global_batch_size, stop_together
 from nnexp.train.generation import generate
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.safeguards import DivergenceGuard, StopOnSignal
@@ -66,7 +70,8 @@ def fit(
         cfg.seed,
     )
     data, task = experiment.data, task_of(experiment.data.spec.task)
-    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
+    batch_size = len(data.train) if trainer.batch_size == "full" else global_batch_size(trainer.batch_size)
+    stop = stop_together(stop, FINISH_EPOCH_UNDER_S)  # several ranks stop at the same batch (distributed.py)
     batches_per_epoch = steps_per_epoch(data, trainer)
     names = task.metrics
     history = list(history or [])
@@ -81,6 +86,9 @@ def fit(
     generation = cfg.get("generation") if task.generates_text else None
     # Augmentation changes only the batches the model trains on; evaluation sees the images as they are.
     train = data.train if experiment.augment is None else augmented(data.train, experiment.augment)
+    overfit_batches = trainer.get("overfit_batches")  # debug=overfit: the same few batches until learned
+    if overfit_batches:
+        train = overfit.start(train, batch_size, overfit_batches, experiment.model)
     checkpoints = Every(trainer.get("checkpoint_every_s", CHECKPOINT_EVERY_S))
     console_lines = Every(CONSOLE_EVERY_S)
     saved_config = OmegaConf.to_container(cfg, resolve=True)  # the same for every checkpoint of the run
@@ -96,10 +104,13 @@ def fit(
     snapshots = Snapshots.start(experiment, cfg, folder.path, start_epoch)  # training.gif's frames
 
     progress = TrainingProgress(console, epochs, batches_per_epoch)
-    with progress, folder.writing_metrics(), records.writing():
+    profiler = StepProfiler(folder.path, trainer.get("profile_steps"), experiment.device)  # debug=profile
+    with progress, folder.writing_metrics(), records.writing(), profiler:
 
         def after_batch(loss: torch.Tensor) -> None:
             progress.on_batch(loss)
+            if profiler.on:
+                profiler.step()
             divergence.after_batch(loss)
             if steps is not None:
                 steps.after_step(loss, epoch, experiment.optimizer)
@@ -161,10 +172,14 @@ def fit(
             step_scheduler(experiment, row)
             stopper = experiment.early_stopping
             stop_early = stopper is not None and stopper.update(epoch, row, experiment.model)
+            if experiment.best is not None:  # checkpoint_best.pt, trainer.test_on=best
+                experiment.best.update(epoch, row, experiment.model)
+            learned = bool(overfit_batches) and overfit.learned(row)
             stop_stuck = (
                 diagnostics is not None and diagnostics.stuck and trainer.get("stop_when_stuck", False)
             )
-            stopping = stop_early or stop_stuck or (stop is not None and stop.requested is not None)
+            stopping = stop_early or stop_stuck or learned
+            stopping = stopping or (stop is not None and stop.requested is not None)
             records.add(row, stopping=stopping)  # the epoch a run stops after is always written
             # a signal since then still saves this epoch (its row, if held, is written as the loop ends)
             stopping = stopping or (stop is not None and stop.requested is not None)
@@ -173,6 +188,7 @@ def fit(
             long_epoch = epoch_s >= FINISH_EPOCH_UNDER_S and write_s <= LONG_EPOCH_WRITE_SHARE * epoch_s
             if checkpoints.due(force=last or stopping or long_epoch):
                 writing = time.perf_counter()
+                save_best(folder, experiment, history, saved_config)  # first: the two agree on the best
                 folder.save_checkpoint(training_state(experiment, epoch, history, saved_config))
                 write_s = time.perf_counter() - writing
             if stop is not None:
@@ -180,6 +196,8 @@ def fit(
             last_epoch_s = time.perf_counter() - epoch_started
             if stop_stuck:
                 log.info("stopping: the loss is stuck (trainer.stop_when_stuck=true)")
+                break
+            if learned:
                 break
             if stop_early:
                 log.info(
@@ -190,6 +208,8 @@ def fit(
                     stopper.best_epoch,
                 )
                 break
+    if overfit_batches:
+        log.info(overfit.verdict(overfit_batches, history))
     return history
 
 

@@ -1,6 +1,7 @@
-"""Where metrics go besides metrics.csv (always written): TensorBoard and MLflow, chosen with `logger=`.
+"""Where metrics go besides metrics.csv (always written): TensorBoard, MLflow and Weights & Biases, chosen
+with `logger=`.
 
-`logger=[csv,tensorboard,mlflow]` picks several. Each logger receives every metrics row as it is
+`logger=[csv,tensorboard,mlflow,wandb]` picks several. Each logger receives every metrics row as it is
 written to metrics.csv (`log_metrics(row, step)`; every Nth epoch's with trainer.log_every_n_epochs)
 and the run's summary at the end (`finish(summary)`), so a chart and metrics.csv show the same numbers.
 The packages are optional extras, imported only when chosen.
@@ -13,6 +14,7 @@ import importlib.util
 import logging
 import math
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, first_line
 
 log = logging.getLogger("nnexp")
 
@@ -139,6 +141,75 @@ class MlflowLogger:
         self.client.set_terminated(self.run_id, "FINISHED" if status == "completed" else "FAILED")
 
 
+class WandbLogger:
+    """A Weights & Biases run per nnexp run, its files in <run folder>/wandb: the config, every metrics row
+    (step = epoch), the pictures, and the final metrics as final/<column> in the run's summary.
+
+    `logger.wandb.mode=offline` (or WANDB_MODE=offline) needs no account and sends nothing: the run is kept
+    in wandb/offline-run-*/run-*.wandb, and `wandb sync` uploads it later. A resumed nnexp run continues
+    the same W&B run (its id is kept in the folder).
+    """
+
+    ID_FILE = "nnexp-run-id"  # in <dir>/wandb: the W&B run id this run folder logs to
+
+    def __init__(self, run_dir: Path, options: dict[str, Any], config: dict[str, Any]) -> None:
+        _require("wandb", "wandb", "wandb")
+        import wandb  # here: importing wandb takes a second, and only logger=wandb needs it
+
+        mode = options.get("mode")
+        if mode not in (None, "online", "offline", "disabled"):
+            raise ConfigError(
+                f"logger.wandb.mode={mode} is not a mode: use online, offline (no account) or disabled"
+            )
+        folder = Path(options.get("dir") or run_dir) / "wandb"
+        folder.mkdir(parents=True, exist_ok=True)
+        id_file = folder / self.ID_FILE
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+        self.step = 0
+        try:
+            self.run = wandb.init(
+                project=options.get("project") or os.environ.get("WANDB_PROJECT") or "nnexp",
+                entity=options.get("entity"),
+                group=options.get("group"),
+                name=options.get("name") or run_dir.name,
+                tags=list(options.get("tags") or []),
+                dir=str(folder.parent),  # wandb adds the wandb/ folder itself
+                mode=mode,  # None: WANDB_MODE, else online
+                config=config,
+                id=run_id,
+                resume="allow",
+                reinit="finish_previous",  # a sweep's jobs run one after another in one process
+                # nnexp keeps its own log: no console capture, and only wandb's essential lines
+                settings=wandb.Settings(console="off", save_code=False, quiet=True),
+            )
+        except wandb.errors.Error as error:
+            raise ConfigError(
+                f"logger=wandb could not start its run ({first_line(error)[:200]}): log in with "
+                f"`wandb login`, or add logger.wandb.mode=offline (no account needed; `wandb sync` uploads "
+                f"it later)"
+            ) from None
+        id_file.write_text(run_id + "\n")  # a resume of this run folder logs to the same W&B run
+        log.info("wandb: %s run %s in %s", self.run.settings.mode, run_id, folder)
+
+    def log_metrics(self, row: dict[str, Any], step: int) -> None:
+        self.step = step
+        self.run.log(_numbers(row), step=step)
+
+    def log_views(self, paths: list[Path]) -> None:
+        """The run's pictures, beside the last epoch's metrics."""
+        import wandb
+
+        images = {f"views/{path.stem}": wandb.Image(str(path)) for path in paths if path.suffix == ".png"}
+        if images:
+            self.run.log(images, step=self.step)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        final = _numbers(summary.get("metrics", {}).get("final", {}))
+        self.run.summary.update({f"final/{key}": value for key, value in final.items()})
+        self.run.summary.update({"status": summary.get("status"), "epochs": summary.get("epochs_completed")})
+        self.run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+
+
 @contextlib.contextmanager
 def _asking_once() -> Iterator[None]:
     """MLflow retries an unreachable server for minutes (seven tries, doubling waits): before the run,
@@ -178,6 +249,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
         loggers.append(TensorBoardLogger(run_dir, dict(chosen["tensorboard"] or {})))
     if "mlflow" in chosen:
         loggers.append(MlflowLogger(run_dir, dict(chosen["mlflow"] or {}), _flat_params(cfg)))
+    if "wandb" in chosen:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        config = {key: value for key, value in config.items() if key not in ("logger", "hydra")}
+        loggers.append(WandbLogger(run_dir, dict(chosen["wandb"] or {}), config))
     return loggers
 
 
@@ -190,4 +265,4 @@ def finish_loggers(loggers: list[Any], summary: dict[str, Any]) -> None:
             log.warning("%s could not finish: %s", type(logger).__name__, error)
 
 
-__all__ = ["MlflowLogger", "TensorBoardLogger", "build_loggers", "finish_loggers"]
+__all__ = ["MlflowLogger", "TensorBoardLogger", "WandbLogger", "build_loggers", "finish_loggers"]

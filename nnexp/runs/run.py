@@ -24,12 +24,14 @@ from nnexp.diagnostics.baselines import baselines_for
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError, command_line, environment_fault
 from nnexp.models.summary import format_parameter_counts, parameter_counts
+from nnexp.runs.best import restore_best, weights_to_test
 from nnexp.runs.checkpoint import training_state
 from nnexp.runs.console import diagnostics_table, results_table
 from nnexp.runs.end_of_run import NOTHING_DRAWN, EndOfRun, draw_pictures
 from nnexp.runs.epoch_log import restore_metrics
 from nnexp.runs.fit import fit, sample
 from nnexp.runs.folder import PAGE_FILE, VOCAB_FILE, RunFolder, code_version, nnexp_version
+from nnexp.runs.launch import on_devices, run_on_devices
 from nnexp.runs.loggers import build_loggers, finish_loggers
 from nnexp.runs.lr_range import find_lr_and_record
 from nnexp.runs.provenance import provenance
@@ -37,6 +39,7 @@ from nnexp.runs.result import RunResult
 from nnexp.runs.resume import Resumed, save_config_if_changed
 from nnexp.runs.summary import RunSummary
 from nnexp.train.build import Experiment, build, describe, loops_for, steps_per_epoch
+from nnexp.train.distributed import recorded_world_size
 from nnexp.train.losses import resolve_loss_name
 from nnexp.train.memory import refuse_what_does_not_fit
 from nnexp.train.metrics import better
@@ -62,6 +65,8 @@ def run(
     the pictures and the page (nnexp.look.end_of_run.DRAWN; none by default); `assigned` is a parallel
     sweep job's own GPU and threads, recorded in the summary.
     """
+    if on_devices(cfg, run_dir, resume):  # trainer.devices > 1: its ranks run it (runs/launch.py)
+        return run_on_devices(run, cfg, run_dir, console, resume, end, assigned)
     folder = RunFolder(run_dir)
     with folder.lock():
         resumed = Resumed.load(folder, cfg) if resume else None
@@ -84,6 +89,7 @@ def _run(
         code_version=code_version(),
         provenance=provenance(cfg, resumed.threads if resumed is not None else None),
         assigned=assigned,
+        world_size=recorded_world_size(),  # trainer.devices > 1: the ranks it trains on (runs/launch.py)
     )
     experiment, restored = None, None
     if resumed is not None and resumed.is_finished:
@@ -103,6 +109,7 @@ def _run(
             # Nothing is written until the checkpoint is loaded into what this config builds.
             experiment = build(cfg)
             restored = resumed.restore(experiment, cfg)
+            restore_best(experiment, folder)  # the best weights so far, from checkpoint_best.pt
             save_config_if_changed(folder, cfg)
             summary.resumed(resumed.previous, resumed.epoch, _timestamp(started))
         loggers: list[Any] = []
@@ -209,6 +216,8 @@ def _train_and_record(
         }
         stopper.restore(experiment.model)
     summary.trained(history, early_stopping)
+    tested, last_weights = weights_to_test(experiment, cfg.trainer)  # trainer.test_on=best: the best's
+    summary.kept_best(tested)
 
     task = task_of(experiment.data.spec.task)
     evaluate_split = loops_for(experiment, cfg.trainer)[1]
@@ -229,7 +238,7 @@ def _train_and_record(
     summary.drew(end.views(experiment, cfg, folder.path))  # predictions.csv, per_class; pictures queued
 
     stop.check()
-    folder.save_checkpoint(training_state(experiment, len(history), history, cfg))
+    folder.save_checkpoint({**training_state(experiment, len(history), history, cfg), **last_weights})
     summary.completed(folder.checkpoint_path.name)
 
     note = experiment.data.spec.details.get("test_split")  # "no test split: ...", when there is none

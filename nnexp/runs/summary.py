@@ -32,10 +32,13 @@ class RunSummary:
     code_version: str | None = None  # the git commit of the checkout (+dirty), else the package version
     provenance: dict[str, Any] | None = None  # runs/provenance.py: software and hardware
     assigned: dict[str, Any] | None = None  # a parallel sweep job's own GPU and threads
+    world_size: int | None = None  # the ranks of data-parallel training (trainer.devices x num_nodes)
     resumed_at: list[str] | None = None  # one time per resume
     resumed_from_epoch: int | None = None  # the checkpoint's epoch the latest resume started from
     # what train/build.py's describe() says the experiment is
     data: dict[str, Any] | None = None  # the data spec
+    folds: int | None = None  # k-fold cross-validation (data.folds=K, data/folds.py): K
+    fold: int | None = None  # and the fold 0..K-1 that validated this run
     model: str | None = None
     num_parameters: int | None = None
     loss: str | None = None
@@ -50,6 +53,9 @@ class RunSummary:
     epochs_completed: int | None = None
     train_time_s: float | None = None  # the epochs' own time, summed
     early_stopping: dict[str, Any] | None = None
+    test_on: str | None = None  # trainer.test_on: the weights the final metrics are of, last or best
+    best_epoch: int | None = None  # the best epoch by best_checkpoint's monitor: the weights in its file
+    best_checkpoint: dict[str, Any] | None = None  # {"file", "monitor", "mode", "value", "epoch"}
     metrics: dict[str, Any] | None = None  # {"final": {...}, "best": {...}}
     baselines: list[dict[str, Any]] | None = None
     per_class: dict[str, Any] | None = None  # a classifier's precision and recall per class (the views)
@@ -78,6 +84,9 @@ class RunSummary:
     def described(self, description: dict[str, Any]) -> None:
         """train/build.py's describe(): the data spec, model, parameters, loss, optimizer and device."""
         self._take(description)
+        details = (self.data or {}).get("details", {})
+        if "folds" in details:  # on top, where nnexp-report and a reader look for a k-fold run's fold
+            self.folds, self.fold = details["folds"], details["fold"]
 
     def found(self, findings: list[dict[str, Any]]) -> None:
         self.diagnostics = findings
@@ -89,6 +98,10 @@ class RunSummary:
         self.epochs_completed = len(history)
         self.train_time_s = round(sum(row["seconds"] for row in history), 3)
         self.early_stopping = early_stopping
+
+    def kept_best(self, record: dict[str, Any]) -> None:
+        """runs/best.py: the weights the final metrics are of, and the epoch checkpoint_best.pt holds."""
+        self._take(record)
 
     def evaluated(
         self, final: dict[str, float], best: dict[str, float], baselines: list[dict[str, Any]]

@@ -22,7 +22,7 @@ from torch import nn
 
 from nnexp.config.custom import build_user_model, check_user_outputs, is_custom_target, load_user_data
 from nnexp.config.data_fit import check_against_data, check_token_batches
-from nnexp.config.machine_checks import check_bf16, check_device, check_model_allocated
+from nnexp.config.machine_checks import check_bf16, check_device, check_fp16, check_model_allocated, check_mps
 from nnexp.config.model_fit import check_model_built
 from nnexp.config.trust import is_user_target
 from nnexp.data import DataBundle, DataSpec, TensorSplit
@@ -31,8 +31,9 @@ from nnexp.data.tasks import task_of
 from nnexp.data.text import TokenSplit
 from nnexp.errors import UserError
 from nnexp.models.init import initialize
-from nnexp.train import threads
+from nnexp.train import distributed, threads
 from nnexp.train.augment import RandomAffine, build_augment
+from nnexp.train.best import BestWeights
 from nnexp.train.loop import evaluate, train_one_epoch
 from nnexp.train.losses import LossFn, build_loss, resolve_loss_name
 from nnexp.train.metrics import metric_names
@@ -59,10 +60,13 @@ class Experiment:
     # The learner checks (nnexp.diagnostics.monitor.Diagnostics), attached by runs/ once the model is built:
     # diagnostics sit above train, which never imports them.
     diagnostics: Any = None
+    best: BestWeights | None = None  # the best epoch so far, its weights (trainer.test_on)
+    scaler: torch.amp.GradScaler | None = None  # trainer.precision=fp16's gradient scaler (CUDA)
 
 
 def build(cfg: DictConfig) -> Experiment:
     device = resolve_device(cfg.device.type)
+    scaler = grad_scaler(cfg.trainer.get("precision", 32), device)  # fp16 off CUDA: refused before the data
     # trainer.threads, a parallel sweep's share, or the cores the machine's load leaves free (threads.py)
     threads.settle(cfg)
     seed_everything(cfg.seed)
@@ -103,6 +107,8 @@ def build(cfg: DictConfig) -> Experiment:
         early_stopping=early_stopping,
         device=device,
         augment=build_augment(regularization["augment"]) if "augment" in regularization else None,
+        best=BestWeights.for_run(early_stopping, data.val is not None, cfg.trainer.get("test_on") == "best"),
+        scaler=scaler,
     )
 
 
@@ -161,7 +167,17 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         check_device(name, torch.cuda.is_available())
+    if name == "mps":
+        check_mps(torch.backends.mps.is_available())
     return torch.device(name)
+
+
+def grad_scaler(precision: int | str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16's gradients underflow without one: the loss is scaled up before backward, the gradients down."""
+    if str(precision) != "fp16":
+        return None
+    check_fp16(device.type)
+    return torch.amp.GradScaler(device.type)
 
 
 def seed_everything(seed: int) -> None:
@@ -170,10 +186,13 @@ def seed_everything(seed: int) -> None:
 
 
 def steps_per_epoch(data: DataBundle, trainer: DictConfig) -> int:
-    batch_size = len(data.train) if trainer.batch_size == "full" else trainer.batch_size
+    full = trainer.batch_size == "full"
+    batch_size = len(data.train) if full else distributed.global_batch_size(trainer.batch_size)
     batches = num_batches(data.train, batch_size)
     if trainer.max_batches_per_epoch is not None:
         batches = min(batches, trainer.max_batches_per_epoch)
+    if trainer.get("overfit_batches"):  # debug=overfit: the same few batches every epoch
+        batches = min(batches, trainer.overfit_batches)
     return batches
 
 
@@ -198,18 +217,29 @@ def loops_for(experiment: Experiment, trainer: DictConfig) -> tuple[Callable[...
             num_batches(experiment.data.val, trainer.batch_size)
         eval_batch_size = trainer.batch_size
     carry_state = experiment.data.train.carries_state  # a language model's sequential batches
-    return (
-        partial(train_one_epoch, task=task, carry_state=carry_state, autocast=autocast),
+    loops = (
+        partial(
+            train_one_epoch,
+            task=task,
+            carry_state=carry_state,
+            autocast=autocast,
+            accumulate=trainer.get("accumulate_grad_batches", 1),
+            scaler=experiment.scaler,
+        ),
         partial(evaluate, task=task, batch_size=eval_batch_size, autocast=autocast, max_batches=max_eval),
     )
+    # trainer.devices > 1: each rank trains and evaluates on its rows, the metrics are every rank's
+    return distributed.loops(task, *loops) if distributed.joined() else loops
 
 
 def autocast_for(
     precision: int | str, device: torch.device
 ) -> Callable[[], contextlib.AbstractContextManager]:
-    """What the loops wrap each forward pass and loss in: bf16 autocast for `bf16`, nothing for 32."""
+    """What the loops wrap each forward pass and loss in: bf16 or fp16 autocast, nothing for 32."""
     if str(precision) == "32":
         return contextlib.nullcontext
+    if str(precision) == "fp16":  # CUDA only (grad_scaler refused the rest)
+        return partial(torch.autocast, device.type, dtype=torch.float16)
     if device.type == "cuda":
         check_bf16(torch.cuda.get_device_name(device), torch.cuda.is_bf16_supported())
     return partial(torch.autocast, device.type, dtype=torch.bfloat16)
