@@ -76,6 +76,29 @@ def write_atomically(
     return target
 
 
+def link_atomically(link: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Point the symbolic link `link` at `target` (written as given: pass a relative path for a link that
+    survives moving the folder), replacing the link that was there in one step: a reader sees the old
+    target or the new one, never no link. The caller checks that `link`, if present, is a link nnexp may
+    replace: os.replace would put this over a file as well. OSError where the file system has no symbolic
+    links (the temporary link is then never made) or the rename is refused (the temporary is removed)."""
+    path = Path(link)
+    for _ in range(_NAME_TRIES):
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
+        try:
+            os.symlink(target, temporary)
+        except FileExistsError:
+            continue  # another writer's temporary: another name
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        return path
+    raise FileExistsError(errno.EEXIST, "no free name for a temporary link", str(path))
+
+
 def leftover_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """The temporaries under `folder` that a killed process left (nnexp's own pattern only)."""
     return sorted(path for path in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}") if path.is_file())
@@ -125,4 +148,4 @@ def _sync_folder(folder: Path) -> None:
             os.close(descriptor)
 
 
-__all__ = ["TEMPORARY_SUFFIX", "leftover_temporaries", "write_atomically"]
+__all__ = ["TEMPORARY_SUFFIX", "leftover_temporaries", "link_atomically", "write_atomically"]

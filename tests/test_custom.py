@@ -4,7 +4,7 @@ data._target_=mydata.load`.
 Each test writes the user's files (mynet.py, mydata.py) into its own folder and runs nnexp there, in this
 process, as `nnexp` would from that folder: the folder is not on sys.path until nnexp puts it there for the
 import. A run folder that names such code is read back (resume, nnexp-predict) only when the command names
-the code too (README, "A run folder is data, never code").
+the code too (docs/resume-and-errors.md, "A run folder is data, never code").
 """
 
 from __future__ import annotations

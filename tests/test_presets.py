@@ -129,7 +129,7 @@ def smoke_run(tmp_path: Path, preset: str, *job: str) -> dict:
 
 def test_every_preset_is_covered_is_global_and_states_its_command():
     assert sum(len(names) for names in SINGLE.values()) + len(SWEEPS) == len(PRESETS) >= 10
-    assert len(LECTURES) >= 14  # the seed notebooks' experiments (README, "The lecture experiments")
+    assert len(LECTURES) >= 14  # the notebooks' experiments (docs/lectures.md, "The lecture experiments")
     for preset in PRESETS:
         package, command = (EXPERIMENT_DIR / f"{preset}.yaml").read_text().splitlines()[:2]
         assert package == "# @package _global_", preset  # Hydra reads it only on the first line

@@ -23,7 +23,7 @@ MNIST = DataSpec("mnist", "classification", (1, 28, 28), 10)
 COLOUR_256 = DataSpec("synthetic", "classification", (3, 256, 256), 10)  # seed 003's torch.rand(16,3,256,256)
 FISH = DataSpec("fish", "regression", (2,), 1)
 
-# The command the README shows, spelled as the shell passes it to nnexp.
+# The command docs/running.md shows, spelled as the shell passes it to nnexp.
 README_LAYERS = (
     "model.layers=[{conv:{channels:8,kernel_size:3,padding:1}},relu,{pool:global_avg},flatten,linear]"
 )

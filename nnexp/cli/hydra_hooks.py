@@ -7,6 +7,9 @@ import contextlib
 import shutil
 from pathlib import Path
 
+# Imported here, not where it is used: a stop signal may land while that first import is half done.
+from nnexp.runs.latest import forget_latest, point_latest  # standard library only
+
 NOTHING_KEPT = "before the run began; nothing was kept"  # what a stop says once it removed the folder
 _CLAIMED: dict[Path, list[Path]] = {}  # folder claimed by this process -> the parents it created
 _FOUND: dict[Path, set[str]] = {}  # a claimed folder that existed already -> the names it held then
@@ -27,6 +30,7 @@ def claim_new_dir(path: str) -> str:
         except FileExistsError:
             continue
         _CLAIMED[candidate.absolute()] = [parent.absolute() for parent in created]
+        point_latest(candidate)  # outputs/latest names the newest run (a sweep's: its folder)
         return str(candidate)
     raise RuntimeError(f"could not create a new folder beside {base}")
 
@@ -62,6 +66,7 @@ def release_claimed_dir(path: str | Path) -> bool:
     folder = Path(path).absolute()
     if folder not in _CLAIMED:
         return False
+    forget_latest(folder)  # latest goes back to the run it named before
     if folder in _FOUND:
         kept = _FOUND.pop(folder)
         for entry in folder.iterdir():

@@ -36,6 +36,7 @@ from nnexp.cli.mistakes import (
     refuse_values_naming_no_option,
     unknown_key_message,
 )
+from nnexp.cli.preset_command import naming_the_preset_command
 from nnexp.cli.run_folders import check_output_root
 from nnexp.config.job import check_job
 from nnexp.errors import ConfigError, command_line, first_line
@@ -56,7 +57,8 @@ def preflight(overrides: list[str], multirun: bool = False) -> DictConfig | None
             cfg = _compose(overrides, overrides)
             if cfg.hydra.mode != RunMode.MULTIRUN:  # a search preset (hparams_search) sweeps without -m
                 named = check_output_root(cfg, multirun=False)
-                check_job(_job_of(cfg))
+                with naming_the_preset_command(cfg):  # a preset's data file unset: the command that makes it
+                    check_job(_job_of(cfg))
                 if named is not None:  # every check passed: now the folder is made this process's
                     claim_named_dir(named)
                 return cfg
@@ -95,7 +97,9 @@ def check_single_run(overrides: list[str]) -> None:
     parsed = parse_overrides(overrides)
     refuse_added_keys(parsed, overrides)
     with config_dir():
-        check_job(_job_of(_compose(overrides, overrides)))
+        cfg = _compose(overrides, overrides)
+        with naming_the_preset_command(cfg):
+            check_job(_job_of(cfg))
 
 
 def _job_of(cfg: DictConfig) -> DictConfig:
