@@ -94,3 +94,12 @@ def test_impossible_settings_are_refused_before_any_folder(tmp_path):
         check_distributed(compose_config("trainer.devices=2", "device.type=cuda:1"), {})
     with pytest.raises(ConfigError, match="has 1 GPU"):
         check_gpu_count(2, 1)
+
+
+def test_more_cpu_processes_than_cores_is_refused_before_any_is_started(tmp_path):
+    """A thousand ranks on the CPU would each load torch and fill the memory before the first step."""
+    cores = len(os.sched_getaffinity(0))
+    said = rf"may use {cores} core\(s\): use trainer.devices={cores} or fewer"
+    with pytest.raises(ConfigError, match=said):
+        nnexp.run(["device=cpu", "trainer.devices=1000"], output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

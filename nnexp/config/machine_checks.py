@@ -63,6 +63,17 @@ def check_memory(needed: int, free: int | None, parameters: int, batch_size: int
         )
 
 
+def check_cpu_count(devices: int, cores: int) -> None:
+    """trainer.devices on the CPU: one process per rank, each a whole torch; more than the cores this
+    process may use only queue for them (and a thousand would fill the memory before the first step)."""
+    if devices > cores:
+        raise ConfigError(
+            f"trainer.devices={devices} on the CPU, but this process may use {cores} core(s): "
+            f"use trainer.devices={max(cores, 1)} or fewer (one process per core), or device=cuda on GPUs",
+            key="trainer.devices",
+        )
+
+
 def check_gpu_count(devices: int, gpus: int) -> None:
     """trainer.devices on CUDA: one GPU per rank, so no more ranks than the GPUs torch sees here."""
     if devices > gpus:

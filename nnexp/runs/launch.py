@@ -35,7 +35,7 @@ from rich.console import Console
 
 from nnexp import stop
 from nnexp.config.distributed_checks import check_distributed, check_same_world_size, planned_world_size
-from nnexp.config.machine_checks import check_gpu_count
+from nnexp.config.machine_checks import check_cpu_count, check_gpu_count
 from nnexp.errors import UserError
 from nnexp.runs.end_of_run import NOTHING_DRAWN, EndOfRun
 from nnexp.runs.folder import RunFolder
@@ -52,11 +52,14 @@ def on_devices(cfg: DictConfig, run_dir: Path, resume: bool) -> bool:
     trainer.devices and num_nodes, the GPUs there are, and a resumed run's own world size."""
     check_distributed(cfg, os.environ)
     size = _env_world_size() or planned_world_size(cfg)
-    if size > 1 and not distributed.joined() and str(cfg.device.type) != "cpu" and not _env_world_size():
+    if size > 1 and not distributed.joined() and not _env_world_size():  # nnexp starts the ranks itself
+        device = str(cfg.device.type)
         import torch
 
-        if str(cfg.device.type).startswith("cuda") or torch.cuda.is_available():
+        if device.startswith("cuda") or (device != "cpu" and torch.cuda.is_available()):
             check_gpu_count(int(cfg.trainer.devices), torch.cuda.device_count())
+        else:  # processes on the CPU (device=cpu, or auto without a GPU)
+            check_cpu_count(int(cfg.trainer.devices), len(os.sched_getaffinity(0)))
     summary = RunFolder(run_dir).read_summary() if resume else None
     if summary is not None:  # none to read: the resume itself says what is wrong with the folder
         check_same_world_size(int(summary.get("world_size") or 1), size, str(run_dir))
