@@ -133,6 +133,7 @@ def test_each_shape_is_two_balanced_classes_in_the_plane_the_same_for_a_seed():
         ("data.shape=triangle", "moons, circles, spirals, xor"),
         ("data.noise=-1", "data.noise=-1"),
         ("data.n_samples=3", "data.n_samples=3"),
+        ("data.n_samples=1000000000", "to 10,000,000"),  # 8.5 GB before the first step, unbounded
     ],
 )
 def test_a_bad_toy2d_setting_is_one_line_and_exit_2_with_nothing_created(
