@@ -5,6 +5,7 @@ exactly, and the settings that cannot work are refused in one line."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 from pathlib import Path
@@ -15,7 +16,7 @@ import nnexp
 from conftest import compose_config, copy_run, read_summary, resume_in_process, start_then_signal
 from nnexp.config.distributed_checks import check_distributed
 from nnexp.config.machine_checks import check_gpu_count
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, UserError
 
 EPOCHS = 4  # the SIGTERM run stops after its first or second epoch: two or more are left to resume
 # digits, an MLP without dropout (so the steps depend on the rows only), no pictures: seconds per run
@@ -79,6 +80,14 @@ def test_a_sigterm_stops_both_ranks_at_a_checkpoint_and_the_run_resumes_exactly(
 def test_a_run_resumes_only_on_the_ranks_it_started_with(two_ranks, tmp_path):
     copy = copy_run(two_ranks, tmp_path / "copy")
     with pytest.raises(ConfigError, match="trained on 2 rank"):
+        resume_in_process(copy, "trainer.devices=1", "trainer.epochs=5", "force=true")
+
+
+def test_a_world_size_that_is_not_a_count_is_a_damaged_summary_not_a_traceback(two_ranks, tmp_path):
+    copy = copy_run(two_ranks, tmp_path / "copy")
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "world_size": "x"}))
+    with pytest.raises(UserError, match="summary.json is damaged"):
         resume_in_process(copy, "trainer.devices=1", "trainer.epochs=5", "force=true")
 
 

@@ -61,8 +61,10 @@ def on_devices(cfg: DictConfig, run_dir: Path, resume: bool) -> bool:
         else:  # processes on the CPU (device=cpu, or auto without a GPU)
             check_cpu_count(int(cfg.trainer.devices), len(os.sched_getaffinity(0)))
     summary = RunFolder(run_dir).read_summary() if resume else None
-    if summary is not None:  # none to read: the resume itself says what is wrong with the folder
-        check_same_world_size(int(summary.get("world_size") or 1), size, str(run_dir))
+    recorded = summary.get("world_size") or 1 if summary is not None else None
+    # none to read, or not a count (a damaged summary): the resume itself says what is wrong with the folder
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        check_same_world_size(recorded, size, str(run_dir))
     return size > 1 and not distributed.joined()
 
 
