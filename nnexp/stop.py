@@ -112,6 +112,9 @@ class Stage:
                 "%s received: stopping after this batch (send it again to stop at once)", name
             )
         else:  # BUILDING, SAVING
+            # Remembered too: raised inside a library's bare `except:` (an optional import, a C callback)
+            # the exception is lost, and the next check (a batch boundary, the end of set-up) raises again.
+            self.requested = self.requested or signum
             raise TrainingInterrupted(signum, self.controller.requeues(signum))
 
 

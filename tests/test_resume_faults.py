@@ -442,6 +442,30 @@ def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruptio
     assert summary["status"] == "interrupted" and "resume_with" not in summary
 
 
+@pytest.mark.parametrize("lr_find", [True, False], ids=["lr range test", "training"])
+def test_a_stop_that_a_library_swallowed_while_the_run_was_set_up_still_stops_it(
+    tmp_path, monkeypatch, lr_find
+):
+    import nnexp
+    import nnexp.runs.run as runner
+    from nnexp.stop import TrainingInterrupted
+
+    described = runner.describe
+
+    def a_library_with_a_bare_except(*args):
+        # SIGTERM lands inside, say, an optional import guarded by a bare `except:`
+        with contextlib.suppress(BaseException):
+            signal.raise_signal(signal.SIGTERM)
+        return described(*args)
+
+    monkeypatch.setattr(runner, "describe", a_library_with_a_bare_except)
+    overrides = ["+lr_find=exponential", "lr_find.num_steps=50"] if lr_find else ["trainer.epochs=2"]
+    with pytest.raises(TrainingInterrupted):
+        nnexp.run(overrides, output_dir=tmp_path / "run")
+    assert read_summary(tmp_path / "run")["status"] == "interrupted"
+    assert not (tmp_path / "run" / "metrics.csv").exists() and not (tmp_path / "run" / "lr_find.csv").exists()
+
+
 def test_a_resume_refuses_a_damaged_summary_instead_of_replacing_it(run_copy):
     (run_copy / "summary.json").write_text('{"status": "comp')  # cut off mid-write
     before = fingerprint(run_copy)

@@ -8,6 +8,7 @@ test_safety.py, test_preemption.py) show the same answers from the console scrip
 from __future__ import annotations
 
 import ast
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -49,6 +50,17 @@ def test_while_a_run_is_built_a_signal_stops_it_at_once_with_its_exit_code():
         signal.raise_signal(signal.SIGTERM)
     assert stopped.value.exit_code == 143 and str(stopped.value) == "interrupted by SIGTERM"
     assert not stopped.value.requeue
+
+
+def test_a_stop_a_library_swallowed_while_the_run_was_built_is_acted_on_at_the_next_check():
+    with StopController().enter(State.BUILDING) as stage:
+        # a library's bare `except:` (an optional import) around the moment the signal lands
+        with contextlib.suppress(BaseException):
+            signal.raise_signal(signal.SIGTERM)
+        with pytest.raises(TrainingInterrupted) as stopped:
+            stage.switch(State.TRAINING)
+            stage.check()
+    assert stopped.value.exit_code == 143
 
 
 def test_while_it_trains_the_first_signal_waits_for_the_batch_boundary_and_a_second_stops_at_once(caplog):

@@ -28,18 +28,22 @@ def find_lr_and_record(
     console: Console,
     summary: RunSummary,
     plot: Callable[[LrFinderResult, Path], Any],
+    check_stop: Callable[[], None] | None = None,
 ) -> RunResult:
     """The lr range test instead of training: lr_find.csv, lr_find.png and the suggestion in the summary.
 
     No checkpoint: a model trained at every lr in turn is no model to keep or resume. The sweep is
-    short, so a stop signal ends it at once (KeyboardInterrupt) with nothing to resume.
+    short, so a stop signal ends it at once with nothing to resume; `check_stop` is also called after
+    every step, for a signal whose exception a library swallowed (nnexp.stop remembers it).
     """
     options = LrFinderOptions.from_config(cfg.lr_find)
     trainer = cfg.trainer
     batch_size = len(experiment.data.train) if trainer.batch_size == "full" else trainer.batch_size
     log.info("lr range test: %d steps, lr %g to %g", options.num_steps, options.start_lr, options.end_lr)
     train_epoch = loops_for(experiment, trainer)[0]
-    found = find_lr(experiment, options, batch_size, train_epoch, trainer.clip_grad_norm, cfg.seed)
+    found = find_lr(
+        experiment, options, batch_size, train_epoch, trainer.clip_grad_norm, cfg.seed, check_stop
+    )
     if found.stopped_early:
         log.info("lr range test stopped after %d steps: %s", len(found.lrs), found.stopped_early)
     _save_lr_find(found, folder, plot)

@@ -126,8 +126,11 @@ def _run(
             summary.initial_loss = start_diagnostics(experiment, cfg)
             summary.found(_findings(experiment))
             end.training_starts()  # look/ imports matplotlib while the epochs run
+            stop.check()  # a stop asked for while it was set up, whose exception a library swallowed
             if cfg.get("lr_find"):  # +lr_find=exponential: a learning-rate range test instead of training
-                result = find_lr_and_record(cfg, experiment, folder, console, summary, end.lr_find_plot)
+                result = find_lr_and_record(
+                    cfg, experiment, folder, console, summary, end.lr_find_plot, stop.check
+                )
             else:
                 if restored is None:  # resumable from the start, even if stopped before the first batch
                     folder.save_checkpoint(training_state(experiment, 0, [], cfg))

@@ -147,6 +147,7 @@ def find_lr(
     train_epoch: TrainEpoch,
     clip_grad_norm: float | None = None,
     seed: int = 0,
+    check_stop: Callable[[], None] | None = None,
 ) -> LrFinderResult:
     """Train `experiment` for up to `options.num_steps` batches with an exponentially growing lr.
 
@@ -166,6 +167,8 @@ def find_lr(
     _set_lr(optimizer, options.lr_at(0))
 
     def after_step(loss: torch.Tensor) -> None:
+        if check_stop is not None:
+            check_stop()  # a stop signal asked for and not yet acted on (see nnexp.stop)
         reason = curve.add(optimizer.param_groups[0]["lr"], loss.item())
         if reason is not None or len(curve.lrs) == options.num_steps:
             raise _SweepOver(reason)
