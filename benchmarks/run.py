@@ -30,6 +30,9 @@ What it compares, side by side in this one process (start-up in fresh processes,
   where the cores are shared as it starts) vs nnexp as it was (OpenMP's default spin-wait, a thread per
   core); the 1-minute load of every measurement beside it. Not in the default list: it keeps the machine
   busy for minutes.
+- the presets' stated times (`--only presets`, issue 28): each lecture preset (or `--presets NAME...`) run
+  whole, its 1-minute load before and after, and the time its header and docs/lectures.md state rewritten
+  (benchmarks/presets.py; `--presets-dry-run` writes nothing). Not in the default list: it takes long.
 
 Ratios compare the time a unit of work takes (tokens per second are inverted first): `runner / hand`
 1.05 means the runner takes 5% longer than the hand-written loop. Repeats are interleaved, so a change
@@ -60,6 +63,7 @@ from typing import Any
 import end_to_end
 import image_epochs
 import lm_throughput
+import presets
 import startup
 import torch
 import torch.nn.functional as F
@@ -629,10 +633,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("images", "tiny", "lm", "startup", "e2e", "loaded"),
+        choices=("images", "tiny", "lm", "startup", "e2e", "loaded", "presets"),
         default=("images", "tiny", "lm", "startup", "e2e"),
-        help="run only these parts (default: all but loaded, which keeps the machine busy for minutes)",
+        help="run only these parts (default: all but loaded and presets, which take many minutes)",
     )
+    parser.add_argument("--presets", nargs="+", metavar="NAME", help="--only presets: these (the lectures)")
+    parser.add_argument("--presets-dry-run", action="store_true", help="--only presets: rewrite nothing")
     parser.add_argument(
         "--e2e-cases",
         nargs="+",
@@ -662,6 +668,9 @@ def main(argv: list[str] | None = None) -> str:
             "startup": lambda: startup_rows(sizes),
             "e2e": lambda: end_to_end.rows(args.e2e_cases, args.e2e_repeats or sizes["e2e_repeats"], workdir),
             "loaded": lambda: loaded_rows(sizes, workdir),
+            "presets": lambda: presets.rows(
+                args.presets or presets.lecture_presets(), workdir, dry_run=args.presets_dry_run
+            ),
         }
         for name in args.only:
             note(f"--- {name}")
