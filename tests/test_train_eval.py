@@ -87,8 +87,8 @@ def test_off_by_default_the_columns_are_absent_and_the_one_train_curve_says_it_i
     assert "train_loss" in header and not [column for column in header if column.startswith("train_eval_")]
     labels = [line.get_label() for line in learning_curves_figure(result.run_dir).axes[0].get_lines()]
     assert RUNNING_LABEL in labels and EVALUATED_LABEL not in labels
-    # No validation and no evaluated train number: nothing is called "best" (summary.json keeps the means).
-    assert "train_loss" in result.summary["metrics"]["best"]
+    # No validation and no evaluated train number: nothing is called "best" (nor is it in summary.json).
+    assert result.summary["metrics"]["best"] == {}
     page = (result.run_dir / "report.html").read_text(encoding="utf-8")
     assert "over the epochs" not in page
     assert not [key for key in _record_of(result.summary) if key.startswith("best_")]
@@ -152,3 +152,13 @@ def test_the_fish_preset_prints_the_notebooks_loss_on_all_the_fish_after_each_ep
             assert mine == pytest.approx(printed, rel=0.02), epoch
     # The running mean is another quantity: 5% above the notebook's plateau at epoch 20.
     assert number(rows[-1]["train_loss"]) > 1.04 * theirs[-1]
+
+
+def test_without_a_validation_split_the_best_epoch_is_the_one_with_the_lowest_evaluated_train_loss(tmp_path):
+    import torch
+
+    result = nnexp.run([*TINY, "data.val_fraction=0", "trainer.eval_train=true"], output_dir=tmp_path / "run")
+    evaluated = [float(row["train_eval_loss"]) for row in rows_of(result.run_dir)]
+    assert result.summary["best_epoch"] == 1 + evaluated.index(min(evaluated))
+    checkpoint = torch.load(result.run_dir / "checkpoint.pt", weights_only=False)
+    assert checkpoint["best"]["monitor"] == "train_eval_loss"  # not the running mean over the batches

@@ -10,8 +10,9 @@ EXIF rotation and, for a huge file, lets PIL print its own decompression-bomb wa
   training images' background; palette, CMYK and the other colour modes are converted to RGB first.
 - A photo's EXIF orientation is applied; an animated image gives its first frame (with a warning).
 - An image over MAX_PIXELS is refused from its header, before a pixel is decoded, as a DataError.
-- Warnings in nnexp's words when an image looks unlike the training data: a light background, dark
-  strokes on a transparent background, far larger than the training size.
+- A warning in nnexp's words for dark strokes on a transparent background (they vanish into the dark
+  background); what else looks unlike the training images is unlike_training.py's.
+- With `drawn` (nnexp-predict --drawn), an image with a light background is inverted without asking.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from nnexp.errors import DataError, first_line
 # channel already half a gigabyte. PIL warns from 89.5 MP and refuses from 179 MP with its own messages;
 # nnexp checks first, with its own.
 MAX_PIXELS = 120_000_000
-# Shrinking more than this many times per side averages a drawn stroke down to a faint smear.
-LARGER_THAN_TRAINING = 8
 # Every image data set nnexp trains on (digits, MNIST, Fashion-MNIST) is drawn light on a dark background:
 # a background pixel is 0, ink is 1.
 BRIGHT = 0.5  # a border or stroke averaging above this (on 0..1) is light
@@ -39,12 +38,16 @@ BRIGHT = 0.5  # a border or stroke averaging above this (on 0..1) is light
 Warn = Callable[[str], None]
 
 
-def read_pixels(path: Path, channels: int, size: tuple[int, int], invert: bool, warn: Warn) -> np.ndarray:
+def read_pixels(
+    path: Path, channels: int, size: tuple[int, int], invert: bool, warn: Warn, drawn: bool = False
+) -> tuple[np.ndarray, bool]:
     """The image at `path` as float32 (h, w, channels) in 0..1, light on dark as the training images are
-    (inverted first with `invert`). `size` (height, width) is the training's, for the warnings only.
-    An unreadable or oversized file is a DataError naming it."""
+    (inverted first with `invert`, or with `drawn` when its border is light), and whether `drawn` inverted
+    it. `size` (height, width) is the training's, for the messages only. An unreadable or oversized file is
+    a DataError naming it."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    found_light = False
     try:
         with _nnexp_size_limit(), Image.open(path) as opened:
             width, height = opened.size
@@ -54,13 +57,26 @@ def read_pixels(path: Path, channels: int, size: tuple[int, int], invert: bool, 
             if frames > 1:
                 warn(f"{path} is animated ({frames} frames): only its first frame is used")
             image = ImageOps.exif_transpose(opened)  # a photo taken sideways, stood up as it was seen
-            pixels = image_pixels(image, channels, invert, str(path), warn)
+            pixels = image_pixels(image, channels, invert, str(path), None if drawn else warn)
+            if drawn and not invert:
+                found_light = border_mean(pixels) > BRIGHT
+                # read again inverted: transparent pixels then become the paper's white, as --invert has it
+                pixels = image_pixels(image, channels, found_light, str(path), warn)
     except Image.DecompressionBombError as error:  # never with PIL's check off; should a plugin check anyway
         raise DataError(f"{path}: {first_line(error)}: resize it first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{path}: not a readable PNG or JPEG image ({first_line(error)}); give one") from None
-    _warn_if_unlike_training(pixels, str(path), size, invert, warn)
-    return pixels
+    return pixels, found_light
+
+
+def border_mean(pixels: np.ndarray) -> float:
+    """The mean of an image's outer 1/16 on each side: its background's brightness."""
+    height, width = pixels.shape[:2]
+    ring = max(1, min(height, width) // 16)
+    border = np.concatenate(
+        [pixels[:ring].ravel(), pixels[-ring:].ravel(), pixels[:, :ring].ravel(), pixels[:, -ring:].ravel()]
+    )
+    return float(border.mean(dtype=np.float64))
 
 
 def image_pixels(
@@ -167,27 +183,4 @@ def _warn_if_ink_vanishes(rgba: Any, name: str, invert: bool, warn: Warn) -> Non
         )
 
 
-def _warn_if_unlike_training(
-    pixels: np.ndarray, name: str, size: tuple[int, int], invert: bool, warn: Warn
-) -> None:
-    height, width = pixels.shape[:2]
-    ring = max(1, min(height, width) // 16)  # the outer 1/16 of each side
-    border = np.concatenate(
-        [pixels[:ring].ravel(), pixels[-ring:].ravel(), pixels[:, :ring].ravel(), pixels[:, -ring:].ravel()]
-    )
-    background = float(border.mean(dtype=np.float64))
-    if background > BRIGHT:
-        fix = "leave out --invert" if invert else "if it is drawn dark on light, pass --invert"
-        warn(
-            f"{name} has a light background ({background:.2f} of white at its border"
-            f"{', after --invert' if invert else ''}) but the run's training images are light on dark: {fix}"
-        )
-    times = max(height / size[0], width / size[1])
-    if times > LARGER_THAN_TRAINING:
-        warn(
-            f"{name} is {width}x{height} pixels, {times:.0f} times the {size[1]}x{size[0]} the run was "
-            f"trained on: shrinking it averages thin strokes away; crop it to the drawing, or draw thicker"
-        )
-
-
-__all__ = ["MAX_PIXELS", "image_pixels", "read_pixels"]
+__all__ = ["MAX_PIXELS", "border_mean", "image_pixels", "read_pixels"]

@@ -6,7 +6,9 @@
 
 Inputs are prepared exactly as the run's training data was: CSV features z-scored with the training rows'
 statistics (saved in the checkpoint's data spec), images converted to the training's channels, resized to
-its input shape and scaled as its pixels were. A table is printed; `--out FILE.csv` also writes it.
+its input shape and scaled as its pixels were; with `--drawn`, a drawing is first inverted, cropped, scaled
+and centred as the data set's digits were (look/drawn.py). A table is printed; `--out FILE.csv` also
+writes it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from nnexp.data.files import refuse_compressed
 from nnexp.data.tabular import as_numbers, refuse_other_separators
 from nnexp.data.tasks import task_of
 from nnexp.errors import DataError, UserError, environment_fault, exit_with, first_line, unwritable_folder
+from nnexp.look.drawn import FRAMES, frame_of, prepare_drawn, resize
 from nnexp.look.whole import write_whole
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -46,6 +49,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="images drawn dark on light: invert them (the data is light on dark)",
     )
+    parser.add_argument(
+        "--drawn",
+        action="store_true",
+        help="images are drawings (any size, dark on light or light on dark): invert a light background, "
+        "crop to the ink, scale and centre it as the data set's digits were (MNIST: 20x20 box, centre of "
+        "mass in 28x28)",
+    )
     parser.add_argument("--num-tokens", type=int, default=100, help="language models: tokens to add (100)")
     parser.add_argument(
         "--trust", action="append", default=[], metavar="MODULE.NAME",
@@ -55,7 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         table = predict(
-            args.run_dir, args.inputs, invert=args.invert, num_tokens=args.num_tokens, trusted=args.trust
+            args.run_dir,
+            args.inputs,
+            invert=args.invert,
+            num_tokens=args.num_tokens,
+            trusted=args.trust,
+            drawn=args.drawn,
         )
         if args.out is not None:
             check_out(args.out, list(table.columns), args.inputs)
@@ -73,13 +88,17 @@ def predict(
     invert: bool = False,
     num_tokens: int = 100,
     trusted: Collection[str] = (),
+    drawn: bool = False,
 ) -> pd.DataFrame:
     """The predictions table for `inputs`, by the run's task; a DataError names a wrong input. `trusted`:
-    the user's own model class (model=custom) the command names with --trust."""
+    the user's own model class (model=custom) the command names with --trust; `drawn`: images are
+    drawings, to prepare as the data set's digits were."""
     from nnexp.look.saved import load_saved_run
 
     saved = load_saved_run(run_dir, trusted)
     task = task_of(saved.spec.task)
+    if drawn and not task.predicts_classes:
+        raise DataError(f"--drawn: this run ({saved.spec.name}) does not read images; leave out --drawn")
     if task.generates_text:
         return _continue_text(saved.path, inputs, num_tokens)
     files = _existing_files(inputs)
@@ -100,7 +119,7 @@ def predict(
     wrong = next((path for path in expanded if path.suffix.lower() not in IMAGE_SUFFIXES), None)
     if wrong is not None or not expanded:
         raise DataError(f"{wrong or inputs[0]}: {_wants(saved.spec)}")
-    return predict_images(saved, expanded, invert)
+    return predict_images(saved, expanded, invert, drawn)
 
 
 def _wants(spec: Any) -> str:
@@ -192,15 +211,26 @@ def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:
 # ---- image files --------------------------------------------------------------------------------------
 
 
-def predict_images(saved: Any, paths: list[Path], invert: bool) -> pd.DataFrame:
-    """One row per image: the predicted class with its probability, and the runner-up."""
+def predict_images(saved: Any, paths: list[Path], invert: bool, drawn: bool = False) -> pd.DataFrame:
+    """One row per image: the predicted class with its probability, and the runner-up. With `drawn`,
+    each image's preparation is said in one line."""
     import torch
 
     spec = saved.spec
+    if drawn and frame_of(spec) is None:
+        raise DataError(
+            f"--drawn: this run's data ({spec.name}) is not one whose drawings nnexp knows the framing of "
+            f"({', '.join(FRAMES)}): leave out --drawn and give images framed as its training images were"
+        )
     notes: list[str] = []  # printed once every image is read: a refused image stays the only line
-    batch = torch.stack([load_image(path, spec, invert, notes.append) for path in paths])  # (N, C, H, W)
+    done: list[str] = []
+    batch = torch.stack(
+        [load_image(path, spec, invert, notes.append, drawn, done.append) for path in paths]
+    )  # (N, C, H, W)
     for note in notes:
         _warn(note)
+    for line in done:
+        print(line)
     with torch.inference_mode():
         probabilities = torch.softmax(saved.model(batch).float(), dim=1)
     names = [str(name) for name in spec.details.get("classes") or range(spec.num_outputs)]
@@ -214,27 +244,43 @@ def predict_images(saved: Any, paths: list[Path], invert: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_image(path: Path, spec: Any, invert: bool = False, warn: Callable[[str], None] | None = None) -> Any:
+def load_image(
+    path: Path,
+    spec: Any,
+    invert: bool = False,
+    warn: Callable[[str], None] | None = None,
+    drawn: bool = False,
+    done: Callable[[str], None] | None = None,
+) -> Any:
     """A PNG or JPEG as the model's input (C, H, W): its channels, size and pixel scale as in training.
 
-    Any bit depth, palette, transparency, EXIF rotation (see nnexp.look.images_in); `warn` gets what
+    Any bit depth, palette, transparency, EXIF rotation (see nnexp.look.images_in). `drawn`: a drawing,
+    inverted when its background is light, cropped, scaled and centred as the data set's digits were
+    (look/drawn.py), which `done` is told in one line. `warn` gets at most one line, the first thing that
     looks unlike the training images (printed at once when not given)."""
     import torch
 
     from nnexp.look.images_in import read_pixels
+    from nnexp.look.unlike_training import unlike_training
 
     channels, height, width = spec.input_shape
     scale = spec.details.get("pixel_scale")
     if scale is None or channels not in (1, 3):
         raise DataError(f"{path}: this run's data ({spec.name}) records no pixel scale; train the run again")
-    pixels = read_pixels(path, channels, (height, width), invert, warn or _warn)  # (h, w, C) in 0..1
-    image = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, C, h, w)
-    shrinking = image.shape[-2] >= height and image.shape[-1] >= width
-    # Averaging when shrinking (no aliasing: a 64x64 drawing of an 8x8 digit gives that digit back).
-    image = torch.nn.functional.interpolate(
-        image, size=(height, width), mode="area" if shrinking else "bilinear"
-    )
-    return ((image[0] * scale["white"] - scale["mean"]) / scale["std"]).float()
+    said: list[str] = []  # one line an image: the first thing that looks wrong is the one to fix first
+    pixels, found_light = read_pixels(path, channels, (height, width), invert, said.append, drawn)
+    frame = frame_of(spec) if drawn else None
+    if frame is not None:
+        image, how = prepare_drawn(pixels, frame, (height, width))  # (C, H, W) in 0..1
+        (done or print)(f"{path}: {'inverted (a light background), ' if found_light else ''}{how}")
+    else:
+        image = resize(torch.from_numpy(pixels).permute(2, 0, 1)[None], (height, width))[0]
+    unlike = unlike_training(path, pixels, image.numpy(), spec, invert, drawn)
+    if unlike is not None:
+        said.append(unlike)
+    if said:
+        (warn or _warn)(said[0])
+    return ((image * scale["white"] - scale["mean"]) / scale["std"]).float()
 
 
 def _warn(message: str) -> None:

@@ -106,7 +106,8 @@ class RunSummary:
     def evaluated(
         self, final: dict[str, float], best: dict[str, float], baselines: list[dict[str, Any]]
     ) -> None:
-        self.metrics = {"final": final, "best": best}
+        """`best`: the best of each metrics column over the epochs; only the evaluated ones are kept."""
+        self.metrics = {"final": final, "best": evaluated_only(best)}
         self.baselines = baselines
 
     def drew(self, record: dict[str, Any]) -> None:
@@ -176,6 +177,17 @@ def _is(value: Any, kind: Any) -> bool:
     return isinstance(value, (int, float) if kind is float else kind)
 
 
+# metrics["best"]'s columns: values a model was scored on after an epoch (the validation split, and the
+# training split with trainer.eval_train). Never train_*: the running mean over an epoch's batches mixes
+# every batch's weights and dropout, so its "best" is no model's (docs/train-numbers.md).
+EVALUATED_COLUMNS = ("train_eval_", "val_", "test_")
+
+
+def evaluated_only(best: dict[str, float]) -> dict[str, float]:
+    """The best values over the epochs of the evaluated columns only."""
+    return {column: value for column, value in best.items() if column.startswith(EVALUATED_COLUMNS)}
+
+
 _TYPES = {
     name: kind
     for name, kind in typing.get_type_hints(RunSummary).items()
@@ -183,4 +195,4 @@ _TYPES = {
 }
 _KEYS = tuple(_TYPES)
 
-__all__ = ["SCHEMA_VERSION", "RunSummary"]
+__all__ = ["EVALUATED_COLUMNS", "SCHEMA_VERSION", "RunSummary", "evaluated_only"]

@@ -2,7 +2,8 @@
 checkpoint_best.pt keeps (runs/best.py writes the file; this module only watches and remembers).
 
 The column is the one early stopping watches when `regularization=early_stopping` is on, so the two agree
-on what "best" means; otherwise val_loss, or train_loss for data without a validation split.
+on what "best" means; otherwise val_loss, or for data without a validation split train_eval_loss
+(`trainer.eval_train`, the training split evaluated) and only without that the epoch's running mean.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ class BestWeights:
         self.unsaved = False  # better weights than checkpoint_best.pt holds
 
     @classmethod
-    def for_run(cls, early_stopping: Any, has_val: bool, keep_weights: bool) -> BestWeights:
+    def for_run(
+        cls, early_stopping: Any, has_val: bool, keep_weights: bool, eval_train: bool = False
+    ) -> BestWeights:
         if early_stopping is not None:
             return cls(early_stopping.monitor, "max" if early_stopping.sign > 0 else "min", keep_weights)
-        return cls("val_loss" if has_val else "train_loss", keep_weights=keep_weights)
+        without_val = "train_eval_loss" if eval_train else "train_loss"
+        return cls("val_loss" if has_val else without_val, keep_weights=keep_weights)
 
     def update(self, epoch: int, row: dict[str, Any], model: nn.Module) -> bool:
         """This epoch's metrics row; True (and its weights kept) when it is the best so far."""

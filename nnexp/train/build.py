@@ -107,7 +107,12 @@ def build(cfg: DictConfig) -> Experiment:
         early_stopping=early_stopping,
         device=device,
         augment=build_augment(regularization["augment"]) if "augment" in regularization else None,
-        best=BestWeights.for_run(early_stopping, data.val is not None, cfg.trainer.get("test_on") == "best"),
+        best=BestWeights.for_run(
+            early_stopping,
+            data.val is not None,
+            keep_weights=cfg.trainer.get("test_on") == "best",
+            eval_train=bool(cfg.trainer.get("eval_train")),
+        ),
         scaler=scaler,
     )
 
