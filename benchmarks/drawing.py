@@ -161,6 +161,10 @@ def main() -> None:
         each = [f"{name.strip()} {seconds:.2f}" for name, seconds in medians.items()]
         if each:
             print(f"        each view (median): {', '.join(each)}")
+        writers = sorted({name for r in on for name in r["spent"] if not name.startswith(" ")})
+        each = [f"{name} {statistics.median(r['spent'].get(name, 0.0) for r in on):.2f}" for name in writers]
+        if each:  # the learning curves and the page are writers of their own, beside the views' pictures
+            print(f"        each writer (median): {', '.join(each)}")
 
 
 def _drawing(spent: dict[str, float]) -> float:

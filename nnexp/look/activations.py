@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnexp.data.tasks import task_of
-from nnexp.look.canvas import save_png, subplots
+from nnexp.look.canvas import new_figure, save_png
 from nnexp.look.figures import TITLE_PT
 from nnexp.look.plots import title_figure
 
@@ -85,26 +85,35 @@ def save_activations(model: nn.Module, data: Any, path: Path, headline: str = ""
         return None
     columns = 3 if len(outputs) in (5, 6) else min(4, len(outputs))
     rows = math.ceil(len(outputs) / columns)
-    title_inches = 0.9
-    height = 2.5 * rows + title_inches
-    figure, axes = subplots(rows, columns, figsize=(3.2 * columns, height), squeeze=False)
-    # a fixed layout: tight_layout measured every label and took as long as the drawing
-    figure.subplots_adjust(
-        left=0.03, right=0.97, bottom=0.25 / height * 2, top=1 - title_inches / height, hspace=0.6, wspace=0.1
-    )
-    for axis, (name, values) in zip(axes.flat, outputs, strict=False):
-        finite = values[np.isfinite(values)]
-        counts, edges = np.histogram(finite, bins=BINS) if len(finite) else (np.zeros(1), np.arange(2))
-        axis.stairs(counts, edges, fill=True, color="tab:blue")  # one artist, not one bar per bin
-        zeros = float(np.mean(finite == 0)) if len(finite) else 0.0
-        facts = f"mean {finite.mean():.2g}, std {finite.std():.2g}" if len(finite) else "no finite value"
-        if zeros >= 0.01:  # a ReLU's dead or silent units
-            facts += f", {zeros:.0%} exactly 0"
-        axis.set_title(f"{name}\n{facts}", fontsize=8)
-        axis.tick_params(labelsize=7)
-        axis.set_yticks([])
-    for axis in list(axes.flat)[len(outputs) :]:
-        axis.set_visible(False)
+    figure = new_figure(figsize=(3.2 * columns, 2.5 * rows + 1.0))
     what = f"each layer's outputs on {len(inputs)} {split_name} examples (eval mode)"
-    title_figure(figure, "\n".join(filter(None, [headline, what])), TITLE_PT)
+    title = title_figure(figure, "\n".join(filter(None, [headline, what])), TITLE_PT, y=0.995, va="top")
+    # a fixed layout, in inches: tight_layout measured every label and took as long as the drawing; the top
+    # leaves room for the figure's title and the first row's two-line panel titles
+    top = 0.1 + (title.get_text().count("\n") + 1) * TITLE_PT / 72 * 1.25 + 0.45
+    height = 2.5 * rows + top - 0.1
+    figure.set_size_inches(3.2 * columns, height)
+    figure.subplots_adjust(left=0.03, right=0.97, bottom=0.4 / height, top=1 - top / height, hspace=0.55,
+                           wspace=0.1)  # fmt: skip
+    for index, (name, values) in enumerate(outputs):  # only the panels drawn: an empty one costs as much
+        _histogram(figure.add_subplot(rows, columns, index + 1), name, values)
     return save_png(figure, path)  # drawn once, written whole
+
+
+def _histogram(axis: Any, name: str, values: np.ndarray) -> None:
+    """One layer's panel: its outputs' histogram (computed once by numpy, drawn as one artist), titled with
+    the layer and its mean, spread and share of exact zeros; a few x ticks and no y ticks (counts of a
+    sample say nothing), since every tick label is text to lay out and draw."""
+    from matplotlib.ticker import MaxNLocator
+
+    finite = values[np.isfinite(values)]
+    counts, edges = np.histogram(finite, bins=BINS) if len(finite) else (np.zeros(1), np.arange(2))
+    axis.stairs(counts, edges, fill=True, color="tab:blue")  # one artist, not one bar per bin
+    zeros = float(np.mean(finite == 0)) if len(finite) else 0.0
+    facts = f"mean {finite.mean():.2g}, std {finite.std():.2g}" if len(finite) else "no finite value"
+    if zeros >= 0.01:  # a ReLU's dead or silent units
+        facts += f", {zeros:.0%} exactly 0"
+    axis.set_title(f"{name}\n{facts}", fontsize=8, y=1.0, pad=4)  # placed: not moved around tick labels
+    axis.xaxis.set_major_locator(MaxNLocator(nbins=3))
+    axis.tick_params(labelsize=7)
+    axis.yaxis.set_visible(False)  # not even drawn empty

@@ -29,13 +29,16 @@ def as_pictures(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), *images.shape[-2:]) if images.ndim == 4 else images
 
 
-def _mosaic(tiles: np.ndarray, columns: int, band: float) -> tuple[np.ndarray, int, int, int]:
-    """Tiles laid out in rows with a blank band above each for its label: (canvas, cell_h, cell_w, top)."""
+def _mosaic(
+    tiles: np.ndarray, columns: int, band: float, blank: float = np.nan
+) -> tuple[np.ndarray, int, int, int]:
+    """Tiles laid out in rows with a blank band above each for its label: (canvas, cell_h, cell_w, top).
+    The canvas has the tiles' dtype; `blank` fills what no tile covers."""
     count, height, width = tiles.shape[:3]
     rows = math.ceil(count / columns)
     top, gap = max(1, round(band * height)), max(1, round(0.12 * width))
     cell_h, cell_w = height + top, width + gap
-    canvas = np.full((rows * cell_h, columns * cell_w - gap, *tiles.shape[3:]), np.nan)
+    canvas = np.full((rows * cell_h, columns * cell_w - gap, *tiles.shape[3:]), blank, dtype=tiles.dtype)
     for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
         canvas[row * cell_h + top : (row + 1) * cell_h, column * cell_w : column * cell_w + width] = tile
@@ -145,8 +148,9 @@ def save_confusion_matrix(
 
 
 def first_layer_pictures(weight: np.ndarray, input_shape: Sequence[int]) -> np.ndarray | None:
-    """The first layer's weights as one picture per unit: (units, H, W[, 3]), or None when they are not
-    pictures (a first linear layer that does not read the whole image)."""
+    """The first layer's weights as one picture per unit, as they are (no scaling): (units, H, W) for
+    grey inputs, (units, H, W, 3) for colour; None when they are not pictures (a first linear layer that
+    does not read the whole image)."""
     if len(input_shape) != 3:
         return None
     channels, height, width = input_shape
@@ -155,38 +159,138 @@ def first_layer_pictures(weight: np.ndarray, input_shape: Sequence[int]) -> np.n
     elif weight.ndim != 4:  # a Conv2d's filters are (out, in, k, k) already
         return None
     if weight.shape[1] == 3:
-        # each filter scaled on its own so its colours show
-        low = weight.min(axis=(1, 2, 3), keepdims=True)
-        high = weight.max(axis=(1, 2, 3), keepdims=True)
-        return ((weight - low) / np.maximum(high - low, 1e-12)).transpose(0, 2, 3, 1)
-    pictures = weight.mean(axis=1)
-    # each unit scaled to its own largest weight, so a unit with small weights still shows its pattern
-    return pictures / np.maximum(np.abs(pictures).max(axis=(1, 2), keepdims=True), 1e-12)
+        return weight.transpose(0, 2, 3, 1)
+    return weight.mean(axis=1)
 
 
-def save_weights(pictures: np.ndarray, layer: str, total: int, path: Path, headline: str = "") -> Path:
-    """Each unit's weights as a picture: red for positive, blue for negative weights."""
+WEIGHT_LABEL_PT = 10  # a template's class name
+WEIGHT_INCH_PER_CHARACTER = 0.094  # a label's width at WEIGHT_LABEL_PT
+
+
+def weight_columns(count: int) -> int:
+    """A wide grid for a slide: one row up to 8 pictures, two up to 20, then about square (at most 16)."""
+    if count <= 8:
+        return count
+    if count <= 20:
+        return math.ceil(count / 2)
+    return min(16, math.ceil(math.sqrt(count)))
+
+
+def save_weights(
+    pictures: np.ndarray,
+    layer: str,
+    total: int,
+    path: Path,
+    headline: str = "",
+    names: Sequence[str] | None = None,
+    unit: str = "unit",
+) -> Path:
+    """Each unit's weights as a picture, all on one colour scale symmetric about 0 with its colour bar,
+    so units compare: a unit drawn pale has small weights. `names`: one label per picture (a softmax
+    regression's templates, one per class). Colour filters are drawn as colours, mid grey for 0.
+
+    Cheap to draw: the weights are coloured here, each a square of whole pixels, and the grid and the bar
+    are copied pixel for pixel onto the figure (`_pixels`), with no axes; an axes, its resampled image and
+    matplotlib's Colorbar (a second axes, its ticks) made the picture twice as slow.
+    """
     shown = len(pictures)
-    labels = [""] * shown  # unlabelled (64 labels took a third of the drawing): units go row by row
     colour = pictures.ndim == 4
-    what = (
-        f"units 0-{shown - 1} of {total}, row by row" if shown < total else f"all {total} units, row by row"
-    )
-    title = f"first layer {layer}: {what}\neach scaled to its own largest weight" + (
-        "" if colour else " (red +, blue -)"
-    )
-    return save_image_grid(
-        pictures,
-        labels,
-        [False] * shown,
-        path,
-        title,
-        columns=min(16, max(8, math.ceil(math.sqrt(shown)))),
-        cmap="RdBu_r",
-        symmetric=not colour,
-        per_cell=0.8,
-        headline=headline,
-    )
+    scale = float(np.abs(pictures).max()) or 1.0  # the largest weight shown, of either sign
+    colours = colour_map("gray" if colour else "RdBu_r")
+    levels = 0.5 + pictures / (2 * scale)  # -scale 0, 0 a half, +scale 1: per channel for colour
+    if colour:  # RGBA bytes, as matplotlib draws them: it converts anything else at the output's size
+        alpha = np.ones((*levels.shape[:3], 1))
+        tiles = np.round(255 * np.concatenate([levels, alpha], axis=3)).astype(np.uint8)
+    else:
+        tiles = colours(levels, bytes=True)
+    size = max(tiles.shape[1:3])
+    tile_px = 90 if shown <= 16 else 64  # figure pixels a picture at DPI 100: legible when projected
+    zoom = max(1, round(tile_px / size))  # each weight a zoom x zoom square of pixels
+    if names:  # wide enough for the longest name (a cell is its tile and a gap of 12%)
+        longest = DPI * WEIGHT_INCH_PER_CHARACTER * max(map(len, names))
+        zoom = max(zoom, math.ceil(longest / (1.12 * size)))
+    tiles = tiles.repeat(zoom, axis=1).repeat(zoom, axis=2)  # coloured first: the zoom copies bytes
+    height, width = tiles.shape[1:3]
+    label_px = 1.6 * WEIGHT_LABEL_PT / 72 * DPI if names else 0.0
+    columns = weight_columns(shown)
+    grid, cell_h, cell_w, top = _mosaic(tiles, columns, max(0.12, label_px / height), blank=255)
+    grid_h, grid_w = grid.shape[:2]
+    margin, gap, bar_w, bar_text = 15, 20, 18, 85  # figure pixels; bar_text: its numbers and label
+    drawn_w = grid_w + gap + bar_w
+    figure_w = max(drawn_w + bar_text + 2 * margin, round(5.5 * DPI))  # room for a short grid's title
+    if names:
+        what = "each class's template"
+    elif shown < total:
+        what = f"{unit}s 0-{shown - 1} of {total}, row by row"
+    else:
+        what = f"all {total} {unit}s, row by row"
+    key = "mid grey 0, a channel brighter where +" if colour else "red +, blue -, white 0"
+    title = f"first layer {layer}: {what}\none colour scale: {key}"  # short: each glyph costs
+    title = wrap_title("\n".join(filter(None, [headline, title])), figure_w / DPI, TITLE_PT)
+    title_px = round((0.2 + TITLE_PT / 72 * 1.25 * (title.count("\n") + 1)) * DPI)
+    figure_h = margin + grid_h + title_px
+    figure = new_figure(figsize=(figure_w / DPI, figure_h / DPI), dpi=DPI)
+    left = (figure_w - drawn_w - bar_text) // 2
+    figure.add_artist(_pixels(grid, left, margin, "weights"))
+    for index, name in enumerate(names or []):  # above its tile
+        row, column = divmod(index, columns)
+        x, y = left + column * cell_w + width / 2, margin + grid_h - row * cell_h - top + 0.05 * height
+        figure.text(x / figure_w, y / figure_h, name, ha="center", va="bottom", fontsize=WEIGHT_LABEL_PT,
+                    parse_math=False, gid="template name")  # fmt: skip
+    # the colour bar, right of the grid, as tall as the grid up to 400 pixels: +scale at the top
+    bar_h = min(grid_h, 400)
+    x0, y0 = left + grid_w + gap, margin + (grid_h - bar_h) // 2
+    bar = colours(np.linspace(1.0, 0.0, bar_h)[:, None], bytes=True).repeat(bar_w, axis=1)
+    figure.add_artist(_pixels(bar, x0, y0, "colour bar"))
+    for value, y in ((scale, y0 + bar_h), (0.0, y0 + bar_h / 2), (-scale, y0)):
+        figure.text((x0 + bar_w + 6) / figure_w, y / figure_h, f"{value:.3g}", va="center", fontsize=9,
+                    gid="colour bar tick")  # fmt: skip
+    label = "each channel's weight" if colour else "weight"
+    figure.text((x0 + bar_w + 60) / figure_w, (y0 + bar_h / 2) / figure_h, label, va="center",
+                rotation=90, fontsize=10, gid="colour bar label")  # fmt: skip
+    title_figure(figure, title, TITLE_PT, y=1 - 8 / figure_h, va="top")
+    return save_png(figure, path)
+
+
+def _pixels(rgba: np.ndarray, left: int, bottom: int, gid: str) -> Any:
+    """An artist that copies `rgba` (H, W, 4 bytes, top row first) onto the figure at whole pixels, its
+    lower left corner at (`left`, `bottom`): matplotlib's images resample and mask even at 1:1. Laid out
+    for the figure's own DPI, at which save_png writes it."""
+    from matplotlib.artist import Artist
+
+    class Pixels(Artist):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rgba = rgba  # what a test reads back
+            self._flipped = np.ascontiguousarray(rgba[::-1])  # Agg's rows go up from the bottom
+
+        def draw(self, renderer: Any) -> None:
+            gc = renderer.new_gc()
+            renderer.draw_image(gc, left, bottom, self._flipped)
+            gc.restore()
+
+    artist = Pixels()
+    artist.set_gid(gid)
+    return artist
+
+
+FIT_PANEL_IN = 3.8  # each panel of fit.png: a square, inches
+
+
+def below_zero(truth: np.ndarray, predicted: np.ndarray) -> int | None:
+    """How many predictions fall below 0 where no true value does (a weight, a price); None when some
+    true value is below 0 itself, so 0 is no boundary."""
+    # a fish of 0 g comes back from its float32 z-score as -0.00003 g: still 0
+    rounding = 1e-5 * float(np.max(np.abs(truth))) if truth.size else 0.0
+    if truth.size == 0 or float(np.min(truth)) < -rounding:
+        return None
+    return int(np.sum(predicted < -rounding))
+
+
+def _zero_line(axis: Any, name: str, low: float) -> None:
+    """0 drawn, and what lies below it shaded, where no true value is below 0 but a prediction is."""
+    axis.axhspan(low, 0, color="tab:red", alpha=0.07, linewidth=0)
+    axis.axhline(0, color="tab:red", linewidth=1.2, label=f"0: no true {name} is below it")
 
 
 def save_fit(
@@ -200,52 +304,60 @@ def save_fit(
     headline: str = "",
 ) -> Path:
     """Predicted against true for every row of `split` (the diagonal is a perfect fit), the least-squares
-    baseline's predictions beside the network's; with a single feature, also the fitted curve."""
+    baseline's predictions beside the network's; with a single feature, also the fitted curve.
+
+    In whatever units it is given (views.py gives the data file's own): both axes share their limits,
+    which take in every prediction, so a fish predicted at -254 g shows below the red line at 0."""
     panels = 2 if curve is not None else 1
-    figure, axes = subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
-    axis = axes[0][0]
-    true, network = targets.reshape(-1), predicted.reshape(-1)
+    left, between, right, bottom, above = 0.85, 0.95, 0.25, 0.6, 0.75  # inches around the panels
+    width = left + panels * FIT_PANEL_IN + (panels - 1) * between + right
+    lines = wrap_title(headline, width, TITLE_PT).count("\n") + 1 if headline else 0
+    height = bottom + FIT_PANEL_IN + above + (0.1 + lines * TITLE_PT / 72 * 1.25 if lines else 0.0)
+    figure = new_figure(figsize=(width, height))
+    true, network = np.asarray(targets, float).reshape(-1), np.asarray(predicted, float).reshape(-1)
+    baseline = None if least_squares is None else np.asarray(least_squares, float).reshape(-1)
+    everything = np.concatenate([true, network] + ([baseline] if baseline is not None else []))
+    low, high = float(everything.min()), float(everything.max())
+    pad = 0.05 * (high - low or 1.0)
+    limits = (low - pad, high + pad)  # the same on both axes: the diagonal at 45 degrees
+    axis = figure.add_axes((left / width, bottom / height, FIT_PANEL_IN / width, FIT_PANEL_IN / height))
+    below = below_zero(true, everything[len(true) :])
+    if below is not None and low < 0:
+        _zero_line(axis, target_name, limits[0])
     # hollow circles, so a least-squares cross on the same spot (a linear model's answer) stays visible
     axis.scatter(true, network, s=28, facecolors="none", edgecolors="tab:blue", label="network", zorder=3)
-    if least_squares is not None:
-        axis.scatter(
-            true,
-            least_squares.reshape(-1),
-            s=22,
-            marker="x",
-            color="tab:orange",
-            label="least squares",
-            zorder=4,
-        )
-    everything = np.concatenate(
-        [true, network] + ([least_squares.reshape(-1)] if least_squares is not None else [])
-    )
-    low, high = float(everything.min()), float(everything.max())
-    axis.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="perfect fit")
-    axis.set(xlabel=f"true {target_name}", ylabel=f"predicted {target_name}")
-    axis.set_title(f"{split} rows", fontsize=TITLE_PT)
-    axis.set_aspect("equal", adjustable="datalim")
+    if baseline is not None:
+        axis.scatter(true, baseline, s=22, marker="x", color="tab:orange", label="least squares", zorder=4)
+    axis.plot(limits, limits, color="grey", linestyle="--", linewidth=1, label="perfect fit")
+    axis.set(xlim=limits, ylim=limits, xlabel=f"true {target_name}", ylabel=f"predicted {target_name}")
+    title = f"{split} rows ({len(true):,})"
+    network_below = below_zero(true, network)
+    if network_below:
+        title += f"\n{network_below} of {len(network):,} predicted below 0 by the network"
+    axis.set_title(title, fontsize=TITLE_PT)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=9, loc="upper left")
     if curve is not None:
-        axis = axes[0][1]
+        x = left + FIT_PANEL_IN + between
+        axis = figure.add_axes((x / width, bottom / height, FIT_PANEL_IN / width, FIT_PANEL_IN / height))
         if split != "train":  # with no test split the rows shown are the training rows themselves
             axis.scatter(curve["train_x"], curve["train_y"], s=10, color="lightgrey", label="training rows")
         axis.scatter(curve["shown_x"], curve["shown_y"], s=18, color="black", label=f"{split} rows")
         axis.plot(curve["grid"], curve["network"], color="tab:blue", linewidth=2, label="network")
+        lines_drawn = [curve["network"]]
         if curve.get("least_squares") is not None:
-            axis.plot(
-                curve["grid"],
-                curve["least_squares"],
-                color="tab:orange",
-                linestyle="--",
-                label="least squares",
-            )
+            axis.plot(curve["grid"], curve["least_squares"], color="tab:orange", linestyle="--",
+                      label="least squares")  # fmt: skip
+            lines_drawn.append(curve["least_squares"])
+        truth = np.concatenate([np.ravel(curve["train_y"]), np.ravel(curve["shown_y"])])
+        drawn = np.concatenate([np.ravel(line) for line in lines_drawn])
+        if below_zero(truth, drawn):
+            bottom_y = min(float(drawn.min()), float(truth.min()))
+            _zero_line(axis, target_name, bottom_y - 0.05 * (float(truth.max()) - bottom_y or 1.0))
         axis.set(xlabel=curve["feature"], ylabel=target_name)
         axis.set_title("the fit over the data", fontsize=TITLE_PT)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=9)
     if headline:
-        title_figure(figure, headline, TITLE_PT)
-    figure.tight_layout()
+        title_figure(figure, headline, TITLE_PT, y=1 - 0.08 / height, va="top")
     return save_png(figure, path)

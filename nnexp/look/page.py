@@ -64,6 +64,9 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertic
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f3f3f3; } th.sortable { cursor: pointer; } th.sortable:hover { background: #e4e4e4; }
 tr.not-completed td { color: #b3261e; }
+tr.finding-problem td:first-child { border-left: 5px solid #c25e00; font-weight: 600; }
+tr.finding-expected td { color: #3d5c3f; background: #eef6ee; }
+tr.finding-expected td:first-child { border-left: 5px solid #2a7d2e; }
 pre { background: #f7f7f7; border: 1px solid #e2e2e2; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .views { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
@@ -322,8 +325,28 @@ def _diagnostics(summary: dict[str, Any]) -> list[str]:
     findings = [f for f in summary.get("diagnostics") or [] if isinstance(f, dict)]
     if not findings:
         return ["<h2>Diagnostics</h2>", "<p>none: no classic mistake was seen</p>"] if summary else []
-    rows = [[f.get("code"), f.get("epoch"), f.get("message"), f.get("hint")] for f in findings]
-    return ["<h2>Diagnostics</h2>", table(["code", "epoch", "what was seen", "what to try"], rows)]
+    # what a lecture preset demonstrates on purpose (its diagnostics.expect) is set apart from a problem
+    said = [f.get("expected") is True for f in findings]
+    rows = [[f"{fmt(f.get('code'))}{' (expected)' * e}", _when(f), f.get("message"), f.get("hint")]
+            for f, e in zip(findings, said, strict=True)]  # fmt: skip
+    kinds = ["finding-expected" if e else "finding-problem" for e in said]
+    out = ["<h2>Diagnostics</h2>"]
+    if any(said):
+        out.append(EXPECTED_NOTE)
+    return [*out, table(["code", "when", "what was seen", "what to try"], rows, "findings", kinds)]
+
+
+EXPECTED_NOTE = (
+    "<p class='muted'>rows marked <b>expected</b> (green) are what this experiment shows on purpose "
+    "(its <code>diagnostics.expect</code>): the lesson, not a mistake to fix</p>"
+)
+
+
+def _when(finding: dict[str, Any]) -> str:
+    """As the console says it: "before training" or "epoch 3", and the epoch it stopped holding."""
+    epoch, resolved = finding.get("epoch"), finding.get("resolved_at")
+    when = "before training" if epoch is None else f"epoch {fmt(epoch)}"
+    return when if resolved is None else f"{when}; resolved at epoch {fmt(resolved)}"
 
 
 def _images(run_dir: Path) -> list[str]:

@@ -20,6 +20,7 @@ from nnexp.atomic import write_atomically
 from nnexp.errors import first_line
 from nnexp.look import train_numbers
 from nnexp.look.canvas import colour_map, png_bytes, save_png, subplots
+from nnexp.look.curve_panels import draw_inside, few_ticks, inside_panels, panel_axes, set_margins
 from nnexp.look.what_ran import headline_of, read_summary
 
 if TYPE_CHECKING:
@@ -105,37 +106,29 @@ def learning_curves_figure(run_dir: Path) -> Any:
     steps_path = Path(run_dir) / STEPS_FILE
     steps = read_metrics(steps_path) if steps_path.is_file() else {}
     summary = read_summary(Path(run_dir))
-    columns = len(panels) + bool(steps.get("step"))
-    figure, axes = subplots(1, columns, figsize=(5 * columns, 4.0), squeeze=False)
+    inside = inside_panels(metrics)  # the gradient norms, dead ReLUs and a changing lr: curve_panels.py
+    figure, axes = panel_axes(len(panels) + bool(steps.get("step")), len(inside))
     if steps.get("step"):
-        _plot_steps(axes[0][-1], steps)
-    for axis, (name, title) in zip(axes[0], panels, strict=False):
+        _plot_steps(axes[len(panels)], steps)
+    for axis, (what, title) in zip(axes[len(axes) - len(inside) :], inside, strict=True):
+        draw_inside(axis, metrics, what, title, TITLE_PT)
+    for axis, (name, title) in zip(axes, panels, strict=False):
         for label, value, colour in references(summary, name):
             axis.axhline(value, color=colour, linestyle="--", linewidth=1.2, zorder=1, label=label)
         for column, style in train_numbers.curves(metrics, name):  # which train number, said in the legend
             _plot_column(axis, metrics, column, zorder=3, **style)
         axis.set(xlabel="epoch", ylabel=name)
-        axis.set_title(title, fontsize=TITLE_PT)
+        axis.set_title(title, fontsize=TITLE_PT, y=1.0)  # placed: not moved around the tick labels
         if name == "accuracy":
             axis.set_ylim(0, 1)  # a wobble of 0.097-0.104 must look like what it is: nothing learned
         elif name in ("loss", "perplexity") and _spans_decades(metrics, name):
             axis.set_yscale("log")
+        few_ticks(axis)  # after the scale: a log axis gets no minor ticks
         axis.grid(alpha=0.3)
         _literal(axis.legend(fontsize=9))
     lines = title_figure(figure, headline_of(run_dir)).get_text().count("\n") + 1
-    _set_margins(figure, columns, lines)
+    set_margins(figure, axes, lines, TITLE_PT, HEADLINE_PT)
     return figure
-
-
-def _set_margins(figure: Any, columns: int, headline_lines: int) -> None:
-    """Margins in inches for the tick labels, axis labels and titles: what tight_layout finds for these
-    panels, without drawing the figure a second time to measure them (a third of the curves' cost)."""
-    width, height = figure.get_size_inches()
-    left, right, bottom, gap = 0.8, 0.2, 0.55, 0.9
-    top = 0.15 + headline_lines * HEADLINE_PT / 72 * 1.25 + TITLE_PT / 72 * 1.6
-    axis_width = (width - left - right - gap * (columns - 1)) / columns
-    figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                           top=1 - top / height, wspace=gap / axis_width)  # fmt: skip
 
 
 TITLE_PT = 13  # a panel's title, readable on a projector; the figure's own title is larger

@@ -24,7 +24,7 @@ from torch import nn
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import least_squares_predict, least_squares_weights
-from nnexp.look import figures
+from nnexp.look import figures, units
 from nnexp.look.activations import ACTIVATIONS_PLOT, save_activations
 from nnexp.look.boundary import boundary_views
 from nnexp.look.predictions import (
@@ -253,37 +253,44 @@ def _top_losses(
 
 
 def _weights(model: nn.Module, spec: DataSpec, path: Path, headline: str = "") -> Path | None:
-    """weights.png: the first Linear or Conv2d layer's weights as pictures, when they are pictures."""
-    first = next(
-        (
-            (name, module)
-            for name, module in model.named_modules()
-            if isinstance(module, (nn.Linear, nn.Conv2d))
-        ),
-        None,
-    )
-    if first is None:
+    """weights.png: the first Linear or Conv2d layer's weights as pictures, when they are pictures; when
+    that layer maps the picture straight to the classes (softmax regression), each is its class's template."""
+    layers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Linear, nn.Conv2d))
+    ]
+    if not layers:
         return None
-    name, layer = first
+    name, layer = layers[0]
     weight = layer.weight.detach().float().cpu().numpy()
     pictures = figures.first_layer_pictures(weight[:MAX_UNITS], spec.input_shape)
     if pictures is None:
         return None
-    return figures.save_weights(pictures, f"{name} ({type(layer).__name__})", len(weight), path, headline)
+    templates = len(layers) == 1 and isinstance(layer, nn.Linear) and len(weight) == spec.num_outputs
+    return figures.save_weights(
+        pictures,
+        f"{name} ({type(layer).__name__})",
+        len(weight),
+        path,
+        headline,
+        names=class_names(spec) if templates else None,
+        unit="filter" if isinstance(layer, nn.Conv2d) else "unit",
+    )
 
 
 @torch.inference_mode()
 def _fit(
     experiment: Experiment, predictions: Predictions, split: TensorSplit, path: Path, headline: str = ""
 ) -> Path:
-    """fit.png: the network's and least squares' predictions against the truth; one feature: the curve."""
+    """fit.png: the network's and least squares' predictions against the truth; one feature: the curve.
+    Drawn in the data file's units: a z-scored column's mean and spread (look/units.py) are put back."""
     data, spec, model = experiment.data, experiment.data.spec, experiment.model
+    y_scale, x_scale = units.target_scale(spec), units.feature_scale(spec)
     weights = least_squares_weights(data)
     rows = torch.as_tensor(predictions.index, device=split.inputs.device)
     baseline = least_squares_predict(weights, split.inputs[rows]).numpy()
-    named = spec.details.get("target", "target")
-    target = ", ".join(map(str, named)) if isinstance(named, list) else str(named)  # several: one panel
-    target_name = f"{target} (z-score)" if spec.details.get("target_scale") else target
+    target_name = ", ".join(units.target_names(spec))  # several: one panel
     curve = None
     if tuple(spec.input_shape) == (1,) and predictions.targets.reshape(len(rows), -1).shape[1] == 1:
         everything = torch.cat([part.inputs for part in data.splits().values()])
@@ -292,23 +299,23 @@ def _fit(
         model.eval()
         network = model(grid[:, None]).float().cpu().numpy()
         model.train(was_training)
-        features = spec.details.get("features") or ["feature"]
+        fitted = least_squares_predict(weights, grid[:, None]).numpy()
+        feature = (spec.details.get("features") or ["feature"])[0]
+        z_scored = x_scale is None and str(spec.details.get("normalization", "")).startswith("z")
         curve = {
-            "feature": f"{features[0]} (z-score)"
-            if spec.details.get("normalization", "").startswith("z")
-            else features[0],
-            "train_x": data.train.inputs.cpu().numpy(),
-            "train_y": data.train.targets.cpu().numpy(),
-            "shown_x": split.inputs[rows].cpu().numpy(),
-            "shown_y": predictions.targets,
-            "grid": grid.cpu().numpy(),
-            "network": network,
-            "least_squares": least_squares_predict(weights, grid[:, None]).numpy(),
+            "feature": f"{feature} (z-score)" if z_scored else feature,  # a scale not recorded stays z
+            "train_x": units.in_file_units(data.train.inputs.cpu().numpy(), x_scale),
+            "train_y": units.in_file_units(data.train.targets.cpu().numpy(), y_scale),
+            "shown_x": units.in_file_units(split.inputs[rows].cpu().numpy(), x_scale),
+            "shown_y": units.in_file_units(predictions.targets, y_scale),
+            "grid": units.in_file_units(grid.cpu().numpy(), x_scale),
+            "network": units.in_file_units(network, y_scale),
+            "least_squares": units.in_file_units(fitted, y_scale),
         }
     return figures.save_fit(
-        predictions.targets,
-        predictions.predicted,
-        baseline,
+        units.in_file_units(predictions.targets, y_scale),
+        units.in_file_units(predictions.predicted, y_scale),
+        units.in_file_units(baseline, y_scale),
         path,
         target_name,
         curve,
