@@ -139,7 +139,8 @@ def test_a_sweep_page_has_the_sortable_table_the_overlay_and_mean_std_over_seeds
     assert [m for m in re.findall(r'<a href="([^"]+)"', runs)] == [f"{i}/report.html" for i in (3, 2, 1, 0)]
     groups = page.split('id="groups"')[1].split("</table>")[0]
     assert "adam" in groups and "0.9267 ± 0.014" in groups and "0.7867 ± 0.028" in groups
-    [overlay] = embedded_images(page)
+    chart, overlay = embedded_images(page)  # the sweep chart (above the curves), then the overlay
+    assert chart == (seeded_sweep / "sweep_chart.png").read_bytes()
     assert Image.open(io.BytesIO(overlay)).size[0] > 600
     assert 'addEventListener("click"' in page and 'src="http' not in page
 
@@ -207,7 +208,7 @@ def test_a_sweep_page_renders_in_headless_chromium_with_its_curves(seeded_sweep,
     assert report_main([str(seeded_sweep), "--html"]) == 0
     dom, shot = rendered(seeded_sweep / "report.html", tmp_path, 1280, 1000)
     assert shot.size == (1280, 1000) and shows_something(shot)
-    assert 'id="runs"' in dom and 'id="groups"' in dom and dom.count("data:image/png;base64,") == 1
+    assert 'id="runs"' in dom and 'id="groups"' in dom and dom.count("data:image/png;base64,") == 2
     assert 'title="click to sort"' in dom  # the inline script ran and made every header sortable
     order = re.findall(r'<a href="(\d)/report.html"', dom)
     assert order == ["3", "2", "1", "0"]  # as written: the best val_accuracy first

@@ -329,7 +329,9 @@ def test_a_report_of_many_runs_prints_nnexps_warnings_never_a_librarys(tmp_path)
 
 def test_curves_no_plot_can_scale_to_are_one_warning_and_the_rest_is_written(tmp_path, capsys):
     runs = many_runs(tmp_path / "sweep", 3)
-    (runs[0][1] / "metrics.csv").write_text("epoch,val_loss,val_accuracy\n1,1,1e308\n2,1,-1e308\n")
+    for _, run in runs:  # a regression: its mse has a linear axis (an accuracy's is fixed at 0 to 1)
+        (run / "metrics.csv").write_text("epoch,val_loss,val_mse\n1,1,0.5\n2,1,0.4\n")
+    (runs[0][1] / "metrics.csv").write_text("epoch,val_loss,val_mse\n1,1,1e308\n2,1,-1e308\n")
     assert main([str(tmp_path / "sweep"), "--plot", "--html"]) == 0
     out, err = capsys.readouterr()
     [line] = err.splitlines()

@@ -279,11 +279,12 @@ def overlay_figure(
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    frames = []
+    frames, folders = [], []
     for label, run in runs:
         if (run / "metrics.csv").is_file():
             try:
                 frames.append((label, read_metrics(run / "metrics.csv")))
+                folders.append(run)
             except (OSError, ValueError, csv.Error) as error:  # one damaged run does not hide the others
                 warn(f"{run / 'metrics.csv'}: cannot be read ({error}); left out of the plot")
     named = frames if len(frames) <= MAX_NAMED else frames[:BEST_NAMED]
@@ -317,6 +318,9 @@ def overlay_figure(
         if name in ("loss", "perplexity") and _spans_decades_in(frames, name):  # e.g. a diverged run's
             axis.set_yscale("log")
         axis.autoscale_view()
+        if name == "accuracy":
+            axis.set_ylim(0, 1)  # as each run's own curves: a wobble of 0.097-0.104 must look like nothing
+        _overlay_references(axis, folders[: len(named)], name)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set(xlabel="epoch", ylabel=name, title=f"{name} (val solid, train dashed)")
         axis.grid(alpha=0.3)
@@ -330,11 +334,28 @@ def overlay_figure(
         labels.append(f"+{len(greyed)} more in grey")
     if panels and handles:
         title = f"best {len(named)} by {legend_text(ranked_by)}" if greyed and ranked_by else None
-        legend = figure.legend(handles, labels, loc="outside right upper", fontsize=8, title=title,
-                               title_fontsize=8)  # fmt: skip
+        # 10 pt, legible when projected; beside the plots, never on the curves, however many runs
+        legend = figure.legend(handles, labels, loc="outside right upper", fontsize=10, title=title,
+                               title_fontsize=10)  # fmt: skip
         for text in [*legend.get_texts(), legend.get_title()]:
             text.set_parse_math(False)  # a `$` in a run's name is a dollar, not TeX (a bad formula raised)
     return figure
+
+
+def _overlay_references(axis: Any, folders: list[Path], name: str) -> None:
+    """The named runs' `references` (chance, the classical baseline), dashed and labelled at their right end,
+    each at its median over the runs (a baseline's score moves with a run's data split)."""
+    from matplotlib.transforms import blended_transform_factory as blended
+
+    found: dict[str, tuple[list[float], str]] = {}
+    for label, value, colour in (ref for folder in folders for ref in references(read_summary(folder), name)):
+        found.setdefault(label.rsplit(": ", 1)[0], ([], colour))[0].append(value)
+    at_right = blended(axis.transAxes, axis.transData)  # x across the axes, y in the data
+    for key, (values, colour) in found.items():
+        value = sorted(values)[len(values) // 2]
+        axis.axhline(value, color=colour, linestyle="--", linewidth=1.2, zorder=2)
+        axis.text(0.99, value, f"{key}: {value:.3g}", transform=at_right, ha="right", va="bottom", fontsize=9,
+                  color=colour, parse_math=False, usetex=False, bbox={"fc": "w", "ec": "none", "alpha": 0.7})
 
 
 def _points(metrics: Metrics, column: str) -> list[tuple[float, float]]:

@@ -29,6 +29,7 @@ from rich.text import Text
 from nnexp.config.trust import problem_in_saved_config
 from nnexp.errors import UserError, environment_fault, exit_with, first_line, unwritable_folder
 from nnexp.look.groups import BASELINE_COLUMN, DIAGNOSTICS_COLUMN, FOLD_KEY, group_table, settings_of
+from nnexp.look.sweep_chart import chart_beside, save_chart
 from nnexp.look.train_numbers import evaluated_best
 from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
@@ -290,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
                        f"page is {base / 'report.html'}); name the file, as --html --out FILE")  # fmt: skip
     if args.out is not None and not args.html:
         return _refuse("--out names the page --html writes: add --html, or drop --out")
-    for option, path in (("--csv", csv_path), ("--plot", plot_path), ("--out", html_path)):
+    # Each final metric against each swept value, beside the overlay or the page (none: only seeds swept).
+    chart, chart_path = chart_beside(table, differing, plot_path or html_path)
+    for option, path in (("--csv", csv_path), ("--plot", plot_path), ("--out", html_path),
+                         ("--plot" if plot_path else "--out", chart_path)):  # fmt: skip
         problem = _unwritable(path)
         if problem:
             return _refuse(f"{option} {path}: {problem}")
@@ -330,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
 
         drawn = save_overlay(_curves(table, differing, sort), plot_path, warn=_warn, ranked_by=sort)
         console.print(Text(f"plot: {drawn or 'not drawn (the warning above says why)'}"))
+    chart_png = save_chart(chart, chart_path, warn=_warn) if chart and chart_path else None
+    if chart is not None:
+        console.print(Text(f"chart: {chart_path if chart_png else 'not drawn (the warning above says why)'}"))
     if html_path is not None:
         # The page embeds the same overlay: drawn once, whether or not --plot wrote it to a file.
         overlay = None if plot_path is None else drawn.read_bytes() if drawn else b""
-        _write_html(table, differing, metrics, sort, html_path, args.paths, overlay)
+        chart_shown = None if chart is None else (chart_png or b"", chart.caption)
+        _write_html(table, differing, metrics, sort, html_path, args.paths, overlay, chart_shown)
         console.print(Text(f"page: {html_path}"))
     return 0
 
@@ -348,7 +356,8 @@ def _curves(table: pd.DataFrame, differing: list[str], sort: str | None) -> list
 
 
 def _write_html(table: pd.DataFrame, differing: list[str], metrics: list[str], sort: str | None, path: Path,
-                paths: list[Path], overlay: bytes | None = None) -> None:  # fmt: skip
+                paths: list[Path], overlay: bytes | None = None,
+                chart: tuple[bytes, str] | None = None) -> None:  # fmt: skip
     """The page of `nnexp-report --html`: the run table, the overlaid curves, mean ± std over seeds."""
     from nnexp.look.sweep_page import sweep_page
 
@@ -365,7 +374,8 @@ def _write_html(table: pd.DataFrame, differing: list[str], metrics: list[str], s
                          "epochs"]  # fmt: skip
     title = "nnexp runs: " + " ".join(str(p) for p in paths)
     curves = _curves(table, differing, sort)
-    page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, _warn, overlay)
+    page = sweep_page(title, table, columns, sort, grouped, group_columns, curves, path, _warn, overlay,
+                      chart)  # fmt: skip
     write_whole(path, page)
 
 
@@ -401,7 +411,7 @@ def _written_by_nnexp_report(path: Path) -> bool:
     """A file a report may replace: its own default files beside the runs, or a table or page it wrote."""
     from nnexp.look.page import GENERATOR
 
-    if path.name in ("report.csv", "report.png", "report.html"):
+    if path.name in ("report.csv", "report.png", "report.html", "sweep_chart.png"):  # sweep_chart.CHART_FILE
         return True
     try:
         with path.open("rb") as handle:
