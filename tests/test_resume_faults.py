@@ -396,15 +396,18 @@ def test_the_python_api_does_not_write_over_a_run(run_copy):
     assert fingerprint(run_copy) == before
 
 
-def start_and_signal_once_it_has(tmp_path: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Start `nnexp ARGS hydra.run.dir=tmp_path/run`; send SIGTERM the moment the file `name` appears."""
+def start_and_signal_once_it_has(
+    tmp_path: Path, name: str, *args: str, saying: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Start `nnexp ARGS hydra.run.dir=tmp_path/run`; send SIGTERM the moment the file `name` appears
+    (and holds the text `saying`)."""
     folder = tmp_path / "run"
     process = subprocess.Popen(
         [*NNEXP, *args, f"hydra.run.dir={folder}"], cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 180
-    while not (folder / name).exists():
+    while not ((folder / name).exists() and saying in (folder / name).read_text(errors="replace")):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
@@ -435,7 +438,7 @@ def test_sigterm_from_the_first_checkpoint_on_leaves_a_run_to_resume_exactly(tmp
 def test_sigterm_during_a_learning_rate_range_test_is_recorded_as_an_interruption(tmp_path):
     # 5,000 small steps that never reach a diverging lr: the test is still running when the signal comes.
     lr_find = ["+lr_find=exponential", "lr_find.num_steps=5000", "lr_find.end_lr=1e-3"]
-    result = start_and_signal_once_it_has(tmp_path, "summary.json", *lr_find)
+    result = start_and_signal_once_it_has(tmp_path, "nnexp.log", *lr_find, saying="lr range test: 5000 steps")
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().endswith(f"interrupted by SIGTERM; the run folder is {tmp_path / 'run'}")
     summary = read_summary(tmp_path / "run")
