@@ -95,8 +95,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     overrides, named, named_as = api_run_folder(overrides, parse_overrides(overrides), output_dir)
     register_resolvers()
     GlobalHydra.instance().clear()  # a notebook may have initialised Hydra before
-    check_single_run(overrides)  # the command line's checks and messages, before any folder exists
-    cfg = compose(overrides)
+    cfg = check_single_run(overrides)  # the command line's checks and messages, before any folder exists
     if named is None:
         output_dir = claim_new_dir(time.strftime("outputs/%Y-%m-%d/%H-%M-%S"))
     else:

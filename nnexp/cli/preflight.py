@@ -91,15 +91,19 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
         raise ConfigError(f"cannot read the command line: {first_line(error)}") from None
 
 
-def check_single_run(overrides: list[str]) -> None:
+def check_single_run(overrides: list[str]) -> DictConfig:
     """What preflight checks of one run's overrides, with the same messages, leaving out the run folder
-    (nnexp.run names its own): for the Python API."""
+    (nnexp.run names its own): for the Python API. Returns the config checked, the one the run is given
+    (as Hydra composes it without its own node: struct), so the API composes once."""
     parsed = parse_overrides(overrides)
     refuse_added_keys(parsed, overrides)
     with config_dir():
         cfg = _compose(overrides, overrides)
+        job = _job_of(cfg)
         with naming_the_preset_command(cfg):
-            check_job(_job_of(cfg))
+            check_job(job)
+    OmegaConf.set_struct(job, True)
+    return job
 
 
 def _job_of(cfg: DictConfig) -> DictConfig:
