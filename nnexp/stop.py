@@ -72,6 +72,7 @@ class Stage:
         self.name = name  # the program a tool's one line names
         self.on_stop = on_stop  # STARTING's answer: the caller's, as only it knows what to release
         self.requested: int | None = None  # TRAINING's first signal, acted on at the batch boundary
+        self.notice: Any = None  # the thread that says a stop was asked for (_say_from_another_thread)
 
     def switch(self, state: State) -> None:
         """Go on in another state (a run built and now training; a tool stopped and now cleaning up)."""
@@ -105,10 +106,7 @@ class Stage:
         elif self.state is State.TRAINING:
             self.requested = signum
             self.switch(State.SAVING)
-            # logging is loaded by then (nnexp.train imports it); not above, as `nnexp` imports this first
-            import logging
-
-            logging.getLogger("nnexp").warning(
+            self.notice = _say_from_another_thread(
                 "%s received: stopping after this batch (send it again to stop at once)", name
             )
         else:  # BUILDING, SAVING
@@ -163,6 +161,23 @@ class StopController:
             os.kill(os.getpid(), signum)
             return
         self._stages[-1].answer(signum)
+
+
+def _say_from_another_thread(message: str, *args: Any) -> Any:
+    """Log a warning from a thread of its own, which waits for the main thread's write to end.
+
+    The handler runs in the main thread wherever it was, even inside a log line's write to nnexp.log or
+    the console (a write interrupted by the signal checks for handlers): logging to the same stream from
+    there is a re-entrant write, which logging reports with a traceback. logging and threading are loaded
+    by then (nnexp.train imports them); not above, as `nnexp` imports this module first."""
+    import logging
+    import threading
+
+    notice = threading.Thread(
+        target=logging.getLogger("nnexp").warning, args=(message, *args), name="nnexp-stop-notice"
+    )
+    notice.start()
+    return notice
 
 
 def _on_main_thread() -> bool:

@@ -69,6 +69,26 @@ def test_a_stop_while_the_pictures_are_drawn_leaves_a_completed_run_that_resume_
     assert again.status == "completed" and (tmp_path / "report.html").is_file()
 
 
+def test_a_stop_asked_for_after_the_last_batch_stops_the_run_before_its_pictures(tmp_path, monkeypatch):
+    """Ctrl-C as the results table is printed (after the last batch boundary, while the run still trains
+    by its state): the run is complete, so it stops as it would while drawing, with nothing drawn."""
+    import nnexp.runs.run as runner
+
+    table = runner.results_table
+
+    def a_ctrl_c_as_it_prints(*args):
+        signal.raise_signal(signal.SIGINT)  # noted, as during training: the stop comes at the boundary
+        return table(*args)
+
+    monkeypatch.setattr(runner, "results_table", a_ctrl_c_as_it_prints)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        nnexp.run(list(QUICK), output_dir=tmp_path)
+    assert stopped.value.exit_code == 130
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "completed" and (tmp_path / summary["checkpoint"]).is_file()
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "report.html").exists()
+
+
 def test_a_figure_has_its_own_canvas_and_is_drawn_once_into_the_file(tmp_path):
     figure = canvas.new_figure(figsize=(2, 1))
     figure.add_subplot().plot([0, 1], [1, 0])

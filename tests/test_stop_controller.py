@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -68,6 +69,7 @@ def test_while_it_trains_the_first_signal_waits_for_the_batch_boundary_and_a_sec
         stage.switch(State.TRAINING)
         signal.raise_signal(signal.SIGINT)  # noted, not raised: the batch finishes
         assert stage.requested == signal.SIGINT and stage.state is State.SAVING
+        stage.notice.join()  # said from a thread of its own: never a re-entrant write to a log's stream
         assert "SIGINT received: stopping after this batch (send it again to stop at once)" in caplog.text
         with pytest.raises(TrainingInterrupted) as at_the_boundary:
             stage.check()
@@ -75,6 +77,46 @@ def test_while_it_trains_the_first_signal_waits_for_the_batch_boundary_and_a_sec
         with pytest.raises(TrainingInterrupted) as twice:
             signal.raise_signal(signal.SIGINT)  # Ctrl-C twice: while it saves, at once
         assert twice.value.exit_code == 130
+
+
+class AStreamThatRefusesReentrantWrites:
+    """As io.BufferedWriter: a write that starts while one is under way (a signal's handler running inside
+    it) raises "reentrant call"; the first write here is the one a Ctrl-C interrupts."""
+
+    def __init__(self):
+        self.lines, self.writing, self.interrupted = [], False, False
+
+    def write(self, text):
+        if self.writing:
+            raise RuntimeError("reentrant call")
+        self.writing = True
+        try:
+            if not self.interrupted:
+                self.interrupted = True
+                signal.raise_signal(signal.SIGINT)
+            self.lines.append(text)
+        finally:
+            self.writing = False
+
+    def flush(self):
+        pass
+
+
+def test_the_stop_notice_never_writes_into_a_log_line_the_signal_interrupted(capsys):
+    stream = AStreamThatRefusesReentrantWrites()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("nnexp")
+    logger.addHandler(handler)
+    try:
+        with StopController().enter(State.BUILDING) as stage:
+            stage.switch(State.TRAINING)
+            logger.warning("epoch 3/10")  # the Ctrl-C lands while this line is written
+            stage.notice.join()
+    finally:
+        logger.removeHandler(handler)
+    assert "Logging error" not in capsys.readouterr().err
+    assert stream.lines[0] == "epoch 3/10\n"
+    assert "SIGINT received: stopping after this batch" in stream.lines[1]
 
 
 def test_leaving_a_run_gives_every_signal_back_to_what_answered_it_before(own_handlers):

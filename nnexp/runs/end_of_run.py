@@ -57,8 +57,12 @@ def draw_pictures(
 
     A stop signal now stops at once: the records are whole and each picture is written whole or not at
     all, so the folder is complete but for the pictures not yet drawn (a resume writes the page)."""
-    if stop.requested is None:  # one already asked for (the run is stopping) keeps its own answer
+    if stop.requested is None:
         stop.at_once()
+    elif summary.status == "completed":
+        # Asked for after the last batch boundary, as the run ended: its records are whole, so it stops
+        # now, as it would have at once. (A run already stopping keeps its own answer.)
+        stop.check()
     drawing = time.perf_counter()
     end.pictures(folder.path)
     end.curves(folder.path)
