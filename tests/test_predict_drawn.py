@@ -277,3 +277,24 @@ def test_best_over_the_epochs_is_of_evaluated_columns_only(overrides, evaluated,
     shown = [key for key in _record_of(summary) if key.startswith("best_")]  # nnexp-report's columns
     assert all(key.removeprefix("best_") in best for key in shown)
     assert bool(shown) == bool(best)
+
+
+def test_a_fifo_is_refused_in_one_line_not_waited_on_alone_or_in_a_folder(digits_run, tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(folder / "a.png")
+    os.mkfifo(folder / "fifo.png")  # opening it would wait for a writer that never comes
+    for given in (folder / "fifo.png", folder):
+        assert main_exit(digits_run, given) == 2
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and "fifo.png: is not a regular file" in err and out == ""
+
+
+def test_file_names_are_shown_as_written_not_read_as_markup_or_escape_codes(digits_run, tmp_path, capsys):
+    named = tmp_path / "[bold red]x[link=http:__e]\x1b[1m.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(named)
+    assert main_exit(digits_run, named) == 0
+    out = capsys.readouterr().out
+    assert "[bold red]x[link=http:__e]" in out and "\x1b" not in out

@@ -116,6 +116,7 @@ def predict(
             raise DataError(f"{' '.join(inputs)}: {_wants(saved.spec)}")
         return predict_rows(saved, files[0])
     expanded = [image for path in files for image in (_images_in(path) if path.is_dir() else [path])]
+    _refuse_special_files(expanded)  # a folder's entries too
     wrong = next((path for path in expanded if path.suffix.lower() not in IMAGE_SUFFIXES), None)
     if wrong is not None or not expanded:
         raise DataError(f"{wrong or inputs[0]}: {_wants(saved.spec)}")
@@ -135,7 +136,15 @@ def _existing_files(inputs: list[str]) -> list[Path]:
     missing = next((path for path in paths if not path.exists()), None)
     if missing is not None:
         raise DataError(f"{missing}: no such file; give the path of an existing file")
+    _refuse_special_files(paths)
     return paths
+
+
+def _refuse_special_files(paths: list[Path]) -> None:
+    """A FIFO or a device is not read: opening a FIFO waits for a writer that may never come."""
+    special = next((path for path in paths if path.exists() and not (path.is_file() or path.is_dir())), None)
+    if special is not None:
+        raise DataError(f"{special}: is not a regular file (a FIFO, a socket or a device); give a file")
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -309,16 +318,23 @@ def _continue_text(run_dir: Path, inputs: list[str], num_tokens: int) -> pd.Data
 def show(table: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from nnexp.runs.console import PlainLines
+
+    def literal(value: Any) -> Text:
+        # File names and a CSV's own column names and values: shown as written, never read as rich markup
+        # ("[bold red]x.png") or passed to the terminal as escape codes.
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        return Text("".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text))
 
     console = Console() if sys.stdout.isatty() else Console(width=400, file=PlainLines(sys.stdout))
     shown = Table(title=f"{len(table)} predictions", title_justify="left")
     for column in table.columns:
         numeric = pd.api.types.is_numeric_dtype(table[column])
-        shown.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
+        shown.add_column(literal(column), justify="right" if numeric else "left", overflow="fold")
     for _, row in table.head(SHOWN_ROWS).iterrows():
-        shown.add_row(*(f"{value:.6g}" if isinstance(value, float) else str(value) for value in row))
+        shown.add_row(*(literal(value) for value in row))
     console.print(shown)
     if len(table) > SHOWN_ROWS:
         console.print(f"... {len(table) - SHOWN_ROWS} more rows (--out FILE.csv writes them all)")
