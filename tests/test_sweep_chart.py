@@ -172,6 +172,19 @@ def test_a_sweep_of_seeds_alone_has_no_chart_and_says_so(tmp_path, capsys):
     assert "nothing to chart" in page and len(images_in(page)) == 1  # the overlay
 
 
+def test_a_file_of_the_users_where_the_chart_goes_is_kept_and_the_report_refused(tmp_path, capsys):
+    sweep, desk = lr_sweep(tmp_path / "sweep"), tmp_path / "desk"
+    desk.mkdir()
+    (desk / CHART_FILE).write_text("precious")  # the user's own, where the chart beside --out would go
+    assert report_main([str(sweep), "--html", "--out", str(desk / "page.html")]) == 2
+    assert f"the sweep chart {desk / CHART_FILE}: exists and is not a report" in capsys.readouterr().err
+    assert (desk / CHART_FILE).read_text() == "precious" and not (desk / "page.html").exists()
+    (desk / CHART_FILE).unlink()
+    for _ in range(2):  # a chart it drew itself is replaced, the second time as the first
+        assert report_main([str(sweep), "--html", "--out", str(desk / "page.html")]) == 0
+        assert (desk / CHART_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_hostile_values_are_drawn_as_text_and_shown_escaped(tmp_path):
     sweep = tmp_path / "sweep"
     values = ["<script>alert(1)</script>", "$\\frac{$", "plain"]

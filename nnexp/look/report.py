@@ -29,7 +29,7 @@ from rich.text import Text
 from nnexp.config.trust import problem_in_saved_config
 from nnexp.errors import UserError, environment_fault, exit_with, first_line, unwritable_folder
 from nnexp.look.groups import BASELINE_COLUMN, DIAGNOSTICS_COLUMN, FOLD_KEY, group_table, settings_of
-from nnexp.look.sweep_chart import chart_beside, save_chart
+from nnexp.look.sweep_chart import CHART_FILE, a_chart_drawn_before, chart_beside, save_chart
 from nnexp.look.train_numbers import evaluated_best
 from nnexp.look.whole import write_whole
 from nnexp.runs.console import PlainLines
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each final metric against each swept value, beside the overlay or the page (none: only seeds swept).
     chart, chart_path = chart_beside(table, differing, plot_path or html_path)
     for option, path in (("--csv", csv_path), ("--plot", plot_path), ("--out", html_path),
-                         ("--plot" if plot_path else "--out", chart_path)):  # fmt: skip
+                         ("the sweep chart", chart_path)):  # fmt: skip
         problem = _unwritable(path)
         if problem:
             return _refuse(f"{option} {path}: {problem}")
@@ -411,8 +411,10 @@ def _written_by_nnexp_report(path: Path) -> bool:
     """A file a report may replace: its own default files beside the runs, or a table or page it wrote."""
     from nnexp.look.page import GENERATOR
 
-    if path.name in ("report.csv", "report.png", "report.html", "sweep_chart.png"):  # sweep_chart.CHART_FILE
+    if path.name in ("report.csv", "report.png", "report.html"):
         return True
+    if path.name == CHART_FILE:  # beside a page or a PNG the user names: never a file of the user's
+        return a_chart_drawn_before(path)
     try:
         with path.open("rb") as handle:
             start = handle.read(4096).decode("utf-8", errors="replace")

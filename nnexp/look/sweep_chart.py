@@ -308,6 +308,17 @@ def chart_beside(
     return (chart, Path(picture).parent / CHART_FILE) if chart is not None and picture else (None, None)
 
 
+def a_chart_drawn_before(path: Path) -> bool:
+    """A PNG whose text says matplotlib made it: a chart an earlier report drew, not the user's own file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and str(image.info.get("Software", "")).startswith("Matplotlib")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
 def save_chart(chart: SweepChart, path: Path, warn: Callable[[str], None]) -> bytes | None:
     """The chart's PNG, written whole to `path`, and its bytes for the page; None, said through `warn`
     and no file written, when matplotlib cannot draw it (values near 1e308 break its tick locator)."""
@@ -326,5 +337,5 @@ def save_chart(chart: SweepChart, path: Path, warn: Callable[[str], None]) -> by
     return data
 
 
-__all__ = ["CHART_FILE", "Panel", "Series", "SweepChart", "axis_scale", "chart_beside", "chart_figure",
-           "headline_metrics", "save_chart", "sweep_chart"]  # fmt: skip
+__all__ = ["CHART_FILE", "Panel", "Series", "SweepChart", "a_chart_drawn_before", "axis_scale",
+           "chart_beside", "chart_figure", "headline_metrics", "save_chart", "sweep_chart"]  # fmt: skip
