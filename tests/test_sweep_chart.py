@@ -291,3 +291,14 @@ def test_real_runs_of_a_swept_learning_rate_are_charted_from_what_they_recorded(
     baseline = chart.panels[0].baseline  # the strongest baseline the runs recorded: logistic regression
     assert baseline is not None and baseline[0] == "logistic regression"
     assert (sweep / CHART_FILE).read_bytes() in images_in((sweep / "report.html").read_text())
+
+
+def test_a_value_that_is_no_number_blanks_its_own_cell_and_keeps_the_column_for_the_other_runs(tmp_path):
+    sweep = lr_sweep(tmp_path / "sweep")
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    summary["metrics"]["final"]["test_accuracy"] = "<script>alert(1)</script>"  # edited by hand
+    (sweep / "0" / "summary.json").write_text(json.dumps(summary))
+    table, _ = collect([sweep])
+    column = table["test_accuracy"]
+    assert column.isna().sum() == 1 and column.notna().sum() == len(table) - 1
+    assert column.dropna().map(lambda value: isinstance(value, float)).all()

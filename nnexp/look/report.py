@@ -92,13 +92,18 @@ def _record_of(summary: Any) -> dict[str, Any]:
         DIAGNOSTICS_COLUMN: ", ".join(finding["code"] for finding in summary.get("diagnostics", [])),
     }
     metrics = summary.get("metrics", {})
-    record.update(metrics.get("final", {}))
-    best = evaluated_best(metrics.get("best", {}))[0]  # validation, else trainer.eval_train's train_eval_*
+    record.update(_numbers(metrics.get("final", {})))
+    best = evaluated_best(_numbers(metrics.get("best", {})))[0]  # validation, else train_eval_*
     record.update({f"best_{key}": value for key, value in best.items()})
     # Runs recorded before there was a list of baselines kept their one least-squares fit as "baseline".
     baselines = summary.get("baselines") or ([summary["baseline"]] if "baseline" in summary else [])
     record.update(strongest_baseline(baselines))
     return record
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, Any]:
+    # A value that is no number (a damaged summary) is a blank cell of its run, not a column turned to text.
+    return {key: value for key, value in values.items() if type(value) in (int, float)}
 
 
 def strongest_baseline(baselines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,15 +223,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="nnexp-report",
         description="Compare nnexp runs: one row per run folder found under each PATH (any nesting).",
     )
-    parser.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH", help="run folders, sweep folders, outputs/"
-    )
-    parser.add_argument(
-        "--sort", metavar="METRIC", help="column to sort by (default: val_accuracy or val_loss)"
-    )
-    parser.add_argument(
-        "--csv", type=Path, metavar="FILE", help="where to write the table (default: PATH/report.csv)"
-    )
+    add = parser.add_argument
+    add("paths", nargs="+", type=Path, metavar="PATH", help="run folders, sweep folders, outputs/")
+    add("--sort", metavar="METRIC", help="column to sort by (default: val_accuracy or val_loss)")
+    add("--csv", type=Path, metavar="FILE", help="where to write the table (default: PATH/report.csv)")
     parser.add_argument(
         "--group-by",
         nargs="?",
@@ -248,9 +248,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also write one self-contained page: the table (sortable), the curves, mean ± std over seeds",
     )
-    parser.add_argument(
-        "--out", type=Path, metavar="FILE", help="where --html writes (default: PATH/report.html)"
-    )
+    add("--out", type=Path, metavar="FILE", help="where --html writes (default: PATH/report.html)")
     return parser.parse_args(argv)
 
 
