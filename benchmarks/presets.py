@@ -308,6 +308,13 @@ def main(argv: list[str] | None = None) -> None:
         help="wait at most S seconds before each run for the load to fall to 1.5 (default 120)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.settle < 0 or args.repeats < 1:
+        parser.error("--settle takes seconds >= 0 and --repeats a count >= 1")
+    for name in args.only or []:  # every name found before the first run, not after minutes of them
+        try:
+            resolve(name)
+        except SystemExit as unknown:
+            parser.error(str(unknown))  # one line, exit 2
     with tempfile.TemporaryDirectory(prefix="nnexp_presets_") as scratch:
         for row in rows(
             args.only or lecture_presets(), Path(scratch), args.repeats, args.settle, args.dry_run

@@ -75,7 +75,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}, so there is nothing to resume from (the run stopped before training "
-            f"began, or the file was removed); start it again with the overrides in "
+            f"began, was a learning-rate range test, which keeps none, or the file was removed); start it "
+            f"again with the overrides in "
             f"{path.parent / '.hydra' / 'overrides.yaml'}"
         )
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is not read at all
