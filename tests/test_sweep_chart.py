@@ -302,3 +302,11 @@ def test_a_value_that_is_no_number_blanks_its_own_cell_and_keeps_the_column_for_
     column = table["test_accuracy"]
     assert column.isna().sum() == 1 and column.notna().sum() == len(table) - 1
     assert column.dropna().map(lambda value: isinstance(value, float)).all()
+
+
+def test_runs_that_learned_from_different_data_are_tabled_but_not_charted_on_one_axis(tmp_path):
+    outputs = tmp_path / "outputs"
+    a_run(outputs / "fish", ["experiment=fish_linreg", "optim.lr=0.01"], 0.5, 0.2)
+    a_run(outputs / "digits", ["optim.lr=0.1"], 0.9, 0.3)
+    table, differing = collect([outputs])
+    assert len(table) == 2 and sweep_chart(table, differing) is None

@@ -89,11 +89,17 @@ class SweepChart:
         return text
 
 
+# Runs that differ in these learned from other data (outputs/ holding several experiments): a fish MSE and
+# a digits cross-entropy on one axis would compare nothing.
+OTHER_DATA = {"experiment", "data", "data.path", "data.target"}
+
+
 def sweep_chart(table: pd.DataFrame, differing: list[str]) -> SweepChart | None:
     """The numbers of the chart of nnexp-report's `table` (one row per run, the `differing` overrides as
-    columns); None when nothing but the seed or fold was swept, or no completed run has a final metric."""
+    columns); None when nothing but the seed or fold was swept, when the runs learned from different data
+    (OTHER_DATA), or when no completed run has a final metric."""
     keys = [key for key in settings_of(differing) if table[key].nunique(dropna=False) > 1]
-    if len(table) < 2 or not keys:
+    if len(table) < 2 or not keys or set(keys) & OTHER_DATA:
         return None
     table = table.iloc[sorted(range(len(table)), key=lambda i: _job_order(str(table["run"].iloc[i])))]
     done = table["status"] == "completed"

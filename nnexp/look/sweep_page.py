@@ -214,7 +214,8 @@ def _grouped_table(grouped: pd.DataFrame, columns: list[str]) -> str:
 def _chart(chart: tuple[bytes, str] | None) -> str:
     if chart is None:
         return ("<p class='muted'>nothing to chart: no value but the seed or the fold differs between the "
-                "runs, or no completed run has a final metric</p>")  # fmt: skip
+                "runs, the runs learned from different data (experiment, data, data.path or data.target "
+                "differ), or no completed run has a final metric</p>")  # fmt: skip
     data, caption = chart
     if not data:
         return "<p class='muted'>the chart could not be drawn (nnexp-report's warning says why)</p>"
