@@ -154,6 +154,7 @@ def test_a_value_that_is_not_a_number_is_a_place_in_the_order_swept_and_a_second
     assert min(text.get_fontsize() for text in legend.get_texts()) >= 10
     assert axis_scale(["0.01", "0.1"]) == "linear" and axis_scale(["1e-4", "1e-2"]) == "log"
     assert axis_scale(["-1", "1"]) == "linear" and axis_scale(["0", "100"]) == "linear"
+    assert axis_scale(["0", "1e-4", "1e-3", "1e-2"]) == "categorical"  # weight decay: not piled up at 0
     assert (
         axis_scale(["true", "false"])
         == axis_scale(["inf", "1"])

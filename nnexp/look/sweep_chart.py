@@ -180,7 +180,7 @@ def _shown(value: Any) -> str:
 def axis_scale(values: list[str]) -> str:
     """The x axis of these values: `log` for numbers above 0 spanning LOG_DECADES decades or more,
     `linear` for other numbers, `categorical` when any is not a finite number (`adam`, `[64,32]`, `true`,
-    the default)."""
+    the default) or when 0 stands beside numbers spanning decades (`0,1e-4,1e-3,1e-2`)."""
     numbers = []
     for value in values:
         try:
@@ -190,9 +190,12 @@ def axis_scale(values: list[str]) -> str:
         if not math.isfinite(number):
             return "categorical"
         numbers.append(number)
-    positive = all(number > 0 for number in numbers)
-    if positive and math.log10(max(numbers) / min(numbers)) >= LOG_DECADES:
+    above = [number for number in numbers if number > 0]
+    spans_decades = len(above) > 1 and math.log10(max(above) / min(above)) >= LOG_DECADES
+    if spans_decades and len(above) == len(numbers):
         return "log"
+    if spans_decades:  # 0 (or less) beside 1e-4..1e-2 (weight decay): a linear axis piles them at 0
+        return "categorical"
     return "linear"
 
 
