@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = [column for column in columns if not column.startswith("train_")]  # the CSV has them
         if not table[DIAGNOSTICS_COLUMN].any():  # shown when a run has some; the CSV always has the column
             shown.remove(DIAGNOSTICS_COLUMN)
-        console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort}"))
+        console.print(rich_table(table, shown, f"{len(table)} runs, sorted by {sort or 'folder'}"))
         if FOLD_KEY in differing and len(table) > 1:  # k-fold: each setting's mean ± std over its folds
             folds, fold_columns = grouped_view(table, settings_of(differing, (FOLD_KEY,)), metrics, sort)
             fold_columns = [c for c in fold_columns if c in shown or c not in table]  # as the runs' table
