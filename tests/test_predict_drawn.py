@@ -298,3 +298,16 @@ def test_file_names_are_shown_as_written_not_read_as_markup_or_escape_codes(digi
     assert main_exit(digits_run, named) == 0
     out = capsys.readouterr().out
     assert "[bold red]x[link=http:__e]" in out and "\x1b" not in out
+
+
+def test_a_sweep_folder_given_for_a_run_is_one_line_naming_one_of_its_runs(digits_run, tmp_path, capsys):
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(digits_run, sweep / "0")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(image)
+    assert main_exit(sweep, image) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"holds the runs of a sweep, not one run: give one of them, e.g. {sweep / '0'}" in err

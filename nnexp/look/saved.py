@@ -43,6 +43,9 @@ def load_saved_run(run_dir: Path, trusted: Collection[str] = ()) -> SavedRun:
             f"{run_dir}: no such run folder; give the folder of a finished run (outputs/<date>/<time>)"
         )
     checkpoint_path = run_dir / CHECKPOINT_FILE
+    runs = sorted(path.parent for path in run_dir.glob(f"*/{CHECKPOINT_FILE}"))
+    if not checkpoint_path.is_file() and runs:  # a sweep's folder: its runs are one level down
+        raise DataError(f"{run_dir} holds the runs of a sweep, not one run: give one of them, e.g. {runs[0]}")
     if not checkpoint_path.is_file():
         raise DataError(
             f"{checkpoint_path} does not exist: give the folder of a run that trained (an lr range test or a "
