@@ -6,6 +6,9 @@ picture's cost (~0.5 s, against ~0.05 s to draw a small figure), so where a core
 before anything is drawn: matplotlib is never used by two threads at once, only imported (Python's import
 locks make that safe).
 
+Text is most of what drawing a picture costs; matplotlib 3.11 draws it glyph by glyph from Python, so a
+canvas made here draws each plain line as one bitmap, laid out by the call that measured it (`_draw_text`).
+
 pyplot is never imported: no figure manager keeps a figure alive after its PNG is written, nor can a
 backend chosen by a user's matplotlibrc (a display) be picked up.
 """
@@ -87,8 +90,61 @@ def new_figure(**options: Any) -> Any:
     from matplotlib.figure import Figure
 
     figure = Figure(**options)
-    FigureCanvasAgg(figure)
+    agg = FigureCanvasAgg(figure)
+    if _text_as_one_bitmap():
+        plain = agg.get_renderer
+        agg.get_renderer = lambda: _with_fast_text(plain())  # draw() asks for it: its text drawn whole
     return figure
+
+
+_fast_text: bool | None = None
+
+
+def _text_as_one_bitmap() -> bool:
+    """Whether this matplotlib's fonts can lay out and draw a line in one call (`_draw_text`)."""
+    global _fast_text
+    if _fast_text is None:
+        from matplotlib.backends.backend_agg import RendererAgg
+        from matplotlib.ft2font import FT2Font
+
+        needed = ("set_text", "draw_glyphs_to_bitmap", "get_image", "get_bitmap_offset", "get_descent")
+        glyph_by_glyph = hasattr(RendererAgg, "_draw_text_glyphs_and_boxes")  # 3.11; 3.10 drew it whole
+        _fast_text = glyph_by_glyph and all(hasattr(FT2Font, name) for name in needed)
+    return _fast_text
+
+
+def _with_fast_text(renderer: Any) -> Any:
+    if "draw_text" not in vars(renderer):  # the canvas keeps its renderer while the size stays
+        renderer.draw_text = _draw_text.__get__(renderer)
+    return renderer
+
+
+def _draw_text(renderer: Any, gc: Any, x: float, y: float, s: str, prop: Any, angle: float,
+               ismath: Any = False, mtext: Any = None) -> None:  # fmt: skip
+    """A line of plain text drawn as one bitmap, as matplotlib 3.10 drew it, where 3.11 draws each glyph
+    from Python: a third of the pictures' time (benchmarks/RESULTS.md). The text is laid out by the same
+    call that measured it (`set_text`), so it lands where its extent says. Mathtext, and text with font
+    features or a language of its own, go to matplotlib's own `draw_text`."""
+    import math
+
+    from matplotlib.backends.backend_agg import RendererAgg, get_hinting_flag
+
+    global _fast_text
+    special = mtext is not None and (mtext.get_fontfeatures() is not None or mtext.get_language() is not None)
+    if not (ismath or special or _fast_text is False):
+        try:
+            font = renderer._prepare_font(prop)
+            font.set_text(s, 0, flags=get_hinting_flag())  # angle 0: the bitmap is rotated as it is drawn
+            font.draw_glyphs_to_bitmap(antialiased=gc.get_antialiased())
+            descent = font.get_descent() / 64.0
+            x_offset, y_offset = (offset / 64.0 for offset in font.get_bitmap_offset())
+            x_at = round(x + x_offset + descent * math.sin(math.radians(angle)))
+            y_at = round(y + y_offset + descent * math.cos(math.radians(angle)))
+            renderer._renderer.draw_text_image(font.get_image(), x_at, y_at + 1, angle, gc)
+            return
+        except (AttributeError, TypeError, ValueError):  # a matplotlib whose private calls changed
+            _fast_text = False  # its own drawing from now on; nothing was drawn yet
+    RendererAgg.draw_text(renderer, gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
 
 
 def subplots(rows: int = 1, columns: int = 1, **options: Any) -> tuple[Any, Any]:
