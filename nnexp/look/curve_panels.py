@@ -121,7 +121,7 @@ def draw_inside(axis: Any, metrics: Metrics, what: str, title: str, title_pt: fl
     axis.set(xlabel="epoch", ylabel={GRAD_NORM: "L2 norm", DEAD_RELU: "share of units", LR: "lr"}[what])
     axis.set_title(title, fontsize=title_pt, y=1.0)  # placed: not moved around the tick labels
     axis.grid(alpha=0.3)
-    if what != LR:
+    if what != LR and axis.get_legend_handles_labels()[0]:  # a layer with no finite value draws no line
         legend = axis.legend(fontsize=9)
         for text in legend.get_texts():  # a layer's name as it is, never TeX
             text.set_parse_math(False)
