@@ -27,6 +27,7 @@ from nnexp.data.files import refuse_compressed
 from nnexp.data.tabular import as_numbers, refuse_other_separators
 from nnexp.data.tasks import task_of
 from nnexp.errors import DataError, UserError, environment_fault, exit_with, first_line, unwritable_folder
+from nnexp.look import units
 from nnexp.look.drawn import FRAMES, frame_of, prepare_drawn, resize
 from nnexp.look.whole import write_whole
 
@@ -178,22 +179,12 @@ def predict_rows(saved: Any, path: Path) -> pd.DataFrame:
     result = pd.DataFrame({"file": path.name, "row": range(1, len(table) + 1)})
     for name in features:
         result[name] = table[name].to_numpy()
+    predicted = units.in_file_units(y.numpy(), units.target_scale(saved.spec))  # z-scored: back to units
     for column, target in enumerate(targets):
-        predicted = y[:, column]
-        scale = _target_scale(details.get("target_scale"), target, len(targets))
-        if scale:  # the model learned the z-scored target: back to its own units
-            predicted = predicted * scale["std"] + scale["mean"]
         if target in table.columns:
             result[target] = table[target].to_numpy()
-        result[f"predicted_{target}"] = predicted.numpy()
+        result[f"predicted_{target}"] = predicted[:, column]
     return result
-
-
-def _target_scale(scales: dict[str, Any] | None, target: str, num_targets: int) -> dict[str, float] | None:
-    """One target's mean and std: {mean, std} for a single target, {name: {mean, std}} for several."""
-    if not scales:
-        return None
-    return scales if num_targets == 1 else scales[target]
 
 
 def read_feature_rows(path: Path, features: list[str]) -> pd.DataFrame:

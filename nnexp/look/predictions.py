@@ -23,6 +23,7 @@ from torch import nn
 
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.tasks import task_of
+from nnexp.look import units
 
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.csv"
@@ -139,18 +140,13 @@ def write_predictions(predictions: Predictions, spec: DataSpec, path: Path, appe
             columns += [targets[:, k], outputs[:, k]]
         header.append("loss")
         columns.append(predictions.losses)
-        scales = spec.details.get("target_scale")
-        named = spec.details.get("target")
-        names = [named] if isinstance(named, str) else list(named or [])
-        if scales and len(names) == targets.shape[1]:
-            # each target as the CSV has it: z-score undone ({mean, std} for one, {name: {...}} for several)
+        scale, names = units.target_scale(spec), units.target_names(spec)
+        if scale is not None and len(names) == targets.shape[1]:
+            # each target as the CSV has it: z-score undone
+            in_units = units.in_file_units(targets, scale), units.in_file_units(outputs, scale)
             for k, name in enumerate(names):
-                scale = scales if len(names) == 1 else scales[name]
                 header += [name, f"predicted_{name}"]
-                columns += [
-                    targets[:, k] * scale["std"] + scale["mean"],
-                    outputs[:, k] * scale["std"] + scale["mean"],
-                ]
+                columns += [in_units[0][:, k], in_units[1][:, k]]
     write_csv(path, header, columns, append=append)
 
 
