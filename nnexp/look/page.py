@@ -100,22 +100,23 @@ def source_hash(text: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
-def content_security_policy(script: str = "") -> str:
+def content_security_policy(script: str = "", style: str = STYLE) -> str:
     """What a page may load and run: its own inline style and script (by hash), images embedded as data:
     URIs, nothing else; no inline event handler or `javascript:` URL runs, since neither has the hash."""
     scripts = source_hash(script) if script else "'none'"
     return "; ".join([
         "default-src 'none'",
         "img-src data:",  # the PNGs, base64 inside the page; no <img> may fetch anything
-        f"style-src {source_hash(STYLE)}",  # the one <style> element; no style="" attribute is used
+        f"style-src {source_hash(style)}",  # the one <style> element; no style="" attribute is used
         f"script-src {scripts}",
         "base-uri 'none'",  # no <base> may re-root the relative links
         "form-action 'none'",
     ])  # fmt: skip
 
 
-def csp_meta(script: str = "") -> str:
-    return f'<meta http-equiv="Content-Security-Policy" content="{esc(content_security_policy(script))}">'
+def csp_meta(script: str = "", style: str = STYLE) -> str:
+    policy = esc(content_security_policy(script, style))
+    return f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
 
 
 def written_by_nnexp(page: Path) -> bool:
@@ -145,14 +146,15 @@ def relative_link(target: Path, page_path: Path) -> str:
 _HTML_HEAD = '<html lang="en"><head><meta charset="utf-8">'
 
 
-def document(title: str, body: Iterable[str], script: str = "") -> str:
+def document(title: str, body: Iterable[str], script: str = "", style: str = STYLE) -> str:
+    """A self-contained page: `style` and `script` inline, each allowed by its hash and nothing else."""
     parts = [
         "<!DOCTYPE html>",
         _HTML_HEAD,
-        csp_meta(script),  # first in <head>: it governs everything after it
+        csp_meta(script, style),  # first in <head>: it governs everything after it
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         GENERATOR,  # how nnexp-report knows a page it may write over
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{style}</style></head><body>",
         *body,
         f"<script>{script}</script>" if script else "",
         "</body></html>",

@@ -123,17 +123,7 @@ def sweep_page(
         body.append("<p class='muted'>no runs here differ only in their seed or their fold (data.fold)</p>")
     else:
         body.append(_grouped_table(grouped, baseline_last(group_columns)))
-    return with_table_style(document(title, body, SORT_SCRIPT))
-
-
-def with_table_style(page: str) -> str:
-    """`page` with TABLE_STYLE added to its one <style>, and its policy's style hash made that style's:
-    page.document() holds the style every page shares; this page alone has wide tables."""
-    style, source = STYLE + TABLE_STYLE, esc(source_hash(STYLE))  # as the policy's <meta> holds it
-    if page.count(f"<style>{STYLE}</style>") != 1 or page.count(source) != 1:
-        raise ValueError("the page's <style> or its policy is not page.document()'s")  # a bug, said loudly
-    page = page.replace(f"<style>{STYLE}</style>", f"<style>{style}</style>")
-    return page.replace(source, esc(source_hash(style)))
+    return document(title, body, SORT_SCRIPT, style=STYLE + TABLE_STYLE)  # this page alone has wide tables
 
 
 def baseline_last(columns: list[str]) -> list[str]:
