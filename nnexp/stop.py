@@ -193,3 +193,17 @@ CONTROLLER = StopController()  # signal handlers belong to the process: one cont
 def enter(state: State, name: str = "nnexp", on_stop: Callable[[int], None] | None = None) -> Stage:
     """Enter `state` in the process's controller (see StopController.enter)."""
     return CONTROLLER.enter(state, name, on_stop)
+
+
+def in_forked_child(cancel: int) -> None:
+    """The signals of a child forked to work beside the run (nnexp/forked.py). Ctrl-C and a scheduler's
+    signals reach the whole process group: they are the run's to answer, so the child ignores them; the run
+    then stops the child with `cancel`, on which it leaves as a stopped run would (SystemExit: a file it
+    was writing is removed whole)."""
+    signal.signal(cancel, _leave_the_child)
+    for signum in (*STOP_SIGNALS, *PREEMPTION_SIGNALS):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _leave_the_child(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(1)

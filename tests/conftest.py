@@ -279,3 +279,12 @@ def nnexp_exit_code(monkeypatch, *args: object) -> int:
     with pytest.raises(SystemExit) as stopped:
         command.main()
     return int(stopped.value.code or 0)
+
+
+@pytest.fixture
+def drawn_here(monkeypatch):
+    """Every picture drawn in this process, as where no child can be forked (nnexp/forked.py): for a test
+    that reads the matplotlib Figures a run draws. (tests/test_pictures_beside_the_curves.py: the child.)"""
+    from nnexp import forked
+
+    monkeypatch.setattr(forked, "_can_fork", lambda: False)

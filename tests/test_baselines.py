@@ -14,7 +14,7 @@ from conftest import compose_config, read_summary
 from nnexp.data import DataBundle, DataSpec, TensorSplit
 from nnexp.data.digits import load_digits
 from nnexp.data.text import TokenSplit
-from nnexp.diagnostics.baselines import baselines_for
+from nnexp.diagnostics.baselines import Baselines, baselines_for
 from nnexp.look.report import main as report_main
 
 
@@ -155,3 +155,10 @@ def test_a_classifier_trained_with_another_loss_gets_only_baseline_accuracies():
     for record in baselines_for(data, loss_name="mse_onehot"):
         assert not any(key.endswith("_loss") for key in record), record["name"]
         assert "test_accuracy" in record
+
+
+def test_baselines_begun_in_a_child_are_the_baselines_computed_here():
+    """The run begins the logistic regression's fit in a child as its data loads (nnexp/forked.py)."""
+    data = load_digits(test_fraction=0.2, split_seed=0, val_fraction=0.1)
+    begun = Baselines(data, "cross_entropy", {"logistic": {"C": 0.5}})
+    assert begun.result() == baselines_for(data, "cross_entropy", {"logistic": {"C": 0.5}})

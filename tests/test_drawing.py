@@ -24,7 +24,9 @@ QUICK = ("trainer.epochs=1", "device=cpu")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_results_are_written_before_the_first_picture_and_the_pictures_are_timed(tmp_path, monkeypatch):
+def test_the_results_are_written_before_the_first_picture_and_the_pictures_are_timed(
+    tmp_path, monkeypatch, drawn_here
+):
     seen_at_first_picture: list[dict] = []
     save_png = canvas.save_png
 

@@ -25,8 +25,8 @@ from nnexp.look.saved import load_saved_run
 
 
 @pytest.fixture
-def drawn(monkeypatch) -> dict[str, Any]:
-    """{file name: the Figure saved as it}, for every picture the runs in this test draw."""
+def drawn(monkeypatch, drawn_here) -> dict[str, Any]:
+    """{file name: the Figure saved as it}, for every picture the runs in this test draw (in this process)."""
     figures_by_name: dict[str, Any] = {}
     save_png = canvas.save_png
 

@@ -92,7 +92,9 @@ def test_a_sweep_jobs_pictures_lead_with_its_swept_values_not_its_job_number(lec
     plt.close(figure)
 
 
-def test_every_view_a_run_draws_is_titled_with_what_ran_at_a_projectors_size(tmp_path, monkeypatch):
+def test_every_view_a_run_draws_is_titled_with_what_ran_at_a_projectors_size(
+    tmp_path, monkeypatch, drawn_here
+):
     drawn = []
     png_bytes = canvas.png_bytes
     monkeypatch.setattr(canvas, "png_bytes", lambda figure, *args: drawn.append(figure) or png_bytes(figure))

@@ -16,6 +16,8 @@ import torch
 
 from nnexp.data import DataBundle, TensorSplit
 from nnexp.data.tasks import task_of
+from nnexp.forked import InChild, in_child
+from nnexp.train.losses import resolve_loss_name
 
 log = logging.getLogger("nnexp")
 
@@ -31,19 +33,25 @@ class NotComputed(Exception):
 
 
 def baselines_for(
-    data: DataBundle, loss_name: str = "cross_entropy", settings: Mapping[str, Any] | None = None
+    data: DataBundle,
+    loss_name: str = "cross_entropy",
+    settings: Mapping[str, Any] | None = None,
+    begun: Mapping[Callable[..., dict[str, Any]], InChild[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every baseline of the data's task, scored on each split; one that cannot be computed is left out.
 
     `settings` is the config's `baselines` section: `{"logistic": {"penalty": None, "C": 1.0}}`.
     A classifier's baseline losses are cross-entropies: with another loss (mse_onehot) they would stand
-    beside a loss of a different kind, so only their accuracies are kept.
+    beside a loss of a different kind, so only their accuracies are kept. `begun` holds the baselines
+    `Baselines` began early in a child; the others are computed now.
     """
     records = []
     for baseline in BASELINES_OF_TASK.get(data.spec.task, ()):
-        options = dict((settings or {}).get(SETTINGS_KEY.get(baseline.__name__, ""), None) or {})
         try:
-            records.append(baseline(data, **options))
+            if begun and baseline in begun:
+                records.append(begun[baseline].result())
+            else:
+                records.append(baseline(data, **_options(baseline, settings)))
         except Exception as error:  # a baseline is context for the result: it must never fail the run
             log.debug("baseline %s left out: %s", baseline.__name__, error)
     if task_of(data.spec.task).predicts_classes and loss_name != "cross_entropy":
@@ -51,6 +59,44 @@ def baselines_for(
             {key: value for key, value in record.items() if not key.endswith("_loss")} for record in records
         ]
     return records
+
+
+class Baselines:
+    """`baselines_for`'s answer, its slow fits (scikit-learn's import and fit) begun now in a forked child
+    (nnexp/forked.py) while the run builds its model: on the default run one core is idle then."""
+
+    def __init__(
+        self, data: DataBundle, loss_name: str = "cross_entropy", settings: Mapping[str, Any] | None = None
+    ) -> None:
+        self._data, self._loss_name, self._settings = data, loss_name, settings
+        self._begun: dict[Callable[..., dict[str, Any]], InChild[dict[str, Any]]] = {}
+        for baseline in BASELINES_OF_TASK.get(data.spec.task, ()):
+            prepare = IN_CHILD.get(baseline)
+            if prepare is None:
+                continue
+            try:  # the arrays are made here (torch), the child only fits (numpy, scikit-learn)
+                fit = prepare(data, **_options(baseline, settings))
+            except Exception:  # too large, or a bad setting: baselines_for says why, later
+                continue
+            self._begun[baseline] = in_child(fit)
+
+    @classmethod
+    def of_run(cls, data: DataBundle, cfg: Any) -> Baselines:
+        """The baselines of a run of `cfg` on `data`: in its loss, with its `baselines` settings."""
+        return cls(data, resolve_loss_name(cfg.loss.name, data.spec), cfg.get("baselines"))
+
+    def result(self) -> list[dict[str, Any]]:
+        """Every baseline, as `baselines_for` gives them (waits for the child's fits)."""
+        return baselines_for(self._data, self._loss_name, self._settings, self._begun)
+
+    def cancel(self) -> None:
+        """The run ends without them: stop the children."""
+        for begun in self._begun.values():
+            begun.cancel()
+
+
+def _options(baseline: Callable[..., Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict((settings or {}).get(SETTINGS_KEY.get(baseline.__name__, ""), None) or {})
 
 
 def chance(data: DataBundle) -> dict[str, Any]:
@@ -78,35 +124,50 @@ def logistic_regression(
 
     `penalty=None` fits without regularisation, as the lecture's digits notebook does; `C` is the
     inverse strength of the L2 penalty (scikit-learn's default 1.0)."""
+    return logistic_regression_fit(data, penalty, C, max_iter)()
+
+
+def logistic_regression_fit(
+    data: DataBundle,
+    penalty: str | None = "l2",
+    C: float = 1.0,
+    max_iter: int = 300,  # noqa: N803 (sklearn's C)
+) -> Callable[[], dict[str, Any]]:
+    """`logistic_regression` as a function of NumPy arrays made now: what the fit needs of torch is done
+    here, so the fit can run in a forked child that never touches torch's thread pool."""
     rows, features = len(data.train), math.prod(data.train.inputs.shape[1:])
     if rows * features > LOGISTIC_REGRESSION_MAX_VALUES:
         raise NotComputed(
             f"{rows:,} x {features:,} training values is more than {LOGISTIC_REGRESSION_MAX_VALUES:,}"
         )
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from threadpoolctl import threadpool_limits
-
-    def arrays(split: TensorSplit) -> tuple[Any, Any]:
-        return _features(split).numpy(), split.targets.cpu().numpy()
-
-    # One BLAS thread: on two cores shared with torch, two threads made this fit ten times slower.
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # after max_iter the fit is still a fair baseline
-        # No penalty is C = infinity: scikit-learn 1.8 deprecates its `penalty` argument for just that.
-        strength = math.inf if penalty is None else C
-        model = LogisticRegression(C=strength, max_iter=max_iter).fit(*arrays(data.train))
+    arrays = {
+        name: (_features(split).numpy(), split.targets.cpu().numpy()) for name, split in data.splits().items()
+    }
     classes = list(range(data.spec.num_outputs))
     # Named with its settings when they are not scikit-learn's defaults, so the table says what was fitted.
     chosen = {"penalty": penalty, "C": C, "max_iter": max_iter}
     changed = [f"{key}={value}" for key, value in chosen.items() if value != LOGISTIC_DEFAULTS[key]]
-    result: dict[str, Any] = {"name": "logistic regression" + (f" ({', '.join(changed)})" if changed else "")}
-    for name, split in data.splits().items():
-        inputs, targets = arrays(split)
-        result[f"{name}_loss"] = log_loss(targets, model.predict_proba(inputs), labels=classes)
-        result[f"{name}_accuracy"] = model.score(inputs, targets)
-    return result
+    name = "logistic regression" + (f" ({', '.join(changed)})" if changed else "")
+
+    def fit() -> dict[str, Any]:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: on two cores shared with torch, two threads made this fit ten times slower.
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # after max_iter still a fair baseline
+            # No penalty is C = infinity: scikit-learn 1.8 deprecates its `penalty` argument for just that.
+            strength = math.inf if penalty is None else C
+            model = LogisticRegression(C=strength, max_iter=max_iter).fit(*arrays["train"])
+        result: dict[str, Any] = {"name": name}
+        for split, (inputs, targets) in arrays.items():
+            result[f"{split}_loss"] = log_loss(targets, model.predict_proba(inputs), labels=classes)
+            result[f"{split}_accuracy"] = model.score(inputs, targets)
+        return result
+
+    return fit
 
 
 def least_squares(data: DataBundle) -> dict[str, Any]:
@@ -163,6 +224,10 @@ def unigram(data: DataBundle) -> dict[str, Any]:
 
 # The config's `baselines.<key>` section holds each configurable baseline's settings.
 SETTINGS_KEY = {"logistic_regression": "logistic"}
+# The baselines whose work `Baselines` begins in a child: baseline -> what prepares its work here.
+IN_CHILD: dict[Callable[..., dict[str, Any]], Callable[..., Callable[[], dict[str, Any]]]] = {
+    logistic_regression: logistic_regression_fit
+}
 
 BASELINES_OF_TASK: dict[str, tuple[Callable[[DataBundle], dict[str, Any]], ...]] = {
     "classification": (chance, majority_class, logistic_regression),

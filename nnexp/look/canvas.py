@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nnexp.atomic import write_atomically
+from nnexp.forked import finish_before_forking
 
 log = logging.getLogger("nnexp")
 
@@ -55,6 +56,7 @@ def import_in_background() -> None:
         return
     _importing = threading.Thread(target=_import_quietly, name="nnexp-import-matplotlib", daemon=True)
     _importing.start()
+    finish_before_forking(_importing)  # the views' pictures are drawn in a forked child (look/views.py)
 
 
 def _a_core_is_free() -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from torch import nn
 from nnexp.data import DataSpec, TensorSplit
 from nnexp.data.tasks import task_of
 from nnexp.diagnostics.baselines import least_squares_predict, least_squares_weights
+from nnexp.forked import InChild, in_child
 from nnexp.look import figures, units
 from nnexp.look.activations import ACTIVATIONS_PLOT, save_activations
 from nnexp.look.boundary import boundary_views
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nnexp")
 
+Picture = tuple[str, Callable[[], "Path | None"]]  # (file name, what draws it)
+
 CONFUSION_PLOT = "confusion_matrix.png"
 PREDICTIONS_PLOT = "predictions.png"
 TOP_LOSSES_PLOT = "top_losses.png"
@@ -59,41 +63,68 @@ MAX_UNITS = 64  # weights.png: the first layer's first units
 
 def write_views(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Write the views into `run_dir`, pictures included; returns what summary.json records of them."""
-    record, pictures = _views(experiment, cfg, Path(run_dir))
-    pictures()
+    record, pictures, hand_over = _views(experiment, cfg, Path(run_dir))
+    hand_over(_draw_all(pictures))
     return record
 
 
 # A run's pictures, queued by `view_records` until `draw_views`: the run records its results first.
-_queued: dict[Path, Callable[[], None]] = {}
+_queued: dict[Path, tuple[list[Picture], Callable[[list[Path | None]], None]]] = {}
 
 
 def view_records(experiment: Experiment, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The views' records now (predictions.csv, confusion_matrix.csv, summary.json's `per_class`); their
     pictures are queued for `draw_views(run_dir)`, which the run calls once its results are recorded."""
-    record, pictures = _views(experiment, cfg, Path(run_dir))
-    _queued[Path(run_dir)] = pictures
+    record, pictures, hand_over = _views(experiment, cfg, Path(run_dir))
+    _queued[Path(run_dir)] = pictures, hand_over
     return record
 
 
-def draw_views(run_dir: Path) -> None:
-    """The pictures `view_records` queued for `run_dir` (none: nothing), then the loggers get them."""
-    pictures = _queued.pop(Path(run_dir), None)
-    if pictures is not None:
-        pictures()
+@dataclass(frozen=True)
+class Drawing:
+    """The views' pictures being drawn in a forked child (nnexp/forked.py), on the other core, while the
+    run draws its learning curves, then the last view (`here`: the two sides then take about as long on
+    the default run); `wait()` logs what the child logged and hands the loggers the files."""
+
+    child: InChild[list[Path | None]] | None
+    here: list[Picture]
+    hand_over: Callable[[list[Path | None]], None]
+
+    def wait(self) -> None:
+        drawn_here = _draw_all(self.here)
+        self.hand_over([*(self.child.result() if self.child else []), *drawn_here])
+
+    def cancel(self) -> None:
+        if self.child is not None:
+            self.child.cancel()
+
+
+def draw_views(run_dir: Path) -> Drawing | None:
+    """Begin the pictures `view_records` queued for `run_dir` (none: None); see `Drawing`."""
+    queued = _queued.pop(Path(run_dir), None)
+    if queued is None:
+        return None
+    pictures, hand_over = queued
+    in_the_child, here = pictures[:-1], pictures[-1:]
+    child = in_child(lambda: _draw_all(in_the_child)) if in_the_child else None
+    return Drawing(child, here, hand_over)
+
+
+def _draw_all(pictures: list[Picture]) -> list[Path | None]:
+    return [_safely(name, make) for name, make in pictures]
 
 
 def _views(
     experiment: Experiment, cfg: DictConfig, run_dir: Path
-) -> tuple[dict[str, Any], Callable[[], None]]:
-    """(what summary.json records, a function that draws the pictures and hands them to the loggers)."""
+) -> tuple[dict[str, Any], list[Picture], Callable[[list[Path | None]], None]]:
+    """(what summary.json records, the pictures to draw, what hands the files drawn to the loggers)."""
     options = cfg.get("outputs") or {}
     spec = experiment.data.spec
     task = task_of(spec.task)
     if not options.get("views", True) or task.generates_text:  # its predictions are text: nnexp-generate
-        return {}, lambda: None
+        return {}, [], lambda _drawn: None
     record: dict[str, Any] = {}
-    pictures: list[tuple[str, Callable[[], Path | None]]] = []  # (file name, what draws it)
+    pictures: list[Picture] = []
     headline = headline_of(run_dir)  # every picture says what ran, not the folder's clock time
     predictions = _safely("predictions.csv", lambda: _write_predictions(experiment, cfg, run_dir, options))
     if predictions is not None:
@@ -114,14 +145,13 @@ def _views(
     pictures.append((ACTIVATIONS_PLOT, lambda: save_activations(model, data, activations, headline)))
     loggers = [logger for logger in experiment.loggers if hasattr(logger, "log_views")]
 
-    def draw() -> None:
-        written = [_safely(name, make) for name, make in pictures]
-        written = [path for path in [*written, run_dir / PREDICTIONS_FILE, run_dir / CONFUSION_FILE] if path]
+    def hand_over(drawn: list[Path | None]) -> None:
+        written = [path for path in [*drawn, run_dir / PREDICTIONS_FILE, run_dir / CONFUSION_FILE] if path]
         written = [path for path in written if path.is_file()]
         for logger in loggers:  # tensorboard: images; mlflow: artifacts
             _safely(f"the views for {type(logger).__name__}", lambda logger=logger: logger.log_views(written))
 
-    return record, draw
+    return record, pictures, hand_over
 
 
 def _safely(what: str, make: Callable[[], Any]) -> Any:
@@ -164,12 +194,12 @@ def _write_predictions(
 
 def _draw(
     experiment: Experiment, predictions: Predictions, run_dir: Path, record: dict[str, Any], headline: str
-) -> list[tuple[str, Callable[[], Path | None]]]:
+) -> list[Picture]:
     """The records of `predictions` now (confusion_matrix.csv, `per_class`); [(picture, what draws it)]."""
     spec = experiment.data.spec
     split = experiment.data.splits()[predictions.split]
     task = task_of(spec.task)
-    pictures: list[tuple[str, Callable[[], Path | None]]] = []
+    pictures: list[Picture] = []
     if task.predicts_classes:
         matrix, record["per_class"] = per_class(predictions, spec)
         names = class_names(spec)
@@ -256,9 +286,7 @@ def _weights(model: nn.Module, spec: DataSpec, path: Path, headline: str = "") -
     """weights.png: the first Linear or Conv2d layer's weights as pictures, when they are pictures; when
     that layer maps the picture straight to the classes (softmax regression), each is its class's template."""
     layers = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Linear, nn.Conv2d))
+        (name, module) for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))
     ]
     if not layers:
         return None

@@ -7,7 +7,8 @@ summary, checkpoint.
 
 The pictures are off the critical path: `views` writes the records (predictions.csv, the per-class
 numbers) before the checkpoint; the results line and summary.json come next; only then are the pictures
-drawn (`pictures`, `curves`), timed into summary.json's `pictures_time_s`, and the page written.
+drawn (`pictures` in a forked child where one can be, `curves` here meanwhile), timed into summary.json's
+`pictures_time_s`, and the page written.
 `training_starts` lets the drawing side prepare while the epochs run (look/ imports matplotlib then,
 where a core is free for it).
 """
@@ -34,7 +35,8 @@ class EndOfRun:
     page: Callable[[Path], Any]  # report.html, last: it embeds every view written before it
     lr_find_plot: Callable[[Any, Path], Any]  # lr_find.png from an lr range test's result
     per_class: Callable[[dict[str, Any]], Any]  # the console's per-class table (a rich renderable)
-    # the pictures of the views `views` recorded for this run folder, once its results are written
+    # begins the pictures of the views `views` recorded for this run folder, once its results are
+    # written; returns None or what is drawing them (`.wait()`, `.cancel()`: look/views.py's Drawing)
     pictures: Callable[[Path], Any] = lambda _run_dir: None
     training_starts: Callable[[], Any] = lambda: None  # as the epochs begin: prepare to draw (imports)
     draws: bool = False  # whether there are pictures at all, so summary.json times them
@@ -64,8 +66,15 @@ def draw_pictures(
         # now, as it would have at once. (A run already stopping keeps its own answer.)
         stop.check()
     drawing = time.perf_counter()
-    end.pictures(folder.path)
-    end.curves(folder.path)
+    views = end.pictures(folder.path)  # begun in a child where one can be forked (look/views.py)
+    try:
+        end.curves(folder.path)  # meanwhile, here
+        if views is not None:
+            views.wait()
+    except BaseException:  # a stop at once: the child's picture in hand is removed whole, not half-written
+        if views is not None:
+            views.cancel()
+        raise
     if not end.draws:
         return None
     summary.drew_pictures_in(time.perf_counter() - drawing)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nnexp.atomic import write_atomically
 from nnexp.errors import OutputError, UserError, command_line, environment_fault
+from nnexp.forked import close_in_children, keep_in_children
 from nnexp.paths import PACKAGE_DIR
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def _lock_or_refuse(path: Path) -> int:
             f"{path} is being written by another nnexp process: wait for it to end, or stop it "
             f"and then resume"
         ) from None
+    close_in_children(descriptor)  # a child forked to draw or fit (nnexp/forked.py) must not hold it on
     return descriptor
 
 
@@ -145,6 +147,7 @@ class RunFolder:
         try:
             yield
         finally:
+            keep_in_children(descriptor)
             os.close(descriptor)  # releases the lock
 
     def read_summary(self) -> dict[str, Any] | None:

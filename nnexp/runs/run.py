@@ -20,7 +20,7 @@ from rich.console import Console
 
 from nnexp.config.job import check_job
 from nnexp.data.tasks import task_of
-from nnexp.diagnostics.baselines import baselines_for
+from nnexp.diagnostics.baselines import Baselines
 from nnexp.diagnostics.monitor import Diagnostics
 from nnexp.errors import OutputError, UserError, command_line, environment_fault
 from nnexp.models.summary import format_parameter_counts, parameter_counts
@@ -114,11 +114,14 @@ def _run(
             summary.resumed(resumed.previous, resumed.epoch, _timestamp(started))
         loggers: list[Any] = []
         failed = False
+        begun: list[Baselines] = []  # begun in a child as the data is loaded, while the model is built
         try:
             # Inside the try: a stop that lands just after this write is still recorded as an interruption.
             folder.write_summary(summary)
             check_job(cfg)  # a sweep job's own values are first seen here (one preflight passed: not again)
-            experiment = experiment or build(cfg)  # a mistake in the data is found before any logger starts
+            # A mistake in the data is found before any logger starts; the baselines begin as it loads.
+            begin = None if cfg.get("lr_find") else lambda data: begun.append(Baselines.of_run(data, cfg))
+            experiment = experiment or build(cfg, begin)
             loggers = build_loggers(cfg, folder.path)
             experiment.loggers = loggers
             summary.described(describe(experiment, cfg))
@@ -135,7 +138,9 @@ def _run(
                 if restored is None:  # resumable from the start, even if stopped before the first batch
                     folder.save_checkpoint(training_state(experiment, 0, [], cfg))
                 stop.between_batches()
-                result = _train_and_record(cfg, experiment, folder, console, summary, stop, end, restored)
+                result = _train_and_record(
+                    cfg, experiment, folder, console, summary, stop, end, restored, begun
+                )
         except BaseException as error:
             failed = True
             # A full disk or a refused write met anywhere (a picture, a logger): one line, exit code 4.
@@ -157,6 +162,8 @@ def _run(
                 raise fault from None
             raise
         finally:
+            for baselines in begun:  # a run that ends before it asks for them: their child is stopped
+                baselines.cancel()
             summary.ran_for(time.time() - started)
             late_fault = None  # a write refused after the run's own end: said unless a failure is said
             try:
@@ -197,6 +204,7 @@ def _train_and_record(
     stop: StopOnSignal,
     end: EndOfRun,
     restored: tuple[int, list[dict[str, Any]]] | None = None,
+    begun: list[Baselines] | None = None,
 ) -> RunResult:
     if task_of(experiment.data.spec.task).generates_text:
         folder.write_json(VOCAB_FILE, experiment.data.vocab_record())  # so text can be generated later
@@ -233,9 +241,7 @@ def _train_and_record(
     flat_final = {
         f"{split}_{name}": value for split, values in final.items() for name, value in values.items()
     }
-    baselines = baselines_for(
-        experiment.data, resolve_loss_name(cfg.loss.name, experiment.data.spec), cfg.get("baselines")
-    )
+    baselines = (begun or [Baselines.of_run(experiment.data, cfg)])[0].result()  # resumed: begun now
     summary.evaluated(flat_final, _best_of(history), baselines)
 
     summary.drew(end.views(experiment, cfg, folder.path))  # predictions.csv, per_class; pictures queued

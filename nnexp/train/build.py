@@ -64,7 +64,9 @@ class Experiment:
     scaler: torch.amp.GradScaler | None = None  # trainer.precision=fp16's gradient scaler (CUDA)
 
 
-def build(cfg: DictConfig) -> Experiment:
+def build(cfg: DictConfig, data_ready: Callable[[DataBundle], Any] | None = None) -> Experiment:
+    """Everything `cfg` describes, ready to train. `data_ready(data)` is called once the data is loaded,
+    before the model is built: the caller may start work of its own on it (runs/ begins the baselines)."""
     device = resolve_device(cfg.device.type)
     scaler = grad_scaler(cfg.trainer.get("precision", 32), device)  # fp16 off CUDA: refused before the data
     # trainer.threads, a parallel sweep's share, or the cores the machine's load leaves free (threads.py)
@@ -74,6 +76,8 @@ def build(cfg: DictConfig) -> Experiment:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data: DataBundle = data_cache.cached(data_cfg, cfg.seed, device, lambda: _load_data(cfg.data).to(device))
     check_against_data(cfg, data.spec, metric_names(data.spec.task))  # what only the data can decide
+    if data_ready is not None:
+        data_ready(data)
     regularization = cfg.get("regularization") or {}
 
     dropout = regularization["dropout"]["p"] if "dropout" in regularization else None

@@ -1,0 +1,171 @@
+"""Work done in a forked child (nnexp/forked.py): the same answer, its log lines, its errors, nothing of
+the parent's kept open, and the work done here wherever a child cannot give it."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from nnexp import forked
+from nnexp.forked import in_child
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+
+
+def test_the_answer_is_worked_out_in_another_process_and_comes_back_whole():
+    parent = os.getpid()
+    answer = in_child(lambda: {"pid": os.getpid(), "values": [0.1, 2.5e-7, "text"] * 1000}).result()
+    assert answer["pid"] != parent
+    assert answer["values"] == [0.1, 2.5e-7, "text"] * 1000  # more than one pipe buffer
+
+
+def test_what_the_child_logs_is_logged_here_in_order(caplog):
+    def work() -> int:
+        logging.getLogger("nnexp").warning("first %s", "line")
+        logging.getLogger("nnexp.deeper").info("second")
+        return 7
+
+    with caplog.at_level(logging.INFO, logger="nnexp"):
+        assert in_child(work).result() == 7
+    lines = [(record.name, record.levelno, record.getMessage()) for record in caplog.records]
+    assert lines == [("nnexp", logging.WARNING, "first line"), ("nnexp.deeper", logging.INFO, "second")]
+
+
+def test_an_error_in_the_child_is_raised_by_result():
+    def work() -> None:
+        raise ValueError("no such split")
+
+    with pytest.raises(ValueError, match="no such split"):
+        in_child(work).result()
+
+
+def _started_then_paused(ready: Path) -> None:
+    ready.touch()  # by path: the child has closed every descriptor it inherited by now
+    signal.pause()  # until cancel's SIGKILL (the stop signals are ignored in the child)
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert time.monotonic() < deadline, f"the child never wrote {path}"
+        time.sleep(0.01)
+
+
+def test_the_child_does_not_keep_the_parents_lock(tmp_path):
+    """A run folder's lock goes with the process that took it, not with a child still working."""
+    lock_file = tmp_path / "lock"
+    lock_file.touch()
+    held = os.open(lock_file, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    forked.close_in_children(held)  # as a run folder's lock is (nnexp/runs/folder.py)
+    child = in_child(lambda: _started_then_paused(tmp_path / "ready"))
+    try:
+        _wait_for(tmp_path / "ready")
+        forked.keep_in_children(held)
+        os.close(held)  # the parent lets go of the lock while the child still runs
+        again = os.open(lock_file, os.O_RDONLY)
+        try:
+            fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if the child held it
+        finally:
+            os.close(again)
+    finally:
+        child.cancel()
+
+
+def test_cancel_stops_a_child_that_would_never_answer_and_reaps_it(tmp_path):
+    child = in_child(lambda: _started_then_paused(tmp_path / "ready"))
+    pid = child._pid
+    _wait_for(tmp_path / "ready")
+    child.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie left
+
+
+def test_a_child_that_dies_without_an_answer_leaves_the_work_to_be_done_here():
+    parent = os.getpid()
+
+    def work() -> str:
+        if os.getpid() != parent:
+            os._exit(3)  # the child dies as the work begins
+        return "done here"
+
+    assert in_child(work).result() == "done here"
+
+
+def test_without_fork_the_work_is_done_here(monkeypatch):
+    monkeypatch.delattr(forked.os, "fork")
+    assert in_child(os.getpid).result() == os.getpid()
+
+
+def test_the_stop_signals_are_the_parents_to_answer_not_the_childs():
+    """Ctrl-C and a scheduler's signals reach the whole process group: the run answers them (and cancels
+    the child); the child lives on until then, and says nothing."""
+    parent = os.getpid()
+
+    def work() -> str:
+        if os.getpid() == parent:
+            return "worked out here: the child died of its signals"
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):  # SLURM: USR1/2
+            os.kill(os.getpid(), stop)
+        return "the child lived on"
+
+    assert in_child(work).result() == "the child lived on"
+
+
+def test_a_child_that_waits_for_ever_is_stopped_and_the_work_done_here(monkeypatch):
+    """Forked while another thread held a lock, a child would wait for it for ever: it stops using the CPU."""
+    monkeypatch.setattr(forked, "STALLED_S", 0.5)
+    monkeypatch.setattr(forked, "POLL_S", 0.05)
+    parent = os.getpid()
+
+    def work() -> str:
+        if os.getpid() != parent:
+            signal.pause()  # uses no CPU, never returns (the stop signals are ignored in the child)
+        return "done here"
+
+    child = in_child(work)
+    pid = child._pid
+    assert child.result() == "done here"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_run_folders_lock_is_closed_in_the_child(tmp_path):
+    """So a run stopped by SIGKILL frees its folder at once, whatever its child is still doing."""
+    from nnexp.runs.folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with RunFolder(run).lock():
+        child = in_child(lambda: _started_then_paused(tmp_path / "ready"))
+        try:
+            _wait_for(tmp_path / "ready")
+            opened = {os.path.realpath(link) for link in Path(f"/proc/{child._pid}/fd").iterdir()}
+        finally:
+            child.cancel()
+    assert str(run.resolve()) not in opened
+
+
+def test_a_background_import_is_finished_before_a_fork(monkeypatch):
+    """Forked while another thread imports, a child would find that module's lock held for ever."""
+    import threading
+
+    started, finish = threading.Event(), threading.Event()
+
+    def importing() -> None:
+        started.set()
+        finish.wait()
+
+    thread = threading.Thread(target=importing)
+    thread.start()
+    monkeypatch.setattr(forked, "_FINISHED_FIRST", [])
+    forked.finish_before_forking(thread)
+    started.wait()
+    threading.Timer(0.2, finish.set).start()  # the import ends a little later; the fork waits for it
+    assert in_child(finish.is_set).result() is True  # the child's copy: forked after the import ended
