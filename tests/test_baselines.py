@@ -162,3 +162,25 @@ def test_baselines_begun_in_a_child_are_the_baselines_computed_here():
     data = load_digits(test_fraction=0.2, split_seed=0, val_fraction=0.1)
     begun = Baselines(data, "cross_entropy", {"logistic": {"C": 0.5}})
     assert begun.result() == baselines_for(data, "cross_entropy", {"logistic": {"C": 0.5}})
+
+
+def test_a_fit_made_once_in_a_process_is_not_made_again_for_the_same_numbers(monkeypatch):
+    """A sweep over seeds trains on one split: its logistic regression is fitted by the first job only."""
+    from nnexp import forked
+    from nnexp.diagnostics import baselines
+
+    children = []
+
+    def counted(work):
+        children.append(work)
+        return forked.in_child(work)
+
+    monkeypatch.setattr(baselines, "_FITTED", baselines.OrderedDict())  # nothing fitted by other tests
+    monkeypatch.setattr(baselines, "in_child", counted)
+    data = load_digits(test_fraction=0.2, split_seed=0, val_fraction=0.1)
+    first = Baselines(data).result()
+    again = Baselines(load_digits(test_fraction=0.2, split_seed=0, val_fraction=0.1)).result()
+    assert again == first and len(children) == 1
+    other_split = Baselines(load_digits(test_fraction=0.2, split_seed=1, val_fraction=0.1)).result()
+    other_setting = Baselines(data, settings={"logistic": {"C": 0.5}}).result()
+    assert len(children) == 3 and other_split != first and other_setting != first

@@ -6,10 +6,13 @@ whose keys are the run's own metric columns, so a baseline can stand in the run'
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +39,7 @@ def baselines_for(
     data: DataBundle,
     loss_name: str = "cross_entropy",
     settings: Mapping[str, Any] | None = None,
-    begun: Mapping[Callable[..., dict[str, Any]], InChild[dict[str, Any]]] | None = None,
+    begun: Mapping[Callable[..., dict[str, Any]], Remembered] | None = None,
 ) -> list[dict[str, Any]]:
     """Every baseline of the data's task, scored on each split; one that cannot be computed is left out.
 
@@ -61,6 +64,39 @@ def baselines_for(
     return records
 
 
+@dataclass(frozen=True)
+class Fit:
+    """A baseline's fit as a function of arrays already made (`run`), and what those arrays and its settings
+    hash to (`key`): the same fit on the same numbers gives the same answer, so a process fits it once."""
+
+    key: str
+    run: Callable[[], dict[str, Any]]
+
+
+_FITTED: OrderedDict[str, dict[str, Any]] = OrderedDict()  # Fit.key -> its answer, the last few
+_FITS_KEPT = 8
+
+
+@dataclass
+class Remembered:
+    """A fit's answer: remembered from before, else the child's (`begun`), else worked out here."""
+
+    fit: Fit
+    begun: InChild[dict[str, Any]] | None = None
+
+    def result(self) -> dict[str, Any]:
+        if self.fit.key not in _FITTED:
+            answer = self.begun.result() if self.begun is not None else self.fit.run()
+            _FITTED[self.fit.key] = answer
+            while len(_FITTED) > _FITS_KEPT:
+                _FITTED.popitem(last=False)
+        return dict(_FITTED[self.fit.key])
+
+    def cancel(self) -> None:
+        if self.begun is not None:
+            self.begun.cancel()
+
+
 class Baselines:
     """`baselines_for`'s answer, its slow fits (scikit-learn's import and fit) begun now in a forked child
     (nnexp/forked.py) while the run builds its model: on the default run one core is idle then."""
@@ -69,7 +105,7 @@ class Baselines:
         self, data: DataBundle, loss_name: str = "cross_entropy", settings: Mapping[str, Any] | None = None
     ) -> None:
         self._data, self._loss_name, self._settings = data, loss_name, settings
-        self._begun: dict[Callable[..., dict[str, Any]], InChild[dict[str, Any]]] = {}
+        self._begun: dict[Callable[..., dict[str, Any]], Remembered] = {}
         for baseline in BASELINES_OF_TASK.get(data.spec.task, ()):
             prepare = IN_CHILD.get(baseline)
             if prepare is None:
@@ -78,7 +114,8 @@ class Baselines:
                 fit = prepare(data, **_options(baseline, settings))
             except Exception:  # too large, or a bad setting: baselines_for says why, later
                 continue
-            self._begun[baseline] = in_child(fit)
+            # Fitted already in this process (a sweep's jobs on the same split): no child at all.
+            self._begun[baseline] = Remembered(fit, None if fit.key in _FITTED else in_child(fit.run))
 
     @classmethod
     def of_run(cls, data: DataBundle, cfg: Any) -> Baselines:
@@ -124,7 +161,7 @@ def logistic_regression(
 
     `penalty=None` fits without regularisation, as the lecture's digits notebook does; `C` is the
     inverse strength of the L2 penalty (scikit-learn's default 1.0)."""
-    return logistic_regression_fit(data, penalty, C, max_iter)()
+    return Remembered(logistic_regression_fit(data, penalty, C, max_iter)).result()
 
 
 def logistic_regression_fit(
@@ -132,7 +169,7 @@ def logistic_regression_fit(
     penalty: str | None = "l2",
     C: float = 1.0,
     max_iter: int = 300,  # noqa: N803 (sklearn's C)
-) -> Callable[[], dict[str, Any]]:
+) -> Fit:
     """`logistic_regression` as a function of NumPy arrays made now: what the fit needs of torch is done
     here, so the fit can run in a forked child that never touches torch's thread pool."""
     rows, features = len(data.train), math.prod(data.train.inputs.shape[1:])
@@ -167,7 +204,12 @@ def logistic_regression_fit(
             result[f"{split}_accuracy"] = model.score(inputs, targets)
         return result
 
-    return fit
+    digest = hashlib.sha256(repr((name, penalty, C, max_iter, classes)).encode())
+    for split, (inputs, targets) in arrays.items():
+        for array in (inputs, targets):
+            digest.update(repr((split, array.dtype.str, array.shape)).encode())
+            digest.update(array.tobytes())
+    return Fit(digest.hexdigest(), fit)
 
 
 def least_squares(data: DataBundle) -> dict[str, Any]:
@@ -225,7 +267,7 @@ def unigram(data: DataBundle) -> dict[str, Any]:
 # The config's `baselines.<key>` section holds each configurable baseline's settings.
 SETTINGS_KEY = {"logistic_regression": "logistic"}
 # The baselines whose work `Baselines` begins in a child: baseline -> what prepares its work here.
-IN_CHILD: dict[Callable[..., dict[str, Any]], Callable[..., Callable[[], dict[str, Any]]]] = {
+IN_CHILD: dict[Callable[..., dict[str, Any]], Callable[..., Fit]] = {
     logistic_regression: logistic_regression_fit
 }
 
