@@ -9,10 +9,11 @@ where the child dies without an answer, `result()` runs `work` in this process i
 only later. (Standard library only, and stop.py; torch is looked for, never imported.)
 
 The child answers through a pipe: it closes the descriptors registered with `close_in_children` (a run
-folder's lock, so the lock goes with the parent), uses one torch thread (the parent's OpenMP
-threads are not in the child: a parallel region would wait for them forever), ignores the stop signals (the
-parent answers them, then cancels it: SIGALRM), and leaves with os._exit (no atexit handler, no buffer of the
-parent's flushed twice). What it logs comes back with its answer and is logged here, in order.
+folder's lock, so the lock goes with the parent), uses one torch thread (the parent's OpenMP threads are
+not in the child: a parallel region would wait for them forever), ignores the stop signals (the parent
+answers them, then cancels it with SIGALRM, which the kernel also sends if the parent is killed), and
+leaves with os._exit (no atexit handler, no buffer of the parent's flushed twice). What it logs comes
+back with its answer and is logged here, in order.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _CLOSED_IN_CHILDREN: set[int] = set()
 _FINISHED_FIRST: list[threading.Thread] = []
 CANCEL_GRACE_S = 5.0  # a child drawing a picture finishes the one it is on within this
 CANCEL = signal.SIGALRM  # what cancel() asks a child to leave with: nothing else sends it to a process group
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent ends
 POLL_S = 0.5  # how often a wait looks at whether the child still uses the CPU
 STALLED_S = 10.0  # a child that used no CPU for this long is waiting for something that will not come
 
@@ -70,6 +72,7 @@ class InChild(Generic[T]):
                 thread.join()
         _FINISHED_FIRST[:] = [thread for thread in _FINISHED_FIRST if thread.is_alive()]
         reader, writer = os.pipe()
+        parent = os.getpid()
         try:
             with warnings.catch_warnings():  # Python 3.12 warns of fork() with threads (torch's)
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -80,7 +83,7 @@ class InChild(Generic[T]):
             return
         if pid == 0:
             os.close(reader)  # the parent's alone: a parent gone, the child's writes fail, it leaves
-            _child(work, writer)  # never returns
+            _child(work, writer, parent)  # never returns
         os.close(writer)
         self._pid, self._reader = pid, reader
 
@@ -104,14 +107,14 @@ class InChild(Generic[T]):
             os.kill(self._pid, CANCEL)
         deadline = time.monotonic() + CANCEL_GRACE_S
         while time.monotonic() < deadline:
-            if os.waitpid(self._pid, os.WNOHANG)[0]:
+            if _ended(self._pid, wait=False):
                 self._pid = None
                 break
             time.sleep(0.005)
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            _ended(self._pid, wait=True)
             self._pid = None
         if self._reader is not None:
             os.close(self._reader)
@@ -140,7 +143,7 @@ class InChild(Generic[T]):
                 return None
         os.close(self._reader)
         self._reader = None
-        os.waitpid(self._pid, 0)
+        _ended(self._pid, wait=True)
         self._pid = None
         try:
             return pickle.loads(b"".join(chunks))
@@ -174,6 +177,26 @@ def in_child(work: Callable[[], T]) -> InChild[T]:
     return InChild(work)
 
 
+def _ended(pid: int, wait: bool) -> bool:
+    """Whether the child `pid` has ended, reaping it (waiting for it with `wait`). Where SIGCHLD is ignored
+    (inherited from whoever started this process) the kernel reaps children itself: ECHILD, ended."""
+    try:
+        return os.waitpid(pid, 0 if wait else os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
+def _leave_with(parent: int) -> None:
+    """Have the kernel send CANCEL to this child when the run's process ends (SIGKILL leaves it no time to
+    cancel its children): no picture is written into a folder after its run has gone."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, CANCEL, 0, 0, 0)
+    if os.getppid() != parent:  # it ended before the kernel was told
+        raise SystemExit(1)
+
+
 def _cpu_ticks(pid: int) -> int | None:
     """The CPU time `pid` has used (user + system, in clock ticks), from /proc; None where unreadable."""
     try:
@@ -192,9 +215,10 @@ def _can_fork() -> bool:
     return torch is None or not torch.cuda.is_initialized()
 
 
-def _child(work: Callable[[], object], writer: int) -> None:
+def _child(work: Callable[[], object], writer: int, parent: int) -> None:
     try:
         in_forked_child(CANCEL)  # the stop signals are the parent's; CANCEL: leave as a stopped run would
+        _leave_with(parent)
         torch = sys.modules.get("torch")
         if torch is not None:  # torch's OpenMP pool is the parent's: its threads are not in this process
             torch.set_num_threads(1)

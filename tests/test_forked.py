@@ -7,6 +7,8 @@ import fcntl
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,3 +171,48 @@ def test_a_background_import_is_finished_before_a_fork(monkeypatch):
     started.wait()
     threading.Timer(0.2, finish.set).start()  # the import ends a little later; the fork waits for it
     assert in_child(finish.is_set).result() is True  # the child's copy: forked after the import ended
+
+
+def test_with_sigchld_ignored_the_answer_still_comes_back_and_cancel_still_returns(tmp_path):
+    """A program that ignores SIGCHLD (inherited through exec) has its children reaped by the kernel."""
+    before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert in_child(lambda: 6 * 7).result() == 42
+        child = in_child(lambda: _started_then_paused(tmp_path / "ready"))
+        _wait_for(tmp_path / "ready")
+        child.cancel()
+    finally:
+        signal.signal(signal.SIGCHLD, before)
+
+
+def test_a_child_leaves_when_its_parent_is_killed(tmp_path):
+    """SIGKILL leaves the run no time to cancel its child: the kernel tells the child (PR_SET_PDEATHSIG)."""
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from nnexp.forked import in_child\n"
+        "ready = Path(sys.argv[1])\n"
+        "def work():\n"
+        "    (ready.parent / 'child.pid').write_text(str(os.getpid()))\n"
+        "    ready.touch()\n"
+        "    signal.pause()\n"
+        "child = in_child(work)  # kept: a dropped child is cancelled\n"
+        "while not ready.exists():\n"
+        "    pass\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    parent = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ready")], timeout=120)
+    assert parent.returncode == -signal.SIGKILL
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 60
+    while _running(child):  # what the child does, not a number of seconds
+        assert time.monotonic() < deadline, "the child outlived its killed parent"
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # ended, waiting to be reaped by whoever adopted it
