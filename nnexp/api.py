@@ -89,6 +89,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     from nnexp.cli.run_folders import api_run_folder, check_api_run_folder
     from nnexp.errors import UserError
     from nnexp.look.end_of_run import DRAWN
+    from nnexp.runs.folder import let_go
     from nnexp.runs.run import run as run_config
 
     overrides = _as_overrides(overrides)
@@ -123,6 +124,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     finally:
         logger.removeHandler(log_file)
         logger.setLevel(previous_level)
+        let_go(run_dir)  # the folder is this process's no more: a resume from a terminal may take it
         log_file.close()
 
 

@@ -47,6 +47,19 @@ def test_run_returns_metrics_the_trained_model_and_its_folder(tmp_path):
     assert "epoch 1/1" in (result.run_dir / "nnexp.log").read_text()
 
 
+def test_a_folder_is_let_go_once_run_returns_so_a_terminal_may_resume_it(tmp_path):
+    """The notebook's process goes on after nnexp.run: it must not hold the folder's lock until it ends."""
+    import fcntl
+    import os
+
+    folder = nnexp.run(["trainer.epochs=1", "model.hidden=[8]"], output_dir=tmp_path / "run").run_dir
+    descriptor = os.open(folder, os.O_RDONLY)  # a new open file: flock is not shared with this process's
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the run's lock is held
+    finally:
+        os.close(descriptor)
+
+
 def test_import_nnexp_and_the_help_import_neither_torch_nor_matplotlib():
     code = (
         "import sys, nnexp\n"

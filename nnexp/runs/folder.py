@@ -55,6 +55,15 @@ def hold_for_this_process(path: Path) -> None:
         _HELD[folder] = _lock_or_refuse(folder)
 
 
+def let_go(path: Path) -> None:
+    """Release a folder `hold_for_this_process` holds: `nnexp.run` once its run has returned, since the
+    process (a notebook's) goes on, and a `nnexp resume=` of that folder must not be refused."""
+    descriptor = _HELD.pop(Path(path).absolute(), None)
+    if descriptor is not None and descriptor >= 0:  # -1: a rank's folder, held by rank 0's process
+        keep_in_children(descriptor)
+        os.close(descriptor)
+
+
 def _lock_or_refuse(path: Path) -> int:
     try:
         descriptor = os.open(path, os.O_RDONLY)
