@@ -7,8 +7,6 @@ import fcntl
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -187,22 +185,22 @@ def test_with_sigchld_ignored_the_answer_still_comes_back_and_cancel_still_retur
 
 def test_a_child_leaves_when_its_parent_is_killed(tmp_path):
     """SIGKILL leaves the run no time to cancel its child: the kernel tells the child (PR_SET_PDEATHSIG)."""
-    script = (
-        "import os, signal, sys\n"
-        "from pathlib import Path\n"
-        "from nnexp.forked import in_child\n"
-        "ready = Path(sys.argv[1])\n"
-        "def work():\n"
-        "    (ready.parent / 'child.pid').write_text(str(os.getpid()))\n"
-        "    ready.touch()\n"
-        "    signal.pause()\n"
-        "child = in_child(work)  # kept: a dropped child is cancelled\n"
-        "while not ready.exists():\n"
-        "    pass\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    parent = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ready")], timeout=120)
-    assert parent.returncode == -signal.SIGKILL
+
+    def started_then_paused() -> None:
+        (tmp_path / "child.pid").write_text(str(os.getpid()))
+        (tmp_path / "ready").touch()
+        time.sleep(120)  # a bound, should the kernel never tell it: a stray child must not hold pytest's pipes
+
+    run = os.fork()  # stands for the run's process: it starts a child, then is killed
+    if run == 0:
+        try:
+            child = in_child(started_then_paused)  # kept: a dropped child is cancelled
+            _wait_for(tmp_path / "ready")
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+        child.cancel()  # never reached
+    _, status = os.waitpid(run, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     child = int((tmp_path / "child.pid").read_text())
     deadline = time.monotonic() + 60
     while _running(child):  # what the child does, not a number of seconds
