@@ -189,7 +189,8 @@ def test_a_child_leaves_when_its_parent_is_killed(tmp_path):
     def started_then_paused() -> None:
         (tmp_path / "child.pid").write_text(str(os.getpid()))
         (tmp_path / "ready").touch()
-        time.sleep(120)  # a bound, should the kernel never tell it: a stray child must not hold pytest's pipes
+        # A bound, should the kernel never tell it: a stray child must not hold pytest's pipes for ever.
+        time.sleep(120)
 
     run = os.fork()  # stands for the run's process: it starts a child, then is killed
     if run == 0:
