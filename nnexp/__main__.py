@@ -1,3 +1,3 @@
-from nnexp.cli.entry import main
+from nnexp.cli.entry import console
 
-main()
+console()

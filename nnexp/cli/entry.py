@@ -7,13 +7,19 @@ and torch) load after.
 
 It is also the last moment to tell OpenMP how idle threads wait (nnexp/train/threads.py): the runtime
 torch loads reads OMP_WAIT_POLICY once, when torch is imported.
+
+`console` is the process's own entry (the `nnexp` script, `python -m nnexp`): `main`, then a quick exit.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
+import threading
+from typing import NoReturn
 
 from nnexp import stop  # standard library only, as the hooks are
 from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs
@@ -30,6 +36,47 @@ def main() -> None:
     from nnexp.cli.command import main as command
 
     command()
+
+
+def console() -> NoReturn:
+    """`main`, then leave the process without tearing the interpreter down.
+
+    Python's own exit frees module after module: with torch and its compiler loaded that takes 0.5-0.8 s
+    after the last line is printed (benchmarks/RESULTS.md, "sixth session"), in every run and once per
+    sweep. What that exit does for others is done first (the atexit callbacks: logging's, a coverage
+    tool's; the standard streams flushed), then os._exit. A bug's traceback leaves the usual way.
+    """
+    try:
+        main()
+    except SystemExit as leaving:
+        code = leaving.code
+    else:
+        code = 0
+    if threading.active_count() > 1:  # a launcher's threads to join first: Python's own exit does that
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    os._exit(_flushed(_exit_status(code)))
+
+
+def _exit_status(code: object) -> int:
+    """As Python turns SystemExit's code into the process's status."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _flushed(status: int) -> int:
+    """Flush stdout and stderr; stdout a closed pipe: status 120, as Python's own exit gives."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        status = status or 120
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    return status
 
 
 def stop_before_the_run(signum: int) -> None:
