@@ -33,7 +33,10 @@ def _hydra_main(single_run: tuple[list[str], Any] | None = None) -> None:
     `single_run`: the overrides the preflight composed for one run and the `hydra.mode` it found."""
     import hydra
 
+    from nnexp.cli.job_configs import compose_jobs_once_per_options
+
     _write_hydra_records_atomically()
+    compose_jobs_once_per_options()  # a sweep's jobs: the same options composed once
     if single_run is not None:
         _answer_hydras_mode(*single_run)
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(_job)()
