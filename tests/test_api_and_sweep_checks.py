@@ -81,7 +81,7 @@ def test_jobs_that_choose_the_same_options_are_composed_once(monkeypatch):
     compose = preflight_module._compose
     monkeypatch.setattr(preflight_module, "_compose", lambda *args: composed.append(args) or compose(*args))
     preflight(["optim=sgd,adam", "seed=range(0,50)", "trainer.epochs=1"], multirun=True)  # 100 jobs
-    assert len(composed) == 3  # the first job (to read the sweeper), then sgd's and adam's options
+    assert len(composed) == 2  # the first job (to read the sweeper: sgd's options, kept), then adam's
 
 
 def test_a_job_is_checked_on_the_config_hydra_composes_for_it():
@@ -91,6 +91,16 @@ def test_a_job_is_checked_on_the_config_hydra_composes_for_it():
     expected = compose_config(*job)
     assert OmegaConf.to_container(checked) == OmegaConf.to_container(expected)
     assert OmegaConf.is_struct(checked)  # a key the config lacks is refused, as by Hydra
+
+
+def test_a_job_sharing_the_first_points_options_gets_its_own_values_on_them():
+    first = ["optim=sgd", "optim.momentum=0.9", "seed=3", "trainer.epochs=4"]
+    job = ["optim=sgd", "optim.momentum=0.5", "seed=7", "trainer.epochs=2"]
+    with preflight_module.config_dir():
+        composer = preflight_module._JobComposer(first)
+        assert composer.whole(first).hydra.runtime.choices.optim == "sgd"  # Hydra's node kept
+        checked = composer(job)
+    assert OmegaConf.to_container(checked) == OmegaConf.to_container(compose_config(*job))
 
 
 def test_a_grid_too_big_to_check_job_by_job_is_checked_value_by_value(monkeypatch):

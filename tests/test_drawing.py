@@ -107,6 +107,7 @@ def test_hydra_is_told_the_mode_the_preflight_found_once_and_composes_anything_e
     """`nnexp` composes a single run's config twice (the preflight, then Hydra's run), not three times:
     Hydra's get_mode, a whole compose to read `hydra.mode`, gets the preflight's answer for its overrides."""
     from hydra._internal.hydra import Hydra
+    from hydra.types import RunMode
 
     from nnexp.cli import command
     from nnexp.cli.preflight import preflight
@@ -114,7 +115,7 @@ def test_hydra_is_told_the_mode_the_preflight_found_once_and_composes_anything_e
     composed = []
     monkeypatch.setattr(Hydra, "get_mode", lambda self, config_name, overrides: composed.append(overrides))
     assert preflight(["trainer.epochs=1"]).hydra.mode is None  # the single run's config, Hydra's node kept
-    assert preflight(["experiment=compare_optimizers"]) is None  # a preset that sweeps: Hydra finds its mode
+    assert preflight(["experiment=compare_optimizers"]).hydra.mode == RunMode.MULTIRUN  # a preset that sweeps
     command._answer_hydras_mode(["trainer.epochs=1"], None)
     assert Hydra.get_mode(None, config_name="config", overrides=["trainer.epochs=1"]) is None
     assert composed == []  # answered without composing
@@ -122,3 +123,29 @@ def test_hydra_is_told_the_mode_the_preflight_found_once_and_composes_anything_e
     command._answer_hydras_mode(["trainer.epochs=1"], None)
     Hydra.get_mode(None, config_name="config", overrides=["trainer.epochs=2"])
     assert composed == [["trainer.epochs=1"], ["trainer.epochs=2"]]  # once only; other overrides: Hydra's
+
+
+@pytest.mark.parametrize(
+    "sweep",
+    [
+        ["experiment=digits_mlp", "seed=0,1,2"],  # values: the first job's mode is the sweep's
+        ["hparams_search=digits_optuna", "seed=1,2"],  # a search preset: MULTIRUN from its config
+        ["experiment=compare_optimizers"],  # a preset that sweeps without -m
+    ],
+)
+def test_a_sweeps_preflight_answers_the_mode_hydra_would_compose_for_it(sweep):
+    """A sweep's command line is composed whole once more by Hydra only to read its mode: the preflight's
+    first job has the same, unless a group's option is swept (Hydra's compose of `optim=sgd,adam`
+    fails, and the mode it then finds is none: the preflight leaves that to Hydra)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+
+    from nnexp.cli.preflight import preflight
+    from nnexp.paths import CONFIG_DIR
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONFIG_DIR)))
+    hydra = Hydra(task_name="nnexp", config_loader=loader)  # not made global: as the command's would be
+    first = preflight(sweep, multirun=True)
+    assert first is not None and first.hydra.mode == hydra.get_mode(config_name="config", overrides=sweep)
+    assert preflight(["optim=sgd,adam", "seed=0,1"], multirun=True) is None

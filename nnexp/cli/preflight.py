@@ -44,7 +44,9 @@ from nnexp.errors import ConfigError, command_line, first_line
 
 def preflight(overrides: list[str], multirun: bool = False) -> DictConfig | None:
     """Raise ConfigError for the first mistake in `overrides`, as `nnexp OVERRIDES` would meet it.
-    Returns the config composed for a single run (with Hydra's node), None for a sweep.
+    Returns the config composed for a single run (with Hydra's node); for a sweep, its first job's, where
+    that has the `hydra.mode` Hydra would find for the whole command line (no option of a group swept:
+    Hydra then composes it again to find its mode), else None.
 
     A sweep is checked whole before its first job: every job of a grid (Hydra's basic sweeper) is
     composed and checked as a single run would be (past EVERY_JOB_UP_TO jobs, every value of each swept
@@ -66,10 +68,12 @@ def preflight(overrides: list[str], multirun: bool = False) -> DictConfig | None
             first = [line for line in map(_first_value, parsed) if line is not None]
             if _compose(first, overrides).hydra.mode != RunMode.MULTIRUN:
                 _compose(overrides, overrides)  # Hydra refuses them: said in one line with the fix
-        named = _check_sweep(parsed, overrides)
+        named, first = _check_sweep(parsed, overrides)
     if named is not None:  # every job checked: now the sweep folder is made this process's
         claim_named_dir(named)
-    return None
+    groups = group_names()
+    swept = [override.key_or_group for override in parsed if override.is_sweep_override()]
+    return None if any(key in groups for key in swept) else first
 
 
 def parse_overrides(overrides: list[str]) -> list[Override]:
@@ -127,9 +131,10 @@ class _Point:
     where: str  # "sweep job 2 of 3: optim.lr=-5"
 
 
-def _check_sweep(parsed: list[Override], overrides: list[str]) -> Path | None:
+def _check_sweep(parsed: list[Override], overrides: list[str]) -> tuple[Path | None, DictConfig]:
     """Check every job of a sweep (or every value and range of a search) before the first one runs;
-    return the sweep folder when it is named outright, for the caller to claim."""
+    return the sweep folder when it is named outright, for the caller to claim, and the first point's
+    config (Hydra's node kept)."""
     fixed_hydra = [override.input_line for override in parsed if override.is_hydra_override()]
     task = [override for override in parsed if not override.is_hydra_override()]
     for override in parsed:
@@ -140,7 +145,8 @@ def _check_sweep(parsed: list[Override], overrides: list[str]) -> Path | None:
             )
     # The sweeper (and its search space) is known once the config composes: compose a first point.
     first = [*fixed_hydra, *(line for line in map(_first_value, task) if line is not None)]
-    cfg = _compose(first, overrides)
+    compose_job = _JobComposer(overrides)
+    cfg = compose_job.whole(first)
     sweeper = str(cfg.hydra.sweeper.get("_target_", ""))
     params = cfg.hydra.sweeper.get("params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()]
@@ -153,13 +159,12 @@ def _check_sweep(parsed: list[Override], overrides: list[str]) -> Path | None:
     else:  # another sweeper: every value it could be given, one at a time
         points = _value_points(searched, fixed_hydra, "sweep")
     named = check_output_root(cfg, multirun=True)  # Hydra's settings: the same in every job
-    compose_job = _JobComposer(overrides)
     for point in points:
         try:
             check_job(compose_job(point.overrides))
         except ConfigError as error:
             raise ConfigError(f"{error} ({point.where})", key=error.key) from None
-    return named
+    return named, cfg
 
 
 def _first_value(override: Override) -> str | None:
@@ -335,22 +340,35 @@ class _JobComposer:
         self.groups = group_names()
         self.composed: dict[tuple[str, ...], DictConfig] = {}
 
+    def whole(self, point: list[str]) -> DictConfig:
+        """The point composed by Hydra, its node kept; its options are not composed again for a job
+        (a job sets the same keys as the point, so the point's own values are all replaced)."""
+        cfg = _compose(point, self.all_overrides)
+        self._keep(self._split(point)[1], cfg)
+        return cfg
+
     def __call__(self, point: list[str]) -> DictConfig:
         """The job's config without Hydra's node, as a run reads it."""
-        parsed = parse_overrides(point)
-        values = [override for override in parsed if self._sets_a_value(override)]
-        options = tuple(override.input_line for override in parsed if not self._sets_a_value(override))
+        values, options = self._split(point)
         if options not in self.composed:
-            cfg = _compose(list(options), self.all_overrides)
-            job = _job_of(cfg)
-            OmegaConf.set_struct(job, OmegaConf.is_struct(cfg))  # so a key the config lacks is refused
-            self.composed[options] = job
+            self._keep(options, _compose(list(options), self.all_overrides))
         cfg = copy.deepcopy(self.composed[options])
         try:
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         except ConfigCompositionException as error:
             raise _composition_error(error, point, self.all_overrides) from None
         return cfg
+
+    def _split(self, point: list[str]) -> tuple[list[Override], tuple[str, ...]]:
+        """(the point's plain values, its options' lines)"""
+        parsed = parse_overrides(point)
+        values = [override for override in parsed if self._sets_a_value(override)]
+        return values, tuple(override.input_line for override in parsed if not self._sets_a_value(override))
+
+    def _keep(self, options: tuple[str, ...], cfg: DictConfig) -> None:
+        job = _job_of(cfg)
+        OmegaConf.set_struct(job, OmegaConf.is_struct(cfg))  # so a key the config lacks is refused
+        self.composed[options] = job
 
     def _sets_a_value(self, override: Override) -> bool:
         """A plain `key=value` on a key the config has (not a group, an addition, a removal or Hydra's)."""
