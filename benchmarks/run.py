@@ -23,8 +23,9 @@ What it compares, side by side in this one process (start-up in fresh processes,
   `python -c "import torch"` (benchmarks/startup.py);
 - end to end (`--only e2e`): whole-process wall time of `nnexp` vs a hand-written script for the default
   run, seed 004's 2,000-epoch full-batch run (also with `trainer.log_every_n_epochs=100`), the fish preset
-  and a 5-run sweep, and `debug=smoke` on every preset (benchmarks/end_to_end.py; `--e2e-cases` picks
-  cases, `--e2e-repeats` the interleaved pairs);
+  and a 5-run sweep, the default run against the same job as a lightning-hydra-template project
+  (benchmarks/template/, with Lightning installed: `pip install -e .[bench]`), and `debug=smoke` on every
+  preset (benchmarks/end_to_end.py; `--e2e-cases` picks cases, `--e2e-repeats` the interleaved pairs);
 - a loaded machine (`--only loaded`, issue 28): the default run alone and beside four busy-loop processes
   (`python3 -c "while True: pass"`), nnexp's choice (threads from the free cores; passive OpenMP waits
   where the cores are shared as it starts) vs nnexp as it was (OpenMP's default spin-wait, a thread per
