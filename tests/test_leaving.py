@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import nnexp.cli.command  # noqa: F401 - its main is replaced in the forked child
 from nnexp.cli import entry
 
 HANDED_TO_PYTHON = 97  # the child's status when console raised SystemExit(0) instead of leaving itself
@@ -81,3 +82,29 @@ def test_a_thread_still_running_is_left_to_pythons_own_exit_which_waits_for_it(t
 
     status, _, _ = leave_with(main, tmp_path)
     assert status == HANDED_TO_PYTHON
+
+
+def test_a_command_started_with_stdout_closed_says_nothing_and_opens_no_file_on_descriptor_1(tmp_path):
+    """`nnexp >&-`: Python leaves sys.stdout None; the null device takes descriptor 1, so the next file
+    opened (a run folder's lock, a record) never receives what is written to the console."""
+    record = tmp_path / "record"
+
+    def command():  # the command entry.main imports and calls, after its own first steps
+        with open(tmp_path / "a file", "w") as opened:
+            record.write_text(str(opened.fileno()))
+        print("the results table")  # to the null device
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(1)
+            sys.stdout = None
+            sys.modules["nnexp.cli.command"].main = command
+            entry.console()
+        except BaseException:  # noqa: BLE001 - console must not return: say so through the status
+            os._exit(99)
+        os._exit(98)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert int(record.read_text()) > 2
+    assert (tmp_path / "a file").read_text() == ""

@@ -29,6 +29,7 @@ from nnexp.train.threads import wait_passively_if_shared  # standard library onl
 
 def main() -> None:
     stop.enter(stop.State.STARTING, on_stop=stop_before_the_run)  # a run enters its own states above it
+    open_closed_standard_streams()
     # Idle OpenMP threads sleep instead of spinning when other work shares the cores (a user's own
     # OMP_WAIT_POLICY wins); sweep jobs inherit the environment.
     wait_passively_if_shared(os.environ)
@@ -58,6 +59,25 @@ def console() -> NoReturn:
     os._exit(_flushed(_exit_status(code)))
 
 
+def open_closed_standard_streams() -> None:
+    """Started with a standard stream closed (`nnexp >&-`, `2>&-`): the null device takes its place.
+
+    Python leaves sys.stdout None then, and `print` says nothing but a console's write fails. Worse, the
+    next file opened would get descriptor 1 and receive what is written to the console."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd`, if those below are open
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 - for good
+
+
 def _exit_status(code: object) -> int:
     """As Python turns SystemExit's code into the process's status."""
     if code is None:
@@ -71,11 +91,13 @@ def _exit_status(code: object) -> int:
 def _flushed(status: int) -> int:
     """Flush stdout and stderr; stdout a closed pipe: status 120, as Python's own exit gives."""
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except (OSError, ValueError):
         status = status or 120
     with contextlib.suppress(OSError, ValueError):
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
     return status
 
 
