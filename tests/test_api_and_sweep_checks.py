@@ -93,6 +93,13 @@ def test_a_job_is_checked_on_the_config_hydra_composes_for_it():
     assert OmegaConf.is_struct(checked)  # a key the config lacks is refused, as by Hydra
 
 
+def test_a_sweep_jobs_overrides_are_checked_in_the_order_hydra_sets_them(in_tmp):
+    preflight(["seed=0,1", "optim.lr=-1", "++optim.lr=0.01", "trainer.epochs=1"], multirun=True)  # 0.01 wins
+    with pytest.raises(ConfigError, match=r"optim.lr=-1 is not allowed.*\(sweep job 1 of 2: seed=0\)"):
+        preflight(["seed=0,1", "++optim.lr=0.01", "optim.lr=-1", "trainer.epochs=1"], multirun=True)
+    assert list(in_tmp.iterdir()) == []
+
+
 def test_a_job_sharing_the_first_points_options_gets_its_own_values_on_them():
     first = ["optim=sgd", "optim.momentum=0.9", "seed=3", "trainer.epochs=4"]
     job = ["optim=sgd", "optim.momentum=0.5", "seed=7", "trainer.epochs=2"]

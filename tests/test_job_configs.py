@@ -77,12 +77,28 @@ def test_hydras_records_of_the_overrides_follow_the_job(loader):
         assert same(ours, as_hydra_composes(loader, sweep, job))
 
 
-def test_additions_and_removals_are_options_composed_as_hydra_composes_them(loader):
+def test_additions_and_removals_are_composed_as_hydra_composes_them(loader):
     sweep = master(loader, ["seed=1,2"])
     once = _OncePerOptions(hydras_own())
     for job in (["+note=first", "seed=1"], ["+note=first", "seed=2"], ["~logger", "seed=1"]):
         assert same(once(loader, sweep, job), as_hydra_composes(loader, sweep, job))
-    assert len(once.composed) == 2
+    assert len(once.composed) == 2  # a key added is set on the composition; a group removed is an option
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        ["seed=1", "trainer.epochs=1", "++trainer.epochs=2"],  # the later one wins: 2
+        ["seed=1", "++trainer.epochs=2", "trainer.epochs=1"],  # 1
+        ["seed=1", "trainer.epochs=2", "trainer={epochs: 1}"],  # a dict merged last: 1
+        ["seed=1", "~trainer.epochs", "+trainer.epochs=3"],  # removed, then added: 3
+    ],
+)
+def test_the_jobs_overrides_are_set_in_the_order_given(loader, job):
+    sweep = master(loader, ["seed=1,2"])
+    ours = _OncePerOptions(hydras_own())(loader, sweep, job)
+    hydras = as_hydra_composes(loader, sweep, job)
+    assert ours.trainer == hydras.trainer and same(ours, hydras)
 
 
 def test_a_job_does_not_see_another_jobs_changes(loader):
@@ -95,13 +111,14 @@ def test_a_job_does_not_see_another_jobs_changes(loader):
     assert second.seed == 2 and OmegaConf.is_missing(second.hydra.job, "num")  # as Hydra leaves it
 
 
-def test_a_key_the_config_lacks_is_refused_as_hydra_refuses_it(loader):
+@pytest.mark.parametrize("job", [["seed=1", "epochz=3"], ["seed=1", "trainer.extra=2", "+trainer.extra=1"]])
+def test_a_key_the_config_lacks_is_refused_as_hydra_refuses_it(loader, job):
     sweep = master(loader, ["seed=1,2"])
     once = _OncePerOptions(hydras_own())
     with pytest.raises(ConfigCompositionException) as ours:
-        once(loader, sweep, ["seed=1", "epochz=3"])
+        once(loader, sweep, job)
     with pytest.raises(ConfigCompositionException) as hydras:
-        as_hydra_composes(loader, sweep, ["seed=1", "epochz=3"])
+        as_hydra_composes(loader, sweep, job)
     assert str(ours.value) == str(hydras.value)
 
 

@@ -1,12 +1,13 @@
 """Each sweep job's config, as Hydra composes it, with the costly part done once per choice of options.
 
 Hydra's launchers compose every job from scratch (ConfigLoaderImpl.load_sweep_config): the search path,
-the defaults list, every config file merged, then the job's `key=value` overrides set on the result.
-Only the first steps depend on the job's options (`optim=sgd`, `+extra=...`, Hydra's own settings); a
-sweep over values (`seed=0,1,2,3,4`, `optim.lr=0.01,0.1`) composes the same thing each time (~0.25 s a
-job here). Jobs that choose the same options share that composition: a copy of it gets the job's own
-values and the records Hydra keeps of them (hydra.overrides.task, hydra.job.override_dirname), which is
-all Hydra's own composition would change. tests/test_job_configs.py compares the two, node for node.
+the defaults list, every config file merged, then the job's other overrides set on the result in their
+order (`key=value`, `+key=value`, `++key=value`, `~key`). Only the first steps depend on the job's options
+of groups (`optim=sgd`, `+group=option`, `~group`) and Hydra's own settings; a sweep over values
+(`seed=0,1,2,3,4`, `optim.lr=0.01,0.1`) composes the same thing each time (~0.25 s a job here). Jobs that
+choose the same options share that composition: a copy of it gets the job's other overrides, set as Hydra
+sets them, and the records Hydra keeps of them (hydra.overrides.task, hydra.job.override_dirname), which
+is all Hydra's own composition would change. tests/test_job_configs.py compares the two, node for node.
 """
 
 from __future__ import annotations
@@ -47,20 +48,23 @@ class _OncePerOptions:
         self, loader: ConfigLoaderImpl, master_config: DictConfig, overrides: list[str]
     ) -> DictConfig:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
-        is_value = [_sets_a_value(loader, override) for override in parsed]
-        options = [line for line, value in zip(overrides, is_value, strict=True) if not value]
-        values = [override for override, value in zip(parsed, is_value, strict=True) if value]
         hydra_lines = tuple(OmegaConf.to_container(master_config.hydra.overrides.hydra))  # type: ignore[arg-type]
+        if not _shared_safely(parsed, hydra_lines):
+            return self.hydras_own(loader, master_config, overrides)
+        # As Hydra splits them: the options of groups make the defaults list; every other override is
+        # set on the composed config, in the order given (`a=1 ++a=2`: 2)
+        is_set = [_sets_the_config(loader, override) for override in parsed]
+        options = [line for line, set_ in zip(overrides, is_set, strict=True) if not set_]
+        settings = [override for override, set_ in zip(parsed, is_set, strict=True) if set_]
         key = (master_config.hydra.job.config_name, hydra_lines, tuple(options), os.getcwd())
         if key not in self.composed:
             self.composed[key] = self.hydras_own(loader, master_config, options)
         cfg = copy.deepcopy(self.composed[key])
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        # What Hydra records of the job's own overrides, in their order (Hydra's settings are options)
-        task = [override for override in parsed if not override.is_hydra_override()]
-        cfg.hydra.overrides.task = [override.input_line for override in task]
+        ConfigLoaderImpl._apply_overrides_to_config(settings, cfg)
+        # What Hydra records of the job's overrides (none is Hydra's own: _shared_safely), in their order
+        cfg.hydra.overrides.task = list(overrides)
         cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=task,
+            overrides=parsed,
             kv_sep=cfg.hydra.job.config.override_dirname.kv_sep,
             item_sep=cfg.hydra.job.config.override_dirname.item_sep,
             exclude_keys=cfg.hydra.job.config.override_dirname.exclude_keys,
@@ -69,16 +73,18 @@ class _OncePerOptions:
         return cfg
 
 
-def _sets_a_value(loader: ConfigLoaderImpl, override: Override) -> bool:
-    """A plain `key=value` on the job's own config: what Hydra sets after composing (not a group's
-    option, an addition, a removal, a package, a sweep or one of Hydra's own settings)."""
-    return not (
-        override.is_hydra_override()
-        or override.is_sweep_override()
-        or override.is_add()
-        or override.is_force_add()
-        or override.is_delete()
-        or override.package is not None
-        or isinstance(override.value(), dict)
-        or loader.repository.group_exists(override.key_or_group)
-    )
+def _shared_safely(parsed: list[Override], hydra_lines: tuple[str, ...]) -> bool:
+    """Whether the job can share a composition: none of its overrides is Hydra's own (the sweepers pass
+    the sweep's task overrides only) or a sweep, and the config search path is Hydra's default (one
+    a setting adds holds groups `_sets_the_config` would not find)."""
+    if any(override.is_hydra_override() or override.is_sweep_override() for override in parsed):
+        return False
+    return not any(line.lstrip("+~").startswith("hydra.searchpath") for line in hydra_lines)
+
+
+def _sets_the_config(loader: ConfigLoaderImpl, override: Override) -> bool:
+    """Whether Hydra sets `override` on the composed config (a value, an addition, a removal of a key)
+    rather than reading it as a group's option for the defaults list: its own test, in its own words
+    (hydra/_internal/defaults_list.py, Overrides)."""
+    is_group = loader.repository.group_exists(override.key_or_group)
+    return isinstance(override.value(), dict) or not is_group

@@ -118,8 +118,8 @@ def _job_of(cfg: DictConfig) -> DictConfig:
 # A grid of up to this many jobs is checked job by job: Hydra composes each distinct choice of options once
 # (~0.1 s), then each job takes ~10 ms (its values set, its config checked). Measured on a 2-core CPU
 # shared with other work: 20 jobs 0.6 s, 100 jobs 1.2 s, 500 jobs 5 s (Hydra's launcher composes each job
-# again, once per choice of options: cli/job_configs.py). A larger grid is checked value by value: each value of each swept key,
-# the other keys at their first value, not the product.
+# again, once per choice of options: cli/job_configs.py). A larger grid is checked value by value: each
+# value of each swept key, the other keys at their first value, not the product.
 EVERY_JOB_UP_TO = 500
 
 
@@ -371,12 +371,9 @@ class _JobComposer:
         self.composed[options] = job
 
     def _sets_a_value(self, override: Override) -> bool:
-        """A plain `key=value` on a key the config has (not a group, an addition, a removal or Hydra's)."""
-        return not (
-            override.key_or_group in self.groups
-            or override.package is not None
-            or override.is_hydra_override()
-            or override.is_add()
-            or override.is_force_add()
-            or override.is_delete()
-        )
+        """Whether Hydra sets `override` on the composed config, in the order given (a value, a key added
+        or removed: `a=1 ++a=2` is 2), rather than reading it as a group's option; Hydra's own settings
+        come first in every point and stay with the options."""
+        if override.is_hydra_override():
+            return False
+        return isinstance(override.value(), dict) or override.key_or_group not in self.groups
