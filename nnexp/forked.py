@@ -31,7 +31,13 @@ import warnings
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from nnexp.stop import in_forked_child
+from nnexp.stop import (
+    PREEMPTION_SIGNALS,
+    STOP_SIGNALS,
+    answer_a_swallowed_stop,
+    asked_to_stop,
+    in_forked_child,
+)
 
 T = TypeVar("T")
 
@@ -42,6 +48,7 @@ _CLOSED_IN_CHILDREN: set[int] = set()
 _FINISHED_FIRST: list[threading.Thread] = []
 CANCEL_GRACE_S = 5.0  # a child drawing a picture finishes the one it is on within this
 CANCEL = signal.SIGALRM  # what cancel() asks a child to leave with: nothing else sends it to a process group
+_HELD_WHILE_FORKING = {*STOP_SIGNALS, *PREEMPTION_SIGNALS, CANCEL}
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent ends
 POLL_S = 0.5  # how often a wait looks at whether the child still uses the CPU
 STALLED_S = 10.0  # a child that used no CPU for this long is waiting for something that will not come
@@ -73,6 +80,12 @@ class InChild(Generic[T]):
         _FINISHED_FIRST[:] = [thread for thread in _FINISHED_FIRST if thread.is_alive()]
         reader, writer = os.pipe()
         parent = os.getpid()
+        # A stop signal's answer (an exception) raised in fork()'s own callbacks (logging's) would be
+        # swallowed there, and Ctrl-C lost. This thread holds the signals back while it forks; one that
+        # another thread (torch's) took is answered from what it recorded. Either way the answer comes
+        # in the parent, once the child is known and can be cancelled.
+        asked = asked_to_stop()
+        unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_WHILE_FORKING)
         try:
             with warnings.catch_warnings():  # Python 3.12 warns of fork() with threads (torch's)
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -80,12 +93,19 @@ class InChild(Generic[T]):
         except OSError:  # no memory or process left for a child: worked out here, later
             os.close(reader)
             os.close(writer)
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
             return
         if pid == 0:
             os.close(reader)  # the parent's alone: a parent gone, the child's writes fail, it leaves
-            _child(work, writer, parent)  # never returns
+            _child(work, writer, parent, unmasked)  # never returns
         os.close(writer)
         self._pid, self._reader = pid, reader
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)  # a signal held back is answered here
+            answer_a_swallowed_stop(asked)
+        except BaseException:
+            self.cancel()
+            raise
 
     def result(self) -> T:
         """The child's answer (waits for it); `work()` run here when the child gave none."""
@@ -215,9 +235,10 @@ def _can_fork() -> bool:
     return torch is None or not torch.cuda.is_initialized()
 
 
-def _child(work: Callable[[], object], writer: int, parent: int) -> None:
+def _child(work: Callable[[], object], writer: int, parent: int, unmasked: set[signal.Signals]) -> None:
     try:
         in_forked_child(CANCEL)  # the stop signals are the parent's; CANCEL: leave as a stopped run would
+        signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)  # held back while forking
         _leave_with(parent)
         torch = sys.modules.get("torch")
         if torch is not None:  # torch's OpenMP pool is the parent's: its threads are not in this process

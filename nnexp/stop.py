@@ -195,6 +195,22 @@ def enter(state: State, name: str = "nnexp", on_stop: Callable[[int], None] | No
     return CONTROLLER.enter(state, name, on_stop)
 
 
+def asked_to_stop() -> int | None:
+    """The signal that asked the innermost stage to stop, if one has."""
+    return CONTROLLER._stages[-1].requested if CONTROLLER._stages else None
+
+
+def answer_a_swallowed_stop(before: int | None) -> None:
+    """Raise the stop a signal asked for since `asked_to_stop()` was `before`, where its answer could
+    have been raised inside a callback that swallows exceptions (fork()'s own: logging's) and lost. A
+    stop that waits for the batch boundary (TRAINING) keeps waiting for it."""
+    stage = CONTROLLER._stages[-1] if CONTROLLER._stages else None
+    if stage is None or stage.requested is None or stage.requested == before:
+        return
+    if stage.state in (State.BUILDING, State.SAVING):
+        raise TrainingInterrupted(stage.requested, CONTROLLER.requeues(stage.requested))
+
+
 def in_forked_child(cancel: int) -> None:
     """The signals of a child forked to work beside the run (nnexp/forked.py). Ctrl-C and a scheduler's
     signals reach the whole process group: they are the run's to answer, so the child ignores them; the run

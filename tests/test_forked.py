@@ -215,3 +215,37 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"  # ended, waiting to be reaped by whoever adopted it
+
+
+@pytest.mark.parametrize("another_thread", [False, True], ids=["to the forking thread", "to another thread"])
+def test_a_stop_signal_that_comes_while_forking_stops_the_run_and_its_child(tmp_path, another_thread):
+    """Found by a hostile user: Ctrl-C as a child was forked let the sweep run on, the stop's exception
+    raised inside fork()'s own callbacks (logging's) and swallowed there. The signal comes here from such a
+    callback, to a process set up as a run's is: it must stop the run, and no child may be left."""
+    said = tmp_path / "said"
+    sandbox = os.fork()  # the callback registered stays in this copy of the test process
+    if sandbox == 0:
+        try:
+            import threading
+
+            from nnexp import stop
+
+            stage = stop.enter(stop.State.BUILDING)  # as a run building its model (the baseline's fork)
+            if another_thread:  # a thread that takes the signal (torch's do), leaving the forking thread
+                threading.Thread(target=threading.Event().wait, daemon=True).start()
+            os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
+            try:
+                in_child(lambda: time.sleep(60))
+                said.write_text("not stopped")
+            except stop.TrainingInterrupted as stopped:
+                with_children = True
+                try:
+                    os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    with_children = False
+                said.write_text(f"{stopped.signal_name}, children left: {with_children}")
+            stage.leave()
+        finally:
+            os._exit(0)
+    os.waitpid(sandbox, 0)
+    assert said.read_text() == "SIGTERM, children left: False"
