@@ -36,6 +36,12 @@ MISTAKES = [
     (["regularization=[l2,l2]"], "regularization lists l2 twice: name each option once"),
     (["trainer.threads=100000"], "trainer.threads=100000 is not allowed: use null, auto or a whole number"),
     (["trainer.epochs=1e12"], "trainer.epochs=1000000000000.0 is not allowed: use a whole number"),
+    (["seed=${oops}"], "seed=${oops}: Interpolation key 'oops' not found; an interpolation names a key"),
+    (["trainer.epochs=${trainer.epochs}"], "trainer.epochs=${trainer.epochs}: Recursive interpolation"),
+    (
+        ["trainer.epochs=${oc.env:NNEXP_UNSET_IN_TESTS}"],
+        "Environment variable 'NNEXP_UNSET_IN_TESTS' not found",
+    ),
 ]
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from nnexp.config import model_checks as model
 from nnexp.config.custom import checked_by_nnexp, is_custom
 from nnexp.config.data_checks import DATA_SWITCH_RULES, check_named_splits, has_val_split
+from nnexp.config.interpolations import check_interpolations
 from nnexp.config.lr_find import check_lr_find
 from nnexp.config.model_checks import INITS, check_model_lists
 from nnexp.config.output_checks import check_outputs
@@ -312,6 +313,7 @@ def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first problem in `cfg`; return quietly when it is sound."""
     _check_sections(cfg)
     check_targets(OmegaConf.to_container(cfg, resolve=False))  # nnexp/config/trust.py: exact names only
+    check_interpolations(cfg)  # nnexp/config/interpolations.py: before anything reads a value
     _check_nothing_missing(cfg)
     check_toy2d(cfg)  # data=toy2d's data.shape is a name, not data=synthetic's list of sizes
     own_rules = toy2d_keys(cfg)
