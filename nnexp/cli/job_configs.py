@@ -4,10 +4,11 @@ Hydra's launchers compose every job from scratch (ConfigLoaderImpl.load_sweep_co
 the defaults list, every config file merged, then the job's other overrides set on the result in their
 order (`key=value`, `+key=value`, `++key=value`, `~key`). Only the first steps depend on the job's options
 of groups (`optim=sgd`, `+group=option`, `~group`) and Hydra's own settings; a sweep over values
-(`seed=0,1,2,3,4`, `optim.lr=0.01,0.1`) composes the same thing each time (~0.25 s a job here). Jobs that
-choose the same options share that composition: a copy of it gets the job's other overrides, set as Hydra
-sets them, and the records Hydra keeps of them (hydra.overrides.task, hydra.job.override_dirname), which
-is all Hydra's own composition would change. tests/test_job_configs.py compares the two, node for node.
+(`seed=0,1,2,3,4`, `optim.lr=0.01,0.1`) composes the same thing each time (117 ms a job, idle; 8 ms
+shared: benchmarks/RESULTS.md, "sixth session"). Jobs that choose the same options share that
+composition: a copy of it gets the job's other overrides, set as Hydra sets them, and the records Hydra
+keeps of them (hydra.overrides.task, hydra.job.override_dirname), which is all Hydra's own composition
+would change. tests/test_job_configs.py compares the two, node for node.
 """
 
 from __future__ import annotations
