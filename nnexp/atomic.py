@@ -21,6 +21,15 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _NAME_TRIES = 100
 _UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it)
 os.umask(_UMASK)
+_BEING_WRITTEN: set[Path] = set()  # this process's temporaries now: remove_unfinished() knows them
+
+
+def remove_unfinished() -> None:
+    """Remove the temporaries this process is writing now: for a process that ends at once, without
+    unwinding to the clean-up in write_atomically (a forked child whose stop was swallowed)."""
+    for temporary in list(_BEING_WRITTEN):
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def write_atomically(
@@ -46,6 +55,7 @@ def write_atomically(
                 continue  # another writer's temporary: never touched, another name tried
             except OSError as error:  # a read-only or foreign folder: named by the file to be written
                 raise _named(error, target) from None
+            _BEING_WRITTEN.add(temporary)
             with os.fdopen(descriptor, "wb") as raw:
                 handle = _Recording(raw)
                 try:
@@ -68,6 +78,8 @@ def write_atomically(
             with contextlib.suppress(OSError):
                 temporary.unlink()
             raise
+        finally:
+            _BEING_WRITTEN.discard(temporary)
         break
     else:
         raise FileExistsError(errno.EEXIST, "no free name for a temporary file", str(target))

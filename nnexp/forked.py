@@ -29,8 +29,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from nnexp.atomic import remove_unfinished
 from nnexp.stop import (
     PREEMPTION_SIGNALS,
     STOP_SIGNALS,
@@ -235,9 +236,20 @@ def _can_fork() -> bool:
     return torch is None or not torch.cuda.is_initialized()
 
 
+def _leave_if_cancel_was_swallowed(unraisable: Any) -> None:
+    """The child's answer to CANCEL (SystemExit) raised where Python swallows exceptions (a matplotlib
+    weakref callback, seen by a hostile user): it would draw on, and say "Exception ignored". It leaves at
+    once instead, removing the picture it was writing."""
+    if isinstance(unraisable.exc_value, SystemExit):
+        remove_unfinished()
+        os._exit(1)
+    sys.__unraisablehook__(unraisable)
+
+
 def _child(work: Callable[[], object], writer: int, parent: int, unmasked: set[signal.Signals]) -> None:
     try:
         in_forked_child(CANCEL)  # the stop signals are the parent's; CANCEL: leave as a stopped run would
+        sys.unraisablehook = _leave_if_cancel_was_swallowed
         signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)  # held back while forking
         _leave_with(parent)
         torch = sys.modules.get("torch")

@@ -249,3 +249,35 @@ def test_a_stop_signal_that_comes_while_forking_stops_the_run_and_its_child(tmp_
             os._exit(0)
     os.waitpid(sandbox, 0)
     assert said.read_text() == "SIGTERM, children left: False"
+
+
+def test_a_cancel_swallowed_by_a_callback_still_ends_the_child_and_leaves_no_half_picture(tmp_path):
+    """Found by a hostile user: the child's cancel (SystemExit from its handler) landed in a matplotlib
+    weakref callback, where Python prints "Exception ignored" and goes on. Here it lands in one as the
+    child writes a picture: the child must leave at once, the temporary it was writing removed."""
+    import sys
+    import weakref
+
+    from nnexp.atomic import write_atomically
+
+    class Node:
+        pass
+
+    def cancel_lands_in_a_callback(picture) -> None:
+        picture.write(b"half a picture")
+        node = Node()
+        keep = weakref.ref(node, lambda _ref: (_ for _ in ()).throw(SystemExit(1)))  # as the handler raises
+        del node  # the callback runs, raises, and Python swallows it
+        assert keep() is None
+        picture.write(b" and the rest")
+
+    child = os.fork()
+    if child == 0:
+        try:
+            sys.unraisablehook = forked._leave_if_cancel_was_swallowed  # as a forked child sets it
+            write_atomically(tmp_path / "picture.png", cancel_lands_in_a_callback, durable=False)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert list(tmp_path.iterdir()) == []
