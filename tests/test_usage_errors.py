@@ -13,6 +13,7 @@ MISTAKES = [
     (["optim.lrr=0.1"], "unknown key optim.lrr (did you mean optim.lr?)"),
     (["+optim.lrr=0.1"], "unknown key optim.lrr (did you mean optim.lr?)"),
     (["+epochz=3"], "unknown key epochz (did you mean trainer.epochs?)"),
+    (["+trainer.epochs=3"], "+trainer.epochs=3: trainer.epochs is in the config already, and + only adds"),
     (["trainer.epocs=3"], "unknown key trainer.epocs (did you mean trainer.epochs?)"),
     (["modle=mlp"], "unknown key modle (did you mean model?)"),
     (["model=mlpp"], "model=mlpp is not an option (did you mean model=mlp?): choose one of"),

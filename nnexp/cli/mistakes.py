@@ -69,6 +69,12 @@ def refuse_added_keys(parsed: list[Override], overrides: list[str]) -> None:
     for override in parsed:
         key = override.key_or_group
         if override.is_add() and key not in known_groups:
+            if key in _known_keys(overrides):  # Hydra's `+` adds a key only where there is none
+                value = override.get_value_element_as_str()
+                raise ConfigError(
+                    f"{override.input_line}: {key} is in the config already, and + only adds a key that "
+                    f"is not: set it with {key}={value}"
+                )
             raise ConfigError(unknown_key_message(key, overrides))
         # ++key sets a key that some option has (a preset's data.synthetic); a top-level one no option has
         # is a typo that would land in the config unread.

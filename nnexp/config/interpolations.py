@@ -4,7 +4,7 @@ key, an unset environment variable or a key that refers to itself is the user's 
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError
+from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
 from nnexp.errors import ConfigError
 
@@ -20,8 +20,9 @@ def check_interpolations(cfg: DictConfig) -> None:
             written = written.get(part) if isinstance(written, dict) else None
         shown = f"{key}={written}" if isinstance(written, str) else key
         reason = str(error).splitlines()[0]
-        raise ConfigError(
-            f"{shown}: {reason}; an interpolation names a key of the config (e.g. "
-            f"${{trainer.epochs}}) or an environment variable, with a default (${{oc.env:NAME,default}})",
-            key=key,
-        ) from None
+        if isinstance(error, InterpolationKeyError) or "Environment variable" in reason:
+            reason += (
+                "; an interpolation names a key of the config (e.g. ${trainer.epochs}) or an environment "
+                "variable, with a default (${oc.env:NAME,default})"
+            )
+        raise ConfigError(f"{shown}: {reason}", key=key) from None
