@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -54,7 +55,7 @@ class _OncePerOptions:
             return self.hydras_own(loader, master_config, overrides)
         # As Hydra splits them: the options of groups make the defaults list; every other override is
         # set on the composed config, in the order given (`a=1 ++a=2`: 2)
-        is_set = [_sets_the_config(loader, override) for override in parsed]
+        is_set = [sets_the_config(override, loader.repository.group_exists) for override in parsed]
         options = [line for line, set_ in zip(overrides, is_set, strict=True) if not set_]
         settings = [override for override, set_ in zip(parsed, is_set, strict=True) if set_]
         key = (master_config.hydra.job.config_name, hydra_lines, tuple(options), os.getcwd())
@@ -77,15 +78,14 @@ class _OncePerOptions:
 def _shared_safely(parsed: list[Override], hydra_lines: tuple[str, ...]) -> bool:
     """Whether the job can share a composition: none of its overrides is Hydra's own (the sweepers pass
     the sweep's task overrides only) or a sweep, and the config search path is Hydra's default (one
-    a setting adds holds groups `_sets_the_config` would not find)."""
+    a setting adds holds groups `sets_the_config` would not find)."""
     if any(override.is_hydra_override() or override.is_sweep_override() for override in parsed):
         return False
     return not any(line.lstrip("+~").startswith("hydra.searchpath") for line in hydra_lines)
 
 
-def _sets_the_config(loader: ConfigLoaderImpl, override: Override) -> bool:
+def sets_the_config(override: Override, is_group: Callable[[str], bool]) -> bool:
     """Whether Hydra sets `override` on the composed config (a value, an addition, a removal of a key)
     rather than reading it as a group's option for the defaults list: its own test, in its own words
-    (hydra/_internal/defaults_list.py, Overrides)."""
-    is_group = loader.repository.group_exists(override.key_or_group)
-    return isinstance(override.value(), dict) or not is_group
+    (hydra/_internal/defaults_list.py, Overrides). The preflight's job checks split overrides the same way."""
+    return isinstance(override.value(), dict) or not is_group(override.key_or_group)

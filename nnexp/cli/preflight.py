@@ -27,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp.cli.hydra_hooks import claim_named_dir
+from nnexp.cli.job_configs import sets_the_config
 from nnexp.cli.mistakes import (
     config_dir,
     group_names,
@@ -376,4 +377,4 @@ class _JobComposer:
         come first in every point and stay with the options."""
         if override.is_hydra_override():
             return False
-        return isinstance(override.value(), dict) or override.key_or_group not in self.groups
+        return sets_the_config(override, self.groups.__contains__)
