@@ -28,8 +28,9 @@ What it compares, side by side in this one process (start-up in fresh processes,
   preset (benchmarks/end_to_end.py; `--e2e-cases` picks cases, `--e2e-repeats` the interleaved pairs);
 - a loaded machine (`--only loaded`, issue 28): the default run alone and beside four busy-loop processes
   (`python3 -c "while True: pass"`), nnexp's choice (threads from the free cores; passive OpenMP waits
-  where the cores are shared as it starts) vs nnexp as it was (OpenMP's default spin-wait, a thread per
-  core); the 1-minute load of every measurement beside it. Not in the default list: it keeps the machine
+  where the cores are shared as it starts) vs the same with torch's thread count (`trainer.threads=null`)
+  vs nnexp as it was (OpenMP's default spin-wait, a thread per core); the 1-minute load of every
+  measurement beside it. Not in the default list: it keeps the machine
   busy for minutes.
 - the presets' stated times (`--only presets`, issue 28): each lecture preset (or `--presets NAME...`) run
   whole, its 1-minute load before and after, and the time its header and docs/lectures.md state rewritten
@@ -447,6 +448,7 @@ def loaded_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     variants = {
         "nnexp": [sys.executable, "-m", "nnexp"],
+        "nnexp trainer.threads=null (torch's count)": [sys.executable, "-m", "nnexp", "trainer.threads=null"],
         f"before (OpenMP spin-wait, trainer.threads={cores})": [
             sys.executable, "-c", BEFORE, f"trainer.threads={cores}"
         ],
@@ -473,7 +475,7 @@ def loaded_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
             process.wait()
     rows = []
     median = {key: statistics.median(s for s, _, _ in runs) for key, runs in measured.items()}
-    nnexp, before = variants
+    before = list(variants)[-1]
     for name in variants:
         for (condition, measured_name), runs in measured.items():
             if measured_name != name:
@@ -481,7 +483,7 @@ def loaded_rows(sizes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
             seconds = median[condition, name]
             loads = ", ".join(f"{load:.2f}" for _, load, _ in runs)
             ratio = f"{seconds / median['alone', name]:.2f}x its time alone; " if condition != "alone" else ""
-            if name == nnexp:
+            if name != before:
                 ratio += f"before / nnexp {median[condition, before] / seconds:.2f}x; "
             rows.append(
                 {

@@ -16,6 +16,10 @@ import pytest
 # suite beside other work) spinning threads fight the ones doing the work, and torch's loops slow several
 # times over. Set before torch is imported here or in any run the tests start; the results do not change.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One torch thread in every run the tests start, however busy the machine: trainer.threads=auto takes fewer
+# threads when other work holds the cores, and a result's last digits depend on the count, so two runs a
+# test compares could otherwise differ (OMP_NUM_THREADS is the most auto takes, as a CI runner's would be).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig

@@ -84,7 +84,7 @@ def test_the_gpus_launcher_runs_one_job_per_gpu(monkeypatch):
 
 def test_a_four_job_parallel_sweep_on_two_gpus_gives_two_jobs_to_each_and_records_it(tmp_path):
     result = run_nnexp(
-        "-m", "hydra/launcher=gpus", "seed=0,1,2,3", "debug=smoke",
+        "-m", "hydra/launcher=gpus", "seed=0,1,2,3", "debug=smoke", "trainer.threads=null",
         cwd=tmp_path, env={devices.FAKE_GPU_COUNT_ENV: "2"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -74,7 +74,7 @@ def restore_threads():
 
 def test_speed_options_are_off_by_default_and_presets_set_threads_on_the_trainer():
     trainer = compose_config().trainer
-    assert (trainer.precision, trainer.compile, trainer.threads) == (32, False, None)
+    assert (trainer.precision, trainer.compile, trainer.threads) == (32, False, "auto")
     gru = compose_config("experiment=time_machine_gru")
     assert gru.trainer.threads == 1 and "threads" not in gru.device  # one key for threads: trainer.threads
 
@@ -164,7 +164,8 @@ def test_a_run_with_compile_trains_a_compiled_model_and_keeps_plain_checkpoints(
 
 def test_trainer_threads_sets_torchs_cpu_threads_and_null_leaves_them(tmp_path, restore_threads):
     torch.set_num_threads(3)
-    run(compose_config(*TINY_DIGITS, "trainer.epochs=1"), tmp_path / "default", Console(quiet=True))
+    run(compose_config(*TINY_DIGITS, "trainer.epochs=1", "trainer.threads=null"), tmp_path / "null",
+        Console(quiet=True))  # fmt: skip
     assert torch.get_num_threads() == 3
     run(compose_config(*TINY_DIGITS, "trainer.epochs=1", "trainer.threads=1"), tmp_path / "one",
         Console(quiet=True))  # fmt: skip

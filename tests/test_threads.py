@@ -175,12 +175,15 @@ def test_auto_threads_are_chosen_once_per_run_and_set_for_torch(monkeypatch):
     assert torch.get_num_threads() == 1
 
 
-def test_null_threads_keep_torchs_default_however_busy_the_machine(monkeypatch):
-    """The last digits of a result depend on the thread count: by default a rerun gets the same count."""
+def test_by_default_a_run_takes_the_free_cores_and_null_keeps_torchs_count_however_busy(monkeypatch):
+    """The last digits of a result depend on the thread count: with null every rerun gets the same count."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     torch.set_num_threads(2)
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert settle(compose_config()) == Choice(2, "torch's default: one per core")
+    assert settle(compose_config("trainer.threads=null")) == Choice(2, "torch's default: one per core")
     assert torch.get_num_threads() == 2
+    assert settle(compose_config()).threads == 1  # auto: none of the 2 cores is free
+    assert torch.get_num_threads() == 1
 
 
 def test_a_resumed_run_keeps_the_threads_it_started_with_so_its_numbers_continue_exactly(monkeypatch):
@@ -193,7 +196,7 @@ def test_a_resumed_run_keeps_the_threads_it_started_with_so_its_numbers_continue
 
 def test_a_resumed_run_trains_on_with_the_threads_it_was_stopped_with(tmp_path):
     torch.set_num_threads(1)  # null: torch's default, here one thread
-    first = nnexp.run(["debug=smoke", "device=cpu"], output_dir=tmp_path / "run")
+    first = nnexp.run(["debug=smoke", "device=cpu", "trainer.threads=null"], output_dir=tmp_path / "run")
     assert read_summary(first.run_dir)["provenance"]["threads"] == 1
     torch.set_num_threads(2)  # the machine it resumes on gives two
     resumed = resume_in_process(first.run_dir, "trainer.epochs=2", "force=true")

@@ -3,8 +3,8 @@
 Jobs a launcher runs at once (hydra/launcher=parallel, gpus, joblib) would otherwise all train on
 `cuda:0` and each start one thread per core. Job N of a sweep running K jobs at once takes slot N mod K
 (waiting while an earlier job still holds it), trains on GPU `slot mod G` of the G visible, and gets
-C // K of the C cores as torch threads (with trainer.threads=auto, F // K of the F cores other users'
-load leaves free: nnexp/train/threads.py; a number in trainer.threads wins). On a machine without
+F // K of the F cores other users' load leaves free as torch threads (trainer.threads=auto, the
+default: nnexp/train/threads.py; with null C // K of the C cores; a number wins). On a machine without
 a GPU only the threads are split. SLURM gives each submitit job its own GPUs and cores, so its jobs are
 left alone.
 """
@@ -102,7 +102,7 @@ def assigned(
 
 
 def job_threads(concurrent: int, threads: int | str | None) -> torch_threads.Choice:
-    """This job's share of the cores (of the free ones with trainer.threads=auto), chosen once it holds its
+    """This job's share of the free cores (of all of them with trainer.threads=null), chosen once it holds its
     slot (a number in trainer.threads wins).
     The sweep's other jobs put up to their own shares on the cores: that load is the sweep's, not another
     user's, so it is not counted against this job (it is still climbing while the first jobs start)."""

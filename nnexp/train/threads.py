@@ -1,12 +1,13 @@
 """How many CPU threads torch trains with, and why: summary.json's provenance records both.
 
-`trainer.threads=N` decides outright; null keeps torch's default (one per core), the same count on every
-run, as the last digits of a result depend on it. With `trainer.threads=auto` a run takes the cores it
-may run on (a taskset's or a container's CPU set, not the whole machine) less those the machine's load
-keeps busy. On a shared lab server or CI runner, threads beyond the free cores only queue for a core, and
-every parallel operation then waits for the thread that queued longest: beside four busy loops on 2
-cores, two threads made the default run 6.4x slower than alone. One thread per free core is what an idle
-machine gives (torch's own default, one per core), and fewer when the cores are taken.
+With `trainer.threads=auto`, the default, a run takes the cores it may run on (a taskset's or a
+container's CPU set, not the whole machine) less those the machine's load keeps busy. On a shared lab
+server or CI runner, threads beyond the free cores only queue for a core, and every parallel operation
+then waits for the thread that queued longest: beside four busy loops on 2 cores the default run took
+3.1x its time alone with two threads and 2.6x with one (benchmarks/RESULTS.md). One thread per free core
+is what an idle machine gives (torch's own default, one per core), and fewer when the cores are taken.
+The last digits of a result depend on the count, so summary.json records it and why;
+`trainer.threads=N` decides outright, and null keeps torch's default, the same count on every rerun.
 
 A parallel sweep (nnexp/sweep/devices.py) splits the free cores between the jobs it runs at once and hands
 each job its share here (`held`); the load its own jobs put on the cores is not counted against them.
@@ -52,7 +53,7 @@ def load_average() -> float | None:
         return None
 
 
-def running_now(samples: int = 5, interval_s: float = 0.005) -> float | None:
+def running_now(samples: int = 5, interval_s: float = 0.002) -> float | None:
     """Threads of other processes running or waiting for a core right now (Linux; None elsewhere), a mean
     of a few looks. Unlike the 1-minute average, it does not remember work that has just ended: a run
     started right after another sees the cores the other gave back."""
@@ -165,8 +166,8 @@ def settle(cfg: Any, kept: int | None = None) -> Choice:
     """The threads the run of `cfg` trains with, set for torch: trainer.threads when given; else `kept`, the
     threads a resumed run started with (another count sums in another order: the last digits would
     differ from the run never stopped), at most the cores this process may run on; else a parallel
-    sweep's share; else what the free cores allow. Decided once per run: the summary records the choice
-    before the experiment is built, and the build applies the same one."""
+    sweep's share; else what the free cores allow (auto) or torch's default (null). Decided once per run:
+    the summary records the choice before the experiment is built, and the build applies the same one."""
     global _settled
     if _settled is not None and _settled[0]() is cfg:
         return _settled[1]
@@ -181,7 +182,7 @@ def settle(cfg: Any, kept: int | None = None) -> Choice:
         )
     elif explicit == "auto":
         choice = _held or choose_here()
-    else:  # null: the same count on every run, busy machine or not (the last digits depend on it)
+    else:  # null: the same count on every rerun, busy machine or not (the last digits depend on it)
         choice = _held or Choice(torch.get_num_threads(), "torch's default: one per core")
 
     torch.set_num_threads(choice.threads)
