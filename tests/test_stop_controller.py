@@ -180,3 +180,28 @@ def test_off_the_main_thread_a_run_sets_no_handler_and_is_never_stopped():
     thread.start()
     thread.join()
     assert seen == [before, None]
+
+
+def test_a_stop_between_two_jobs_of_a_sweep_names_the_sweep_to_resume(tmp_path, monkeypatch):
+    """Between two jobs the process is starting again: the stop removes a folder nothing was written
+    into, and where a sweep's job has written its summary, says how to resume the sweep."""
+    from nnexp.cli.entry import said_at_stop
+    from nnexp.cli.hydra_hooks import claim_new_dir, release_claimed_dir
+
+    monkeypatch.chdir(tmp_path)
+    sweep = Path(claim_new_dir("outputs/multirun/2026-01-01/10-00-00")).absolute()
+    try:
+        assert said_at_stop(signal.SIGINT) == (
+            "nnexp: interrupted by SIGINT before the run began; nothing was kept"
+        )
+        assert not sweep.exists()
+        sweep = Path(claim_new_dir("outputs/multirun/2026-01-01/10-00-00")).absolute()
+        (sweep / "0").mkdir()
+        (sweep / "0" / "summary.json").write_text('{"status": "completed"}')
+        (sweep / "1").mkdir()  # the next job's folder, made by Hydra before the stop: resume runs it
+        assert said_at_stop(signal.SIGTERM) == (
+            f"nnexp: interrupted by SIGTERM; resume the sweep with: nnexp -m resume={sweep}"
+        )
+        assert (sweep / "0" / "summary.json").is_file()
+    finally:
+        release_claimed_dir(sweep)

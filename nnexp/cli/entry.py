@@ -22,8 +22,9 @@ import threading
 from typing import NoReturn
 
 from nnexp import stop  # standard library only, as the hooks are
-from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs
+from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_unstarted_dirs, started_sweeps
 from nnexp.cli.launch import keep_other_ranks_out  # standard library only
+from nnexp.errors import command_line  # standard library only
 from nnexp.train.threads import wait_passively_if_shared  # standard library only until a run starts
 
 
@@ -102,17 +103,28 @@ def _flushed(status: int) -> int:
 
 
 def stop_before_the_run(signum: int) -> None:
-    """SIGINT/SIGTERM while nnexp starts (imports, composing, claiming the folder): there is nothing to
-    save yet. Remove the folder claimed for the run, say so in one line, and exit with the signal's code.
+    """SIGINT/SIGTERM while nnexp starts (imports, composing, claiming the folder) or between two jobs of a
+    sweep: there is nothing to save yet. Remove the folder claimed for the run, say so in one line, and exit
+    with the signal's code.
 
     No exception is raised: one raised inside an import or Hydra's set-up surfaces as a stranger error.
     Nothing is imported either: a module interrupted half-way through its import cannot be imported again.
     """
+    os.write(2, f"{said_at_stop(signum)}\n".encode())
+    os._exit(128 + signum)
+
+
+def said_at_stop(signum: int) -> str:
+    """Release the folders no run has written into, and the line that says what the stop left: nothing,
+    or, between two jobs of a sweep, the sweep to resume."""
     try:
         released = release_unstarted_dirs()
+        sweeps = started_sweeps()
     except OSError:  # a folder already gone: exit all the same
-        released = []
+        released, sweeps = [], []
     said = f"nnexp: interrupted by {signal.Signals(signum).name}"
-    said += f" {NOTHING_KEPT}\n" if released else "\n"
-    os.write(2, said.encode())
-    os._exit(128 + signum)
+    if released:
+        said += f" {NOTHING_KEPT}"
+    if sweeps:
+        said += "; resume the sweep with: " + command_line("nnexp", "-m", f"resume={sweeps[0]}")
+    return said

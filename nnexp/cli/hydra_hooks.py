@@ -92,6 +92,17 @@ def release_unstarted_dirs() -> list[Path]:
     return unstarted
 
 
+def started_sweeps() -> list[Path]:
+    """The folders this process claimed for a sweep in which a job has begun (a summary.json below the
+    folder, none in it): a stop between two jobs names the sweep to resume."""
+    return [
+        folder
+        for folder in _CLAIMED
+        if not (folder / "summary.json").exists()
+        and any(found.parent != folder for found in folder.rglob("summary.json"))
+    ]
+
+
 def register_resolvers() -> None:
     from omegaconf import (
         OmegaConf,  # here, not above: the signal handler of a starting nnexp imports this module
@@ -119,4 +130,5 @@ __all__ = [
     "register_resolvers",
     "release_claimed_dir",
     "release_unstarted_dirs",
+    "started_sweeps",
 ]
