@@ -245,6 +245,25 @@ def test_a_run_whose_reader_closes_the_pipe_trains_on_and_completes(tmp_path):
     assert "epoch 5/5" in (folder / "nnexp.log").read_text()
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_run_whose_output_file_is_full_says_so_once_and_goes_on_while_a_tool_gets_the_error(capfd):
+    """`nnexp > /dev/full`: the run's console says once that standard output refused more and carries on
+    (its nnexp.log has every line); nnexp-report, whose output is its product, gets the error."""
+    from nnexp.runs.console import PlainLines
+
+    with open("/dev/full", "w") as full:
+        console = PlainLines(full, beside_a_log=True)
+        console.write("data: digits\n")
+        console.write("epoch 1/1\n")  # the descriptor now leads to the null device
+        console.flush()
+    assert capfd.readouterr().err == (
+        "nnexp: standard output refused more (No space left on device): the run goes on, "
+        "and what it says is in nnexp.log in its folder\n"
+    )
+    with pytest.raises(OSError, match="No space left"), open("/dev/full", "w") as full:
+        PlainLines(full).write("| run | val_loss |\n")
+
+
 def hydra_groups(loader, parent: str = "") -> dict[str, list[str]]:
     """What Hydra's own --help lists: every group but hydra/..., with its options."""
     from hydra.core.object_type import ObjectType

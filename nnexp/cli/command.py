@@ -306,7 +306,7 @@ def _unwrap_piped_console() -> None:
     if isinstance(rich.get_console().file, PlainLines):
         return
     width = {} if "COLUMNS" in os.environ else {"width": 160}
-    rich.reconfigure(file=PlainLines(sys.stdout), **width)
+    rich.reconfigure(file=PlainLines(sys.stdout, beside_a_log=True), **width)
 
 
 def _will_train(args: argparse.Namespace) -> bool:

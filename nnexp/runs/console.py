@@ -53,10 +53,14 @@ class PlainLines(io.TextIOBase):
 
     When its reader goes away (`nnexp | head`), the rest is dropped and the run goes on: what the
     console would have said is in the run's nnexp.log, and a closed pipe is no reason to lose a run.
+    With `beside_a_log` (a run's console), a stream that refuses more for another reason (a full disk,
+    `> /dev/full`) is said once on stderr and then dropped too; a tool whose output is its product
+    (nnexp-report) gets the error.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], beside_a_log: bool = False) -> None:
         self.stream = stream
+        self.beside_a_log = beside_a_log
         self._pending = ""
 
     def write(self, text: str) -> int:
@@ -76,9 +80,19 @@ class PlainLines(io.TextIOBase):
             action(*args)
             self.stream.flush()
         except BrokenPipeError:
-            # Point the descriptor at /dev/null, so the interpreter's last flush at exit fails no more.
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            self._drop_the_rest()
+        except OSError as error:
+            if not self.beside_a_log:
+                raise
+            self._drop_the_rest()
+            with contextlib.suppress(OSError, ValueError):  # stderr may be refused as well
+                os.write(2, f"nnexp: standard output refused more ({error.strerror}): the run goes on, "
+                         "and what it says is in nnexp.log in its folder\n".encode())  # fmt: skip
+
+    def _drop_the_rest(self) -> None:
+        # Point the descriptor at /dev/null, so the interpreter's last flush at exit fails no more.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
     def isatty(self) -> bool:
         return False

@@ -249,7 +249,7 @@ def _rank_main(
         from nnexp.runs.resume import log_into
 
         if width is not None:
-            rich.reconfigure(file=PlainLines(sys.stdout), width=width)
+            rich.reconfigure(file=PlainLines(sys.stdout, beside_a_log=True), width=width)
         log_into(Path(run_dir))
         _held_by_the_launcher(Path(run_dir))
     try:
