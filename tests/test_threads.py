@@ -300,3 +300,25 @@ def test_nnexp_run_from_python_sets_it_only_while_it_can_still_take_effect():
         "import torch, os; os.getloadavg = lambda: (4.0, 4.0, 4.0); import nnexp.api; print(os.environ)"
     )
     assert "OMP_WAIT_POLICY" not in _in_a_fresh_python(after_torch)
+
+
+def test_the_ranks_of_a_data_parallel_run_share_the_cores(monkeypatch):
+    """trainer.devices=2 on the CPU: each rank takes its share of the free cores (auto) or of all of them
+    (null), held for its run; a number, or a launcher's OMP_NUM_THREADS, decides instead."""
+    from nnexp.runs.launch import _share_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)
+    share = _share_threads(compose_config(), 2)
+    assert share == Choice(
+        1, "2 of 2 cores free (1-minute load 0.00, 0.00 of it this run's), split between 2 ranks"
+    )
+    with threads.held(share):
+        assert settle(compose_config()) == share
+    assert _share_threads(compose_config("trainer.threads=null"), 2) == Choice(
+        1, "2 cores split between 2 ranks"
+    )
+    assert _share_threads(compose_config("trainer.threads=2"), 2) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _share_threads(compose_config(), 2) is None

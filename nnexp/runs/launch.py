@@ -41,6 +41,7 @@ from nnexp.runs.end_of_run import NOTHING_DRAWN, EndOfRun
 from nnexp.runs.folder import RunFolder
 from nnexp.runs.result import RunResult
 from nnexp.train import distributed
+from nnexp.train import threads as torch_threads
 
 log = logging.getLogger("nnexp")
 
@@ -243,7 +244,7 @@ def _rank_main(
     os.setpgid(0, 0)  # a Ctrl-C in the terminal reaches the launcher, which passes it on once
     rank = int(os.environ["RANK"])
     cfg = OmegaConf.create(container)
-    _share_threads(cfg, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    share = _share_threads(cfg, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     if rank == 0:
         from nnexp.runs.console import PlainLines
         from nnexp.runs.resume import log_into
@@ -252,8 +253,9 @@ def _rank_main(
             rich.reconfigure(file=PlainLines(sys.stdout, beside_a_log=True), width=width)
         log_into(Path(run_dir))
         _held_by_the_launcher(Path(run_dir))
+    held = torch_threads.held(share) if share is not None else contextlib.nullcontext()
     try:
-        with stop.enter(stop.State.BUILDING):  # until the run's own states: a signal stops it at once
+        with held, stop.enter(stop.State.BUILDING):  # until the run's own states: a signal stops it at once
             result = as_rank(run, cfg, Path(run_dir), None, resume, end or NOTHING_DRAWN, assigned)
     except stop.TrainingInterrupted as interrupted:
         return ("interrupted", (interrupted.signum, interrupted.requeue)) if rank == 0 else None
@@ -272,12 +274,18 @@ def _held_by_the_launcher(run_dir: Path) -> None:
     folder._HELD.setdefault(run_dir.absolute(), -1)  # noqa: SLF001 - no descriptor of its own to close
 
 
-def _share_threads(cfg: DictConfig, local_ranks: int) -> None:
-    """The ranks on one machine share its cores (torchrun sets OMP_NUM_THREADS=1 for the same reason)."""
-    if cfg.trainer.get("threads") is None and "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_ranks))
+def _share_threads(cfg: DictConfig, local_ranks: int) -> torch_threads.Choice | None:
+    """This rank's share of the cores, held for its run: the ranks on one machine share them (torchrun sets
+    OMP_NUM_THREADS=1 for the same reason). With trainer.threads=auto, of the cores other work leaves
+    free; with null, of them all. A number in trainer.threads, or OMP_NUM_THREADS, decides instead."""
+    wanted = cfg.trainer.get("threads")
+    if wanted not in (None, "auto") or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = torch_threads.allowed_cores()
+    share = max(1, cores // local_ranks)
+    if wanted is None:
+        return torch_threads.Choice(share, f"{cores} cores split between {local_ranks} ranks")
+    return torch_threads.choose_here(local_ranks, siblings_load=(local_ranks - 1) * share, ranks=True)
 
 
 def _piped_width() -> int | None:

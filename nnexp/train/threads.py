@@ -97,6 +97,7 @@ def choose(
     jobs: int = 1,
     machine_cores: int | None = None,
     running: float | None = None,
+    ranks: bool = False,
 ) -> Choice:
     """Threads for one of `jobs` jobs running at once on `cores` cores, with the machine's 1-minute `load`
     of which `ours` is this process's own (and its sweep's other jobs'), and `running` other threads
@@ -104,8 +105,9 @@ def choose(
     ended, a single look misses work that pauses), rounded to whole cores, keeps that many cores busy; the
     rest are free (at least one, at most `cores`) and split between the jobs. Where this process may run
     on only `cores` of the `machine_cores` (a taskset, a SLURM job's CPU set), the others' load fills the
-    cores it may not use first: the load average is the machine's."""
-    split = f", split between {jobs} jobs at once" if jobs > 1 else ""
+    cores it may not use first: the load average is the machine's. `ranks`: the jobs are the ranks of one
+    data-parallel run."""
+    split = f", split between {jobs} {'ranks' if ranks else 'jobs at once'}" if jobs > 1 else ""
     if load is None:
         return Choice(max(1, cores // jobs), f"{cores} cores (no load average on this system){split}")
     others = max(0.0, load - ours)
@@ -120,20 +122,21 @@ def choose(
     free = min(cores, cores - math.floor(others + 0.5))
     whose = ""
     if ours >= 0.005:
-        whose = f", {min(ours, load):.2f} of it this {'sweep' if jobs > 1 else 'process'}'s"
+        group = ("run" if ranks else "sweep") if jobs > 1 else "process"
+        whose = f", {min(ours, load):.2f} of it this {group}'s"
     said = f"{free} of {cores} cores free" if free > 0 else f"none of {cores} cores free, one thread"
     why = f"{said} (1-minute load {load:.2f}{whose}{now}{elsewhere}){split}"
     return Choice(max(1, max(1, free) // jobs), why)
 
 
-def choose_here(jobs: int = 1, siblings_load: float = 0.0) -> Choice:
+def choose_here(jobs: int = 1, siblings_load: float = 0.0, ranks: bool = False) -> Choice:
     """`choose` for this machine now; `siblings_load`: what a parallel sweep's other jobs may add. A user's
     (or a launcher's) OMP_NUM_THREADS, torch's own limit, stays the most it takes."""
     running = running_now()
     if running is not None:
         running = max(0.0, running - siblings_load)
     ours = own_load() + siblings_load
-    choice = choose(allowed_cores(), load_average(), ours, jobs, os.cpu_count(), running)
+    choice = choose(allowed_cores(), load_average(), ours, jobs, os.cpu_count(), running, ranks)
     limit = os.environ.get("OMP_NUM_THREADS", "")
     if limit.isdigit() and 0 < int(limit) < choice.threads:
         return Choice(int(limit), f"{choice.why}; OMP_NUM_THREADS={limit}")
