@@ -162,14 +162,17 @@ def test_a_run_with_compile_trains_a_compiled_model_and_keeps_plain_checkpoints(
     assert not any(key.startswith("_orig_mod.") for key in checkpoint["model"])  # loads without compile
 
 
-def test_trainer_threads_sets_torchs_cpu_threads_and_null_leaves_them(tmp_path, restore_threads):
+def test_trainer_threads_sets_torchs_cpu_threads_for_the_run_and_gives_the_callers_back(
+    tmp_path, restore_threads
+):
     torch.set_num_threads(3)
-    run(compose_config(*TINY_DIGITS, "trainer.epochs=1", "trainer.threads=null"), tmp_path / "null",
-        Console(quiet=True))  # fmt: skip
-    assert torch.get_num_threads() == 3
-    run(compose_config(*TINY_DIGITS, "trainer.epochs=1", "trainer.threads=1"), tmp_path / "one",
-        Console(quiet=True))  # fmt: skip
-    assert torch.get_num_threads() == 1
+    one = run(compose_config(*TINY_DIGITS, "trainer.epochs=1", "trainer.threads=1"), tmp_path / "one",
+              Console(quiet=True))  # fmt: skip
+    assert one.summary["provenance"]["threads"] == 1
+    assert torch.get_num_threads() == 3  # a notebook's count, or torch's, is back after the run
+    null = run(compose_config(*TINY_DIGITS, "trainer.epochs=1", "trainer.threads=null"), tmp_path / "null",
+               Console(quiet=True))  # fmt: skip
+    assert null.summary["provenance"]["threads"] == 3  # not the run before's 1
 
 
 def test_evaluation_runs_under_inference_mode():

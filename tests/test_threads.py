@@ -190,7 +190,11 @@ def test_a_resumed_run_keeps_the_threads_it_started_with_so_its_numbers_continue
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # the choice now would be 1
     assert settle(compose_config(), kept=2) == Choice(2, "kept from the start of the run it resumes (2)")
-    assert settle(compose_config(), kept=8).threads == 2  # resumed where fewer cores are allowed
+    assert settle(compose_config(), kept=8) == Choice(  # resumed where fewer cores are allowed
+        2,
+        "kept from the start of the run it resumes (8), cut to the 2 cores this process may run on",
+        started_with=8,
+    )
     assert settle(compose_config("trainer.threads=1"), kept=2).threads == 1  # an override still wins
 
 
@@ -205,7 +209,7 @@ def test_a_resumed_run_trains_on_with_the_threads_it_was_stopped_with(tmp_path):
         1,
         "kept from the start of the run it resumes (1)",
     )
-    assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2  # the caller's count, back after the run
 
 
 def test_a_parallel_sweep_jobs_share_is_its_runs_choice(monkeypatch):
@@ -322,3 +326,44 @@ def test_the_ranks_of_a_data_parallel_run_share_the_cores(monkeypatch):
     assert _share_threads(compose_config("trainer.threads=2"), 2) is None
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert _share_threads(compose_config(), 2) is None
+
+
+@pytest.mark.parametrize(("value", "limit"), [("1", 1), (" 2 ", 2), ("+1", 1), ("1,2", 1), ("8", 8)])
+def test_omp_num_threads_caps_auto_as_openmp_reads_it(monkeypatch, value, limit):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert choose_here() == Choice(
+        limit, f"16 of 16 cores free (1-minute load 0.00); OMP_NUM_THREADS={value.strip()}"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "", "1_0", "٣"])
+def test_a_value_openmp_refuses_sets_no_limit(value):
+    assert threads.omp_thread_limit(value) is None
+
+
+def test_a_resume_on_fewer_cores_says_so_and_the_next_resume_goes_back_to_the_count_it_started_with(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    torch.set_num_threads(2)
+    first = nnexp.run(["debug=smoke", "device=cpu", "trainer.threads=null"], output_dir=tmp_path / "run")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # taskset -c 0
+    resumed = resume_in_process(first.run_dir, "trainer.epochs=2", "force=true")
+    recorded = read_summary(resumed.run_dir)["provenance"]
+    assert (recorded["threads"], recorded["threads_chosen"], recorded["threads_started"]) == (
+        1,
+        "kept from the start of the run it resumes (2), cut to the 1 core this process may run on",
+        2,
+    )
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    again = resume_in_process(first.run_dir, "trainer.epochs=3", "force=true")
+    recorded = read_summary(again.run_dir)["provenance"]
+    assert (recorded["threads"], recorded["threads_chosen"]) == (
+        2,
+        "kept from the start of the run it resumes (2)",
+    )
+    assert "threads_started" not in recorded

@@ -33,6 +33,7 @@ def provenance(cfg: DictConfig, kept_threads: int | None = None) -> dict[str, An
         "cpu_count": os.cpu_count(),
         "threads": threads.threads,
         "threads_chosen": threads.why,  # "2 of 2 cores free (1-minute load 0.10)", "trainer.threads=1"
+        **({"threads_started": threads.started_with} if threads.started_with else {}),
     }
 
 

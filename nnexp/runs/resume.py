@@ -155,9 +155,13 @@ class Resumed:
     @property
     def threads(self) -> int | None:
         """The CPU threads the stopped run trained with: a resume keeps them, so its sums run in the same
-        order and its numbers continue exactly (nnexp/train/threads.py)."""
-        threads = (self.previous.provenance or {}).get("threads")
-        return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
+        order and its numbers continue exactly (nnexp/train/threads.py). Where a resume had fewer cores, the
+        count the run started with (`threads_started`)."""
+        recorded = self.previous.provenance or {}
+        for threads in (recorded.get("threads_started"), recorded.get("threads")):  # a folder is untrusted
+            if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+                return threads
+        return None
 
     @property
     def completed(self) -> bool:

@@ -44,6 +44,7 @@ from nnexp.train.losses import resolve_loss_name
 from nnexp.train.memory import refuse_what_does_not_fit
 from nnexp.train.metrics import better
 from nnexp.train.safeguards import Diverged, StopOnSignal, TrainingInterrupted
+from nnexp.train.threads import given_back as threads_given_back
 
 log = logging.getLogger("nnexp")
 
@@ -60,15 +61,14 @@ def run(
 ) -> RunResult:
     """Train and evaluate the experiment `cfg` describes, writing every record into `run_dir`.
 
-    With `resume`, continue from the checkpoint in `run_dir` instead of starting afresh. The folder is
-    locked while this process writes it: a second process on it is refused in one line. `end` draws
-    the pictures and the page (nnexp.look.end_of_run.DRAWN; none by default); `assigned` is a parallel
-    sweep job's own GPU and threads, recorded in the summary.
+    With `resume`, continue from the checkpoint in `run_dir`. The folder is locked while this process
+    writes it: a second process on it is refused in one line. `end` draws the pictures and the page (none
+    by default); `assigned`: a parallel sweep job's own GPU and threads. torch's threads are given back.
     """
     if on_devices(cfg, run_dir, resume):  # trainer.devices > 1: its ranks run it (runs/launch.py)
         return run_on_devices(run, cfg, run_dir, console, resume, end, assigned)
     folder = RunFolder(run_dir)
-    with folder.lock():
+    with folder.lock(), threads_given_back():
         resumed = Resumed.load(folder, cfg) if resume else None
         return _run(cfg, folder, console or rich.get_console(), resumed, end, assigned)
 

@@ -34,6 +34,7 @@ _settled: tuple[weakref.ref, Choice] | None = None  # the last run's config and 
 class Choice:
     threads: int
     why: str  # e.g. "2 of 2 cores free (1-minute load 0.10)"; "trainer.threads=1"
+    started_with: int | None = None  # a resumed run's count from its start, where fewer cores allow fewer
 
 
 def allowed_cores() -> int:
@@ -137,10 +138,17 @@ def choose_here(jobs: int = 1, siblings_load: float = 0.0, ranks: bool = False) 
         running = max(0.0, running - siblings_load)
     ours = own_load() + siblings_load
     choice = choose(allowed_cores(), load_average(), ours, jobs, os.cpu_count(), running, ranks)
-    limit = os.environ.get("OMP_NUM_THREADS", "")
-    if limit.isdigit() and 0 < int(limit) < choice.threads:
-        return Choice(int(limit), f"{choice.why}; OMP_NUM_THREADS={limit}")
+    limit = omp_thread_limit(os.environ.get("OMP_NUM_THREADS", ""))
+    if limit is not None and limit < choice.threads:
+        return Choice(limit, f"{choice.why}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS'].strip()}")
     return choice
+
+
+def omp_thread_limit(value: str) -> int | None:
+    """The threads OMP_NUM_THREADS allows, read as OpenMP reads it: " 2 ", "+2" and the first level of a
+    nested "2,1" are 2; a value OpenMP refuses (0, -3, "abc") sets no limit, as there."""
+    first = value.split(",", 1)[0].strip().removeprefix("+")
+    return int(first) if first.isdigit() and first.isascii() and int(first) > 0 else None
 
 
 def wait_passively_if_shared(environ: MutableMapping[str, str]) -> None:
@@ -152,6 +160,21 @@ def wait_passively_if_shared(environ: MutableMapping[str, str]) -> None:
     default run 1.35x slower alone, benchmarks/RESULTS.md)."""
     if "OMP_WAIT_POLICY" not in environ and choose_here().threads < allowed_cores():
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+@contextlib.contextmanager
+def given_back() -> Iterator[None]:
+    """A run sets torch's thread count for itself (`settle`); the caller's count comes back as it ends, so
+    the next run in the process (a sweep's next job, a notebook's next cell) starts from the same count:
+    with trainer.threads=null, torch's own."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -180,9 +203,11 @@ def settle(cfg: Any, kept: int | None = None) -> Choice:
     if explicit and explicit != "auto":
         choice = Choice(int(explicit), f"trainer.threads={int(explicit)}")
     elif kept:
-        choice = Choice(
-            min(int(kept), allowed_cores()), f"kept from the start of the run it resumes ({kept})"
-        )
+        choice = Choice(int(kept), f"kept from the start of the run it resumes ({kept})")
+        if kept > allowed_cores():  # the next resume, given the cores, goes back to `kept`
+            cores = f"{allowed_cores()} core{'s' if allowed_cores() > 1 else ''}"
+            cut = f"{choice.why}, cut to the {cores} this process may run on"
+            choice = Choice(allowed_cores(), cut, started_with=int(kept))
     elif explicit == "auto":
         choice = _held or choose_here()
     else:  # null: the same count on every rerun, busy machine or not (the last digits depend on it)
