@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,17 +31,21 @@ def two_ranks(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("two_ranks")
     scratch = root / "tmp"
     scratch.mkdir()
-    before = os.environ.get("TMPDIR")
+    before, tempdir_before = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"] = str(scratch)  # read by the ranks, which start after this
+    tempfile.tempdir = str(scratch)  # and by this process, the ranks' launcher
     try:
         result = nnexp.run(list(TWO_RANKS), output_dir=root / "run")
     finally:
+        tempfile.tempdir = tempdir_before
         if before is None:
             del os.environ["TMPDIR"]
         else:
             os.environ["TMPDIR"] = before
     assert result.status == "completed"
     assert list(scratch.glob("nnexp-rank-*")) == []  # the other rank's scratch folder is gone with it
+    assert list(scratch.glob("nnexp-ranks-*")) == []  # and the launcher's logs (torch's own: never removed)
+    assert list(scratch.glob("torchelastic_*")) == []
     return root / "run"
 
 

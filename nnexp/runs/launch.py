@@ -151,6 +151,7 @@ def _launch(
     end: EndOfRun,
     assigned: dict[str, Any] | None,
 ) -> RunResult:
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     trainer = cfg.trainer
@@ -171,6 +172,8 @@ def _launch(
         max_restarts=0,  # a failed rank fails the run: its checkpoint is there to resume from
         monitor_interval=0.1,
         start_method="spawn",
+        # torch's own default is a new /tmp/torchelastic_* folder per run, never removed
+        logs_specs=DefaultLogsSpecs(log_dir=tempfile.mkdtemp(prefix="nnexp-ranks-")),
         **rendezvous,
     )
     log.info("starting %d ranks (%d per machine, %s)", nodes * per_node, per_node, _backend(cfg))
@@ -211,6 +214,7 @@ def _launch(
                 launcher.join(0.1)
     finally:
         elastic_logger.setLevel(quiet_before)
+        shutil.rmtree(config.logs_specs.root_log_dir, ignore_errors=True)  # type: ignore[union-attr]
     if "raised" in outcome:
         if asked:  # a worker stopped before its run could answer the signal (still importing)
             raise stop.TrainingInterrupted(asked[0]) from outcome["raised"]
