@@ -20,7 +20,7 @@ from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_claimed_dir
 from nnexp.cli.usage import asks_for_help, help_text, one_command_at_a_time
 from nnexp.errors import ENVIRONMENT_EXIT_CODE, ConfigError, UserError, command_line, exit_with
 from nnexp.paths import CONFIG_DIR
-from nnexp.sweep.workers import SWEEP_PID_ENV, stop_when_orphaned, sweep_is_gone
+from nnexp.sweep.workers import SWEEP_PID_ENV, job_running, stop_when_orphaned, sweep_is_gone
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -116,7 +116,8 @@ def _job(cfg: DictConfig) -> float | None:
     again = resumed_job(cfg, run_dir) if multirun else None  # in `nnexp -m resume=SWEEP_FOLDER`
     if again is not None and again.skip:
         return again.objective
-    with _assigned_in_sweep(cfg, run_dir) if multirun else contextlib.nullcontext():
+    assigned = _assigned_in_sweep(cfg, run_dir) if multirun else contextlib.nullcontext()
+    with assigned, job_running():  # a worker whose sweep is gone leaves once this has ended
         if again is not None and again.resume:
             result = _run_or_exit(again.cfg, run_dir, multirun=True, resume=True)
         else:

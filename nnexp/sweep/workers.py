@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("nnexp")
@@ -15,6 +17,7 @@ log = logging.getLogger("nnexp")
 SWEEP_PID_ENV = "NNEXP_SWEEP_PID"  # set by the sweep's own process, inherited by its workers
 _watching = False
 _sweep_gone = threading.Event()
+_job_running = threading.Event()
 
 
 def sweep_is_gone() -> bool:
@@ -22,10 +25,22 @@ def sweep_is_gone() -> bool:
     return _sweep_gone.is_set()
 
 
-def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float = 20.0) -> None:
-    """In a sweep's worker process: once the sweep's process is gone, stop as on SIGTERM, then exit.
+@contextlib.contextmanager
+def job_running() -> Iterator[None]:
+    """Around a job in a sweep's worker: a worker whose sweep is gone leaves as soon as its job has ended."""
+    _job_running.set()
+    try:
+        yield
+    finally:
+        _job_running.clear()
 
-    A joblib worker outlives a killed parent and would go on starting jobs nobody waits for.
+
+def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float = 20.0) -> None:
+    """In a sweep's worker process: once the sweep's process is gone, stop as on SIGTERM, then exit once
+    the job has saved its checkpoint and ended (at most `grace_s` later).
+
+    A joblib worker outlives a killed parent and would go on starting jobs nobody waits for, or wait
+    for new ones that never come.
     """
     global _watching
     if _watching or sweep_pid == os.getpid():
@@ -40,7 +55,9 @@ def stop_when_orphaned(sweep_pid: int, interval_s: float = 1.0, grace_s: float =
         log.warning("the sweep's process %d is gone: stopping this job", sweep_pid)
         _sweep_gone.set()
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(grace_s)
+        given_up = time.monotonic() + grace_s
+        while _job_running.is_set() and time.monotonic() < given_up:
+            time.sleep(0.05)
         os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="nnexp-orphan-watch", daemon=True).start()
