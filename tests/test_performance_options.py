@@ -94,6 +94,20 @@ def test_bad_speed_settings_are_refused_by_key(override, key):
         check_config(compose_config(override))
 
 
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ('trainer.threads="2"', 'trainer.threads="2" is not allowed'),  # text, though it reads as 2
+        ('trainer.threads=""', 'trainer.threads="" is not allowed'),
+        ("trainer.threads=two", "trainer.threads=two is not allowed"),
+    ],
+)
+def test_a_refused_value_that_is_text_looking_like_a_number_is_shown_quoted(override, said):
+    with pytest.raises(ConfigError) as refused:
+        check_config(compose_config(override))
+    assert str(refused.value).startswith(said)
+
+
 @pytest.mark.parametrize("override", ["trainer.precision=bf16", "trainer.precision=32", "trainer.threads=2"])
 def test_good_speed_settings_pass_the_checks(override):
     check_config(compose_config(override))

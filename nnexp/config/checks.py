@@ -433,4 +433,16 @@ def _show(value: Any) -> str:
         return "[" + ",".join(str(v) for v in value) + "]"  # as typed: [sigmoid,relu]
     if isinstance(value, (DictConfig, ListConfig)):
         return str(OmegaConf.to_container(value)).replace(" ", "")
+    if isinstance(value, str) and _read_as_other_than_text(value):
+        return f'"{value}"'  # 'trainer.threads="2"' (text), not 2 the number it looks like
     return str(value)
+
+
+def _read_as_other_than_text(text: str) -> bool:
+    """Whether `text` typed bare would be a number, a bool or null rather than the text it is."""
+    import yaml
+
+    try:
+        return not isinstance(yaml.safe_load(text), str)
+    except yaml.YAMLError:
+        return False
