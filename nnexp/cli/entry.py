@@ -54,7 +54,11 @@ def console() -> NoReturn:
         code = leaving.code
     else:
         code = 0
-    if threading.active_count() > 1:  # a launcher's threads to join first: Python's own exit does that
+    # A launcher's threads to join first: Python's own exit does that. A daemon thread (matplotlib's import
+    # in the background, say) is left behind by either; Python's teardown of the modules around it could
+    # abort the process ("terminate called without an active exception", exit -6, once in a CI suite).
+    others = [thread for thread in threading.enumerate() if thread is not threading.current_thread()]
+    if any(thread.is_alive() and not thread.daemon for thread in others):
         sys.exit(code)
     atexit._run_exitfuncs()
     os._exit(_flushed(_exit_status(code)))
