@@ -205,3 +205,16 @@ def test_a_stop_between_two_jobs_of_a_sweep_names_the_sweep_to_resume(tmp_path, 
         assert (sweep / "0" / "summary.json").is_file()
     finally:
         release_claimed_dir(sweep)
+
+
+def test_a_stop_while_a_resumed_sweep_runs_no_job_here_names_it_again(tmp_path, monkeypatch):
+    """`nnexp -m resume=SWEEP` on the parallel launcher: its own process runs no job, so a stop finds it
+    starting; the sweep folder is not claimed (it holds runs), and is named all the same."""
+    from nnexp.cli import hydra_hooks
+    from nnexp.cli.entry import said_at_stop
+
+    monkeypatch.setattr(hydra_hooks, "_RESUMED", [])
+    hydra_hooks.resuming_sweep(tmp_path / "sweep")
+    assert said_at_stop(signal.SIGINT) == (
+        f"nnexp: interrupted by SIGINT; resume the sweep with: nnexp -m resume={tmp_path / 'sweep'}"
+    )

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_claimed_dir
+from nnexp.cli.hydra_hooks import NOTHING_KEPT, release_claimed_dir, resuming_sweep
 from nnexp.cli.usage import asks_for_help, help_text, one_command_at_a_time
 from nnexp.errors import ENVIRONMENT_EXIT_CODE, ConfigError, UserError, command_line, exit_with
 from nnexp.paths import CONFIG_DIR
@@ -278,9 +278,13 @@ def _resume_sweep(overrides: list[str]) -> None:
         replayed = replay_trials(sweep.folder, sweep.recorded)
         sys.stderr.write(f"nnexp: the search replays its {replayed} launched trials first\n")
     done = drop_lines_to_rewrite(sweep.folder)
-    sys.stderr.write(
-        f"nnexp: resuming the sweep in {sweep.folder}: {done} completed jobs are kept as they are\n"
+    kept = (
+        f"{done} completed job is kept as it is"
+        if done == 1
+        else f"{done} completed jobs are kept as they are"
     )
+    sys.stderr.write(f"nnexp: resuming the sweep in {sweep.folder}: {kept}\n")
+    resuming_sweep(sweep.folder)  # a stop while no job runs says how to resume it again
     os.environ[RESUMING_ENV] = str(sweep.folder)
     os.environ[SWEEP_PID_ENV] = str(os.getpid())
     _unwrap_piped_console()

@@ -13,6 +13,7 @@ from nnexp.runs.latest import forget_latest, point_latest  # standard library on
 NOTHING_KEPT = "before the run began; nothing was kept"  # what a stop says once it removed the folder
 _CLAIMED: dict[Path, list[Path]] = {}  # folder claimed by this process -> the parents it created
 _FOUND: dict[Path, set[str]] = {}  # a claimed folder that existed already -> the names it held then
+_RESUMED: list[Path] = []  # the sweep folder `nnexp -m resume=` continues (not claimed: it holds runs)
 
 
 def claim_new_dir(path: str) -> str:
@@ -92,15 +93,21 @@ def release_unstarted_dirs() -> list[Path]:
     return unstarted
 
 
+def resuming_sweep(folder: Path) -> None:
+    """`nnexp -m resume=FOLDER` continues the sweep in `folder`: a stop names it again."""
+    _RESUMED.append(folder.absolute())
+
+
 def started_sweeps() -> list[Path]:
-    """The folders this process claimed for a sweep in which a job has begun (a summary.json below the
+    """The sweep folders this process resumes, or claimed and began a job in (a summary.json below the
     folder, none in it): a stop between two jobs names the sweep to resume."""
-    return [
+    begun = [
         folder
         for folder in _CLAIMED
         if not (folder / "summary.json").exists()
         and any(found.parent != folder for found in folder.rglob("summary.json"))
     ]
+    return [*_RESUMED, *begun]
 
 
 def register_resolvers() -> None:
@@ -130,5 +137,6 @@ __all__ = [
     "register_resolvers",
     "release_claimed_dir",
     "release_unstarted_dirs",
+    "resuming_sweep",
     "started_sweeps",
 ]
