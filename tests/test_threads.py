@@ -8,6 +8,7 @@ The `nnexp` command tells OpenMP's idle threads to wait passively before torch i
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -180,7 +181,9 @@ def test_by_default_a_run_takes_the_free_cores_and_null_keeps_torchs_count_howev
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     torch.set_num_threads(2)
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert settle(compose_config("trainer.threads=null")) == Choice(2, "torch's default: one per core")
+    assert settle(compose_config("trainer.threads=null")) == Choice(
+        2, "trainer.threads=null: torch's own count"
+    )
     assert torch.get_num_threads() == 2
     assert settle(compose_config()).threads == 1  # auto: none of the 2 cores is free
     assert torch.get_num_threads() == 1
@@ -367,3 +370,16 @@ def test_a_resume_on_fewer_cores_says_so_and_the_next_resume_goes_back_to_the_co
         "kept from the start of the run it resumes (2)",
     )
     assert "threads_started" not in recorded
+
+
+@pytest.mark.parametrize("recorded", [99999999999999999999999, 2**31, 4097, 0, -1, True, "2", 1.5, [2], None])
+def test_a_thread_count_a_run_folder_cannot_mean_is_not_kept(tmp_path, recorded):
+    """A run folder is untrusted: a count no machine has is not carried into the resume's record."""
+    torch.set_num_threads(2)
+    first = nnexp.run(["debug=smoke", "device=cpu", "trainer.threads=null"], output_dir=tmp_path / "run")
+    summary = json.loads((first.run_dir / "summary.json").read_text())
+    summary["provenance"]["threads"] = summary["provenance"]["threads_started"] = recorded
+    (first.run_dir / "summary.json").write_text(json.dumps(summary))
+    resumed = resume_in_process(first.run_dir, "trainer.epochs=2", "force=true")
+    provenance = read_summary(resumed.run_dir)["provenance"]
+    assert "threads_started" not in provenance and str(recorded) not in provenance["threads_chosen"]

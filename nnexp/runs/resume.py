@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nnexp")
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
+MOST_THREADS = 4096  # a thread count a run folder may hold: 4 per core of the largest machines, and more
 
 
 def is_resume(overrides: list[str]) -> bool:
@@ -159,7 +160,7 @@ class Resumed:
         count the run started with (`threads_started`)."""
         recorded = self.previous.provenance or {}
         for threads in (recorded.get("threads_started"), recorded.get("threads")):  # a folder is untrusted
-            if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+            if isinstance(threads, int) and not isinstance(threads, bool) and 0 < threads <= MOST_THREADS:
                 return threads
         return None
 

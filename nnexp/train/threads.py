@@ -211,7 +211,7 @@ def settle(cfg: Any, kept: int | None = None) -> Choice:
     elif explicit == "auto":
         choice = _held or choose_here()
     else:  # null: the same count on every rerun, busy machine or not (the last digits depend on it)
-        choice = _held or Choice(torch.get_num_threads(), "torch's default: one per core")
+        choice = _held or Choice(torch.get_num_threads(), "trainer.threads=null: torch's own count")
 
     torch.set_num_threads(choice.threads)
     _settled = (weakref.ref(cfg), choice)
