@@ -4,7 +4,7 @@ With `trainer.threads=auto`, the default, a run takes the cores it may run on (a
 container's CPU set, not the whole machine) less those the machine's load keeps busy. On a shared lab
 server or CI runner, threads beyond the free cores only queue for a core, and every parallel operation
 then waits for the thread that queued longest: beside four busy loops on 2 cores the default run took
-3.1x its time alone with two threads and 2.6x with one (benchmarks/RESULTS.md). One thread per free core
+2.7-3.1x its time alone with two threads and 2.6x with one (benchmarks/RESULTS.md). One thread per free core
 is what an idle machine gives (torch's own default, one per core), and fewer when the cores are taken.
 The last digits of a result depend on the count, so summary.json records it and why;
 `trainer.threads=N` decides outright, and null keeps torch's default, the same count on every rerun.
