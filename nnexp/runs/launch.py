@@ -285,11 +285,7 @@ def _share_threads(cfg: DictConfig, local_ranks: int) -> torch_threads.Choice | 
     wanted = cfg.trainer.get("threads")
     if wanted not in (None, "auto") or "OMP_NUM_THREADS" in os.environ:
         return None
-    cores = torch_threads.allowed_cores()
-    share = max(1, cores // local_ranks)
-    if wanted is None:
-        return torch_threads.Choice(share, f"{cores} cores split between {local_ranks} ranks")
-    return torch_threads.choose_here(local_ranks, siblings_load=(local_ranks - 1) * share, ranks=True)
+    return torch_threads.split_between(local_ranks, free_only=wanted == "auto", ranks=True)
 
 
 def _piped_width() -> int | None:

@@ -103,17 +103,10 @@ def assigned(
 
 def job_threads(concurrent: int, threads: int | str | None) -> torch_threads.Choice:
     """This job's share of the free cores (of all of them with trainer.threads=null), chosen once it holds its
-    slot (a number in trainer.threads wins).
-    The sweep's other jobs put up to their own shares on the cores: that load is the sweep's, not another
-    user's, so it is not counted against this job (it is still climbing while the first jobs start)."""
+    slot (a number in trainer.threads wins)."""
     if threads and threads != "auto":
         return torch_threads.Choice(int(threads), f"trainer.threads={int(threads)}")
-    if threads is None:  # the same share whatever else runs: C // K of the C cores
-        return torch_threads.Choice(
-            max(1, cpu_cores() // concurrent), f"{cpu_cores()} cores split between {concurrent} jobs at once"
-        )
-    siblings = (concurrent - 1) * max(1, cpu_cores() // concurrent)
-    return torch_threads.choose_here(jobs=concurrent, siblings_load=siblings)
+    return torch_threads.split_between(concurrent, free_only=threads == "auto")
 
 
 def job_assignment() -> dict[str, Any] | None:

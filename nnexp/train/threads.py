@@ -162,6 +162,18 @@ def wait_passively_if_shared(environ: MutableMapping[str, str]) -> None:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+def split_between(jobs: int, free_only: bool, ranks: bool = False) -> Choice:
+    """One share of the cores for each of `jobs` running at once (a parallel sweep's jobs, or the `ranks`
+    of one data-parallel run): of the free cores (`free_only`, trainer.threads=auto) or of them all (null).
+    The other jobs put up to their own shares on the cores: that load is theirs, not another user's, so it
+    is not counted against this one (it is still climbing while the first jobs start)."""
+    cores = allowed_cores()
+    share = max(1, cores // jobs)
+    if not free_only:  # the same share whatever else runs: C // K of the C cores
+        return Choice(share, f"{cores} cores split between {jobs} {'ranks' if ranks else 'jobs at once'}")
+    return choose_here(jobs, siblings_load=(jobs - 1) * share, ranks=ranks)
+
+
 @contextlib.contextmanager
 def given_back() -> Iterator[None]:
     """A run sets torch's thread count for itself (`settle`); the caller's count comes back as it ends, so
